@@ -1,0 +1,217 @@
+package redmetrics
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/meshlens/meshlens/model"
+	"github.com/meshlens/meshlens/storage/metricstore"
+)
+
+func openStore(t *testing.T, dir string) *metricstore.Store {
+	t.Helper()
+	s, err := metricstore.Open(metricstore.Config{Path: dir, Retention: 24 * time.Hour}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func instant(t *testing.T, s *metricstore.Store, q string, ts time.Time) promql.Vector {
+	t.Helper()
+	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e7, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	qry, err := eng.NewInstantQuery(context.Background(), s, nil, q, ts)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	res := qry.Exec(context.Background())
+	if res.Err != nil {
+		t.Fatalf("%s: %v", q, res.Err)
+	}
+	v, err := res.Vector()
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
+}
+
+func scalarOf(t *testing.T, v promql.Vector, q string) float64 {
+	t.Helper()
+	if len(v) != 1 {
+		t.Fatalf("%s: want 1 sample, got %d: %v", q, len(v), v)
+	}
+	return v[0].F
+}
+
+func call(src, dst string, dp model.DetectPoint, code int, dur time.Duration) model.Call {
+	return model.Call{
+		Source:      model.Identity{Service: src, Namespace: "default", Workload: src + "-v1", Version: "v1", Instance: src + "-pod"},
+		Destination: model.Identity{Service: dst, Namespace: "default", Workload: dst + "-v1", Version: "v1", Instance: dst + "-pod"},
+		Endpoint:    "GET:/x",
+		Duration:    dur, StatusCode: code, GRPCStatus: -1,
+		Protocol: model.ProtocolHTTP, TLS: model.TLSMutual, DetectPoint: dp,
+		RequestBytes: 100, ResponseBytes: 2000,
+	}
+}
+
+func TestAggregatorIstioMetrics(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	cfg := DefaultConfig()
+	a := New(cfg, s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	var calls []model.Call
+	// 90 OK calls of 20ms and 10 failures of 300ms reported by the server,
+	// the same 100 also reported by the client.
+	for i := 0; i < 100; i++ {
+		code, d := 200, 20*time.Millisecond
+		if i%10 == 0 {
+			code, d = 503, 300*time.Millisecond
+		}
+		calls = append(calls, call("productpage", "reviews", model.DetectServer, code, d))
+		calls = append(calls, call("productpage", "reviews", model.DetectClient, code, d))
+	}
+	if err := a.ConsumeCalls(context.Background(), calls); err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Now().Truncate(time.Second)
+	if err := a.Flush(context.Background(), ts); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		q    string
+		want float64
+	}{
+		{`sum(istio_requests_total{reporter="destination",destination_service_name="reviews"})`, 100},
+		{`sum(istio_requests_total{reporter="source",connection_security_policy="unknown"})`, 100},
+		{`sum(istio_requests_total{reporter="destination",connection_security_policy="mutual_tls"})`, 100},
+		{`sum(istio_requests_total{reporter="destination",response_code="503"})`, 10},
+		{`sum(istio_request_duration_milliseconds_bucket{reporter="destination",le="25"})`, 90},
+		{`sum(istio_request_duration_milliseconds_bucket{reporter="destination",le="+Inf"})`, 100},
+		{`sum(istio_request_duration_milliseconds_sum{reporter="destination"})`, 90*20 + 10*300},
+		{`sum(istio_request_bytes_sum{reporter="destination"})`, 100 * 100},
+		{`sum(istio_response_bytes_count{reporter="destination"})`, 100},
+		{`sum(meshlens_service_calls_total{service="reviews",detect_point="server"})`, 100},
+		{`sum(meshlens_service_errors_total{service="reviews",detect_point="server"})`, 10},
+		{`sum(meshlens_service_apdex_satisfied_total{service="reviews",detect_point="server"})`, 90},
+		{`sum(meshlens_service_relation_calls_total{source_service="productpage",destination_service="reviews",detect_point="client",tls="mtls"})`, 100},
+		{`sum(meshlens_instance_relation_calls_total{source_instance="productpage-pod",destination_instance="reviews-pod",detect_point="server"})`, 100},
+		{`sum(meshlens_endpoint_calls_total{endpoint="GET:/x",detect_point="server"})`, 100},
+		// Reported from both sides, counted once.
+		{`sum(traces_service_graph_request_total{client="productpage",server="reviews"})`, 100},
+		{`sum(traces_service_graph_request_failed_total{client="productpage",server="reviews"})`, 10},
+		{`sum(traces_service_graph_request_client_seconds_count{client="productpage",server="reviews"})`, 100},
+	}
+	for _, c := range cases {
+		if got := scalarOf(t, instant(t, s, c.q, ts), c.q); got != c.want {
+			t.Errorf("%s = %v, want %v", c.q, got, c.want)
+		}
+	}
+	// The 0.5 quantile lies in the (10, 25] bucket.
+	q := `histogram_quantile(0.5, sum by (le) (istio_request_duration_milliseconds_bucket{reporter="destination"}))`
+	if got := scalarOf(t, instant(t, s, q, ts), q); got <= 10 || got > 25 {
+		t.Errorf("%s = %v, want within (10,25]", q, got)
+	}
+	// TCP metrics have no response_code.
+	tcp := call("ratings", "mongodb", model.DetectClient, 0, time.Second)
+	tcp.Protocol, tcp.RequestBytes, tcp.ResponseBytes = model.ProtocolTCP, 10, 20
+	_ = a.ConsumeCalls(context.Background(), []model.Call{tcp})
+	ts2 := ts.Add(10 * time.Second)
+	if err := a.Flush(context.Background(), ts2); err != nil {
+		t.Fatal(err)
+	}
+	q = `sum(istio_tcp_sent_bytes_total{destination_service_name="mongodb"})`
+	if got := scalarOf(t, instant(t, s, q, ts2), q); got != 20 {
+		t.Errorf("%s = %v, want 20", q, got)
+	}
+	q = `count(istio_tcp_connections_opened_total{response_code!=""})`
+	if v := instant(t, s, q, ts2); len(v) != 0 {
+		t.Errorf("TCP series carry response_code: %v", v)
+	}
+}
+
+func TestAggregatorRestoresCounters(t *testing.T) {
+	dir := t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ts := time.Now().Truncate(time.Second).Add(-time.Minute)
+	{
+		s := openStore(t, dir)
+		a := New(DefaultConfig(), s, nil, nil, logger)
+		_ = a.ConsumeCalls(context.Background(), []model.Call{call("a", "b", model.DetectServer, 200, time.Millisecond)})
+		if err := a.Flush(context.Background(), ts); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := openStore(t, dir)
+	defer s.Close()
+	restore, err := s.LastValues(context.Background(), SeriesPattern, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(DefaultConfig(), s, restore, nil, logger)
+	_ = a.ConsumeCalls(context.Background(), []model.Call{call("a", "b", model.DetectServer, 200, time.Millisecond)})
+	ts2 := ts.Add(10 * time.Second)
+	if err := a.Flush(context.Background(), ts2); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]float64{
+		`sum(istio_requests_total)`: 2,
+		`sum(istio_request_duration_milliseconds_bucket{le="1"})`: 2,
+		`sum(meshlens_service_calls_total)`:                       2,
+	} {
+		if got := scalarOf(t, instant(t, s, q, ts2), q); got != want {
+			t.Errorf("after restart %s = %v, want %v", q, got, want)
+		}
+	}
+	// And the counter never went down: no reset seen by PromQL.
+	q := `resets(istio_requests_total[5m])`
+	if got := scalarOf(t, instant(t, s, q, ts2), q); got != 0 || math.IsNaN(got) {
+		t.Errorf("%s = %v, want 0", q, got)
+	}
+}
+
+func TestFamilyCap(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	cfg := DefaultConfig()
+	cfg.MaxSeriesPerFamily = 5
+	a := New(cfg, s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var calls []model.Call
+	for i := 0; i < 50; i++ {
+		c := call("a", "b", model.DetectServer, 200+i, time.Millisecond)
+		calls = append(calls, c)
+	}
+	_ = a.ConsumeCalls(context.Background(), calls)
+	if n := len(a.fam.istioHTTP.m); n != 5 {
+		t.Errorf("istio family holds %d entities, want the cap 5", n)
+	}
+	if a.fam.istioHTTP.overflow != 45 {
+		t.Errorf("overflow = %d, want 45", a.fam.istioHTTP.overflow)
+	}
+}
+
+func BenchmarkAggregateCalls(b *testing.B) {
+	a := New(DefaultConfig(), nil, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	calls := make([]model.Call, 0, 64)
+	svcs := []string{"productpage", "reviews", "ratings", "details"}
+	for i := 0; i < 64; i++ {
+		c := call(svcs[i%4], svcs[(i+1)%4], model.DetectPoint(i%2), 200+(i%3)*100, time.Duration(i)*time.Millisecond)
+		calls = append(calls, c)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_ = a.ConsumeCalls(context.Background(), calls)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(calls)), "ns/call")
+}
