@@ -1,0 +1,95 @@
+package server
+
+import (
+	"context"
+	"net"
+	"runtime/debug"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/query/promapi"
+	"github.com/meshlens/meshlens/receivers/envoyals"
+)
+
+// This file is the one registration list: every receiver, processor and API
+// meshlens runs is created and wired here, and nowhere else.
+
+// callProcessors run in order on every batch of calls before the sinks.
+func (s *Server) callProcessors() []pipeline.CallProcessor {
+	return nil
+}
+
+// callSinks receive every processed batch of calls.
+func (s *Server) callSinks() pipeline.CallConsumer {
+	return fanout{s.agg}
+}
+
+func (s *Server) buildComponents(ctx context.Context) error {
+	if s.cfg.Receivers.EnvoyALS.Enabled {
+		envoyals.New(s.cfg.Receivers.EnvoyALS.Config, s.queue, s.tel, s.logger).Register(s.grpcServer)
+	}
+
+	prom := promapi.New(promapi.Options{
+		Queryable:    s.metrics,
+		Logger:       s.logger.With("component", "promapi"),
+		Registerer:   s.reg,
+		QueryTimeout: s.cfg.Query.Timeout,
+		MaxSamples:   s.cfg.Query.MaxSamples,
+		BuildInfo:    buildInfo(),
+		ConfigYAML: func() string {
+			out, _ := yaml.Marshal(s.cfg)
+			return string(out)
+		},
+	})
+	prom.Register(s.mux)
+	return nil
+}
+
+// grpcServices names what the gRPC listener serves, for the start-up log.
+func (s *Server) grpcServices() []string {
+	var out []string
+	for name := range s.grpcServer.GetServiceInfo() {
+		out = append(out, name)
+	}
+	return out
+}
+
+// startExtraListeners binds the protocol-specific listeners.
+func (s *Server) startExtraListeners(bind func(proto, name, addr, what string) (net.Listener, error)) error {
+	return nil
+}
+
+// startBackground starts work that runs beside the servers (demo traffic).
+func (s *Server) startBackground(ctx context.Context) {}
+
+// stopBackground stops it before the receivers shut down.
+func (s *Server) stopBackground() {}
+
+func buildInfo() promapi.BuildInfo {
+	bi := promapi.BuildInfo{Version: "dev", Branch: "main"}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		bi.GoVersion = info.GoVersion
+		if info.Main.Version != "" && info.Main.Version != "(devel)" {
+			bi.Version = info.Main.Version
+		}
+		for _, st := range info.Settings {
+			switch st.Key {
+			case "vcs.revision":
+				bi.Revision = st.Value
+			case "vcs.time":
+				bi.BuildDate = st.Value
+			}
+		}
+	}
+	return bi
+}
+
+// Version is the module version the binary was built from.
+func Version() string {
+	bi := buildInfo()
+	if bi.Revision != "" {
+		return bi.Version + " (" + bi.Revision + ")"
+	}
+	return bi.Version
+}

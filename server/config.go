@@ -1,0 +1,307 @@
+// Package server assembles meshlens from its parts: it loads and validates
+// the one configuration, opens storage, builds the pipeline from receivers
+// to storage, serves the query APIs and the UI, and shuts everything down in
+// order so that nothing accepted is lost.
+package server
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/meshlens/meshlens/processors/redmetrics"
+	"github.com/meshlens/meshlens/receivers/envoyals"
+	"github.com/meshlens/meshlens/storage/metricstore"
+)
+
+// Config is meshlens's whole configuration. It is read from one YAML file
+// (deploy/meshlens.yaml documents every field); every scalar field can be
+// overridden by an environment variable MESHLENS_<PATH> and a flag --<path>,
+// where <path> is the dotted YAML path (listen.http, storage.path, ...).
+type Config struct {
+	Listen     ListenConfig     `yaml:"listen"`
+	Storage    StorageConfig    `yaml:"storage"`
+	Pipeline   PipelineConfig   `yaml:"pipeline"`
+	Processors ProcessorsConfig `yaml:"processors"`
+	Receivers  ReceiversConfig  `yaml:"receivers"`
+	Query      QueryConfig      `yaml:"query"`
+	Demo       DemoConfig       `yaml:"demo"`
+	Log        LogConfig        `yaml:"log"`
+}
+
+// ListenConfig holds every listener address. An empty address turns the
+// listener off; port 0 picks a free port (the chosen address is logged).
+type ListenConfig struct {
+	// HTTP serves the UI and every query API.
+	HTTP string `yaml:"http"`
+	// GRPC serves Envoy ALS, Envoy Metrics Service, SkyWalking mesh reports
+	// and the Jaeger collector.
+	GRPC string `yaml:"grpc"`
+	// Zipkin serves Zipkin span ingest (and the Zipkin query API).
+	Zipkin string `yaml:"zipkin"`
+	// OTLPGRPC and OTLPHTTP serve OTLP traces.
+	OTLPGRPC string `yaml:"otlp_grpc"`
+	OTLPHTTP string `yaml:"otlp_http"`
+}
+
+// StorageConfig places and bounds the embedded storage.
+type StorageConfig struct {
+	// Path is the data directory; metrics go to <path>/metrics, traces to
+	// <path>/traces.
+	Path    string               `yaml:"path"`
+	Metrics MetricsStorageConfig `yaml:"metrics"`
+	Traces  TraceStorageConfig   `yaml:"traces"`
+}
+
+// MetricsStorageConfig bounds the embedded TSDB.
+type MetricsStorageConfig struct {
+	Retention time.Duration `yaml:"retention"`
+	MaxBytes  int64         `yaml:"max_bytes"`
+}
+
+// TraceStorageConfig bounds the embedded trace store.
+type TraceStorageConfig struct {
+	Retention time.Duration `yaml:"retention"`
+	MaxBytes  int64         `yaml:"max_bytes"`
+}
+
+// PipelineConfig sizes the queues between receivers and processors.
+type PipelineConfig struct {
+	// QueueCapacity is the number of batches (one ALS message, one span
+	// batch) a queue holds before receivers answer RESOURCE_EXHAUSTED / 429.
+	QueueCapacity int `yaml:"queue_capacity"`
+	// Workers drain each queue; 0 means one per CPU.
+	Workers int `yaml:"workers"`
+	// EnqueueWait is how long a receiver may wait for queue room.
+	EnqueueWait time.Duration `yaml:"enqueue_wait"`
+	// MaxRecvMsgBytes caps one gRPC message.
+	MaxRecvMsgBytes int `yaml:"max_recv_msg_bytes"`
+	// MaxConcurrentStreams caps gRPC streams per connection.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+}
+
+// ProcessorsConfig configures aggregation.
+type ProcessorsConfig struct {
+	Metrics redmetrics.Config `yaml:"metrics"`
+}
+
+// ReceiversConfig turns receivers on and off.
+type ReceiversConfig struct {
+	EnvoyALS     ALSConfig      `yaml:"envoy_als"`
+	EnvoyMetrics ReceiverToggle `yaml:"envoy_metrics"`
+	MeshReport   ReceiverToggle `yaml:"mesh_report"`
+	Zipkin       ReceiverToggle `yaml:"zipkin"`
+	OTLP         ReceiverToggle `yaml:"otlp"`
+	Jaeger       ReceiverToggle `yaml:"jaeger"`
+}
+
+// ALSConfig configures the Envoy ALS receiver.
+type ALSConfig struct {
+	Enabled         bool `yaml:"enabled"`
+	envoyals.Config `yaml:",inline"`
+}
+
+// ReceiverToggle enables a receiver.
+type ReceiverToggle struct {
+	Enabled bool `yaml:"enabled"`
+}
+
+// QueryConfig bounds query cost.
+type QueryConfig struct {
+	Timeout    time.Duration `yaml:"timeout"`
+	MaxSamples int           `yaml:"max_samples"`
+}
+
+// DemoConfig drives the built-in Bookinfo traffic generator.
+type DemoConfig struct {
+	// Enabled starts the generator against this server's own listeners.
+	Enabled bool `yaml:"enabled"`
+	// Rate is ingress requests per second.
+	Rate float64 `yaml:"rate"`
+	// Seed makes the demo reproducible.
+	Seed int64 `yaml:"seed"`
+}
+
+// LogConfig selects the log output.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// DefaultConfig is the configuration used where the file is silent.
+func DefaultConfig() Config {
+	return Config{
+		Listen: ListenConfig{
+			HTTP:     ":8088",
+			GRPC:     ":11800",
+			Zipkin:   ":9411",
+			OTLPGRPC: ":4317",
+			OTLPHTTP: ":4318",
+		},
+		Storage: StorageConfig{
+			Path:    "./data",
+			Metrics: MetricsStorageConfig{Retention: 7 * 24 * time.Hour},
+			Traces:  TraceStorageConfig{Retention: 72 * time.Hour, MaxBytes: 10 << 30},
+		},
+		Pipeline: PipelineConfig{
+			QueueCapacity:        1024,
+			EnqueueWait:          50 * time.Millisecond,
+			MaxRecvMsgBytes:      16 << 20,
+			MaxConcurrentStreams: 1024,
+		},
+		Processors: ProcessorsConfig{Metrics: redmetrics.DefaultConfig()},
+		Receivers: ReceiversConfig{
+			EnvoyALS: ALSConfig{Enabled: true, Config: envoyals.DefaultConfig()}, EnvoyMetrics: ReceiverToggle{true}, MeshReport: ReceiverToggle{true},
+			Zipkin: ReceiverToggle{true}, OTLP: ReceiverToggle{true}, Jaeger: ReceiverToggle{true},
+		},
+		Query: QueryConfig{Timeout: 2 * time.Minute, MaxSamples: 50_000_000},
+		Demo:  DemoConfig{Rate: 20, Seed: 1},
+		Log:   LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// MetricStore returns the metric store's own configuration.
+func (c Config) MetricStore() metricstore.Config {
+	return metricstore.Config{
+		Path:      filepath.Join(c.Storage.Path, "metrics"),
+		Retention: c.Storage.Metrics.Retention,
+		MaxBytes:  c.Storage.Metrics.MaxBytes,
+	}
+}
+
+// Validate checks the whole configuration and reports every problem at
+// once, each naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	for name, addr := range map[string]string{
+		"listen.http": c.Listen.HTTP, "listen.grpc": c.Listen.GRPC, "listen.zipkin": c.Listen.Zipkin,
+		"listen.otlp_grpc": c.Listen.OTLPGRPC, "listen.otlp_http": c.Listen.OTLPHTTP,
+	} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port (%v)", name, addr, err))
+		}
+	}
+	if c.Listen.HTTP == "" {
+		errs = append(errs, errors.New("listen.http: must be set; the health, query and UI endpoints live there"))
+	}
+	if c.Storage.Path == "" {
+		errs = append(errs, errors.New("storage.path: must name a directory"))
+	}
+	if err := c.MetricStore().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Storage.Traces.Retention < time.Minute {
+		errs = append(errs, fmt.Errorf("storage.traces.retention: %s is shorter than the 1m minimum", c.Storage.Traces.Retention))
+	}
+	if c.Pipeline.QueueCapacity <= 0 {
+		errs = append(errs, errors.New("pipeline.queue_capacity: must be positive"))
+	}
+	if c.Pipeline.Workers < 0 {
+		errs = append(errs, errors.New("pipeline.workers: must not be negative (0 = one per CPU)"))
+	}
+	if c.Pipeline.MaxRecvMsgBytes < 1024 {
+		errs = append(errs, errors.New("pipeline.max_recv_msg_bytes: must be at least 1024"))
+	}
+	if c.Pipeline.MaxConcurrentStreams <= 0 {
+		errs = append(errs, errors.New("pipeline.max_concurrent_streams: must be positive"))
+	}
+	if err := c.Receivers.EnvoyALS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Processors.Metrics.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Query.Timeout <= 0 {
+		errs = append(errs, errors.New("query.timeout: must be positive"))
+	}
+	if c.Query.MaxSamples <= 0 {
+		errs = append(errs, errors.New("query.max_samples: must be positive"))
+	}
+	if c.Demo.Rate <= 0 || c.Demo.Rate > 100_000 {
+		errs = append(errs, fmt.Errorf("demo.rate: %v must be in (0, 100000]", c.Demo.Rate))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// Flags are the command-line options of `meshlens serve` that are not
+// configuration fields.
+type Flags struct {
+	ConfigFile       string
+	Demo             bool
+	StaticIdentities string
+}
+
+// LoadConfig builds the configuration of `meshlens serve` from defaults,
+// the config file, MESHLENS_* environment variables and flags, in that
+// order, and validates it.
+func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, Flags, error) {
+	var fl Flags
+	fs := flag.NewFlagSet("meshlens serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&fl.ConfigFile, "config", "", "YAML configuration file (see deploy/meshlens.yaml)")
+	fs.BoolVar(&fl.Demo, "demo", false, "also generate Bookinfo demo traffic against this server")
+	fs.StringVar(&fl.StaticIdentities, "static-identities", "", "YAML file mapping IPs to services (see deploy/static-identities.example.yaml)")
+	defaults := DefaultConfig()
+	given := registerLeafFlags(fs, &defaults)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, fl, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fl, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := DefaultConfig()
+	if fl.ConfigFile != "" {
+		data, err := os.ReadFile(fl.ConfigFile)
+		if err != nil {
+			return Config{}, fl, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeYAML(data, &cfg); err != nil {
+			return Config{}, fl, fmt.Errorf("config file %s: %w", fl.ConfigFile, err)
+		}
+	}
+	if err := applyEnv(&cfg, environ); err != nil {
+		return Config{}, fl, err
+	}
+	if err := applyFlags(&cfg, *given); err != nil {
+		return Config{}, fl, err
+	}
+	if fl.Demo {
+		cfg.Demo.Enabled = true
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fl, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, fl, nil
+}
+
+// decodeYAML decodes strictly: an unknown or misspelt key is an error that
+// names the line, not a silently ignored setting.
+func decodeYAML(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,274 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/meshlens/meshlens/model"
+	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/processors/redmetrics"
+	"github.com/meshlens/meshlens/storage/metricstore"
+)
+
+// Server is one running meshlens: storage, pipeline, receivers and APIs.
+type Server struct {
+	cfg    Config
+	flags  Flags
+	logger *slog.Logger
+	reg    *prometheus.Registry
+	tel    *pipeline.Telemetry
+
+	metrics *metricstore.Store
+	agg     *redmetrics.Aggregator
+	queue   *pipeline.Queue
+
+	grpcServer *grpc.Server
+	mux        *http.ServeMux
+	httpSrvs   []*http.Server
+	listeners  []boundListener
+
+	closers []func(context.Context) error // run in reverse order after the pipeline drained
+	ready   atomic.Bool
+	wg      sync.WaitGroup
+}
+
+// boundListener is a listener with the description logged at start-up.
+type boundListener struct {
+	proto string // "http" or "grpc"
+	name  string // config name, e.g. "http", "otlp_grpc"
+	what  string // what it serves
+	ln    net.Listener
+}
+
+// Addr is the address a listener is bound to, by its config name ("http",
+// "grpc", "zipkin", "otlp_grpc", "otlp_http"); empty if it is off.
+func (s *Server) Addr(name string) string {
+	for _, l := range s.listeners {
+		if l.name == name {
+			return l.ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+// New opens storage and builds every component, but serves nothing yet.
+func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *Server, err error) {
+	s := &Server{cfg: cfg, flags: flags, logger: logger, reg: prometheus.NewRegistry(), mux: http.NewServeMux()}
+	defer func() {
+		if err != nil {
+			s.closeAll(context.Background())
+		}
+	}()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.tel = pipeline.NewTelemetry(s.reg)
+
+	s.metrics, err = metricstore.Open(cfg.MetricStore(), logger, s.reg)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func(context.Context) error { return s.metrics.Close() })
+
+	restore, err := s.metrics.LastValues(ctx, redmetrics.SeriesPattern, 24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("restore counters: %w", err)
+	}
+	s.agg = redmetrics.New(cfg.Processors.Metrics, s.metrics, restore, s.reg, logger.With("component", "aggregator"))
+
+	workers := cfg.Pipeline.Workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	sinks := s.callSinks()
+	s.queue = pipeline.NewQueue(pipeline.QueueConfig{
+		Name: "calls", Capacity: cfg.Pipeline.QueueCapacity, Workers: workers, EnqueueWait: cfg.Pipeline.EnqueueWait,
+	}, s.tel, sinks, s.callProcessors()...)
+
+	s.grpcServer = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.Pipeline.MaxRecvMsgBytes),
+		grpc.MaxConcurrentStreams(uint32(cfg.Pipeline.MaxConcurrentStreams)),
+		// Sidecars keep ALS streams open for hours; make dead peers go away.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	if err := s.buildComponents(ctx); err != nil {
+		return nil, err
+	}
+	s.routes()
+	return s, nil
+}
+
+// fanout hands every batch to each consumer in turn.
+type fanout []pipeline.CallConsumer
+
+func (f fanout) ConsumeCalls(ctx context.Context, calls []model.Call) error {
+	var errs []error
+	for _, c := range f {
+		if err := c.ConsumeCalls(ctx, calls); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) routes() {
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !s.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+}
+
+// Start binds every listener and starts serving. It returns once all
+// listeners are bound, logging one line per listener.
+func (s *Server) Start(ctx context.Context) error {
+	s.queue.Start()
+	bind := func(proto, name, addr, what string) (net.Listener, error) {
+		if addr == "" {
+			return nil, nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen.%s: bind %s: %w", name, addr, err)
+		}
+		s.listeners = append(s.listeners, boundListener{proto: proto, name: name, what: what, ln: ln})
+		return ln, nil
+	}
+	httpLn, err := bind("http", "http", s.cfg.Listen.HTTP, "ui, prometheus api, jaeger api, zipkin api, meshlens api, /metrics")
+	if err != nil {
+		return err
+	}
+	s.serveHTTP(httpLn, s.mux)
+	if grpcLn, err := bind("grpc", "grpc", s.cfg.Listen.GRPC, strings.Join(s.grpcServices(), ", ")); err != nil {
+		return err
+	} else if grpcLn != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.grpcServer.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				s.logger.Error("grpc server stopped", "err", err)
+			}
+		}()
+	}
+	if err := s.startExtraListeners(bind); err != nil {
+		return err
+	}
+	for _, l := range s.listeners {
+		s.logger.Info(fmt.Sprintf("listening %s=%s (%s)", l.proto, l.ln.Addr(), l.what))
+	}
+
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.agg.Run(ctx)
+	}()
+	s.startBackground(ctx)
+	s.ready.Store(true)
+	return nil
+}
+
+func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
+	if ln == nil {
+		return
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+	}
+	s.httpSrvs = append(s.httpSrvs, srv)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http server stopped", "addr", ln.Addr(), "err", err)
+		}
+	}()
+}
+
+// Shutdown stops accepting data, drains every queue into the aggregator,
+// writes a final flush and closes storage, so that everything a receiver
+// acknowledged before the shutdown began is in storage afterwards.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	var errs []error
+	s.stopBackground()
+	// Stop receivers first. Streams that do not end by themselves (ALS,
+	// Metrics Service) are cut after a grace period.
+	stopped := make(chan struct{})
+	go func() { s.grpcServer.GracefulStop(); close(stopped) }()
+	grace := time.NewTimer(2 * time.Second)
+	select {
+	case <-stopped:
+	case <-grace.C:
+		s.grpcServer.Stop()
+		<-stopped
+	case <-ctx.Done():
+		s.grpcServer.Stop()
+		<-stopped
+	}
+	grace.Stop()
+	for _, srv := range s.httpSrvs {
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	if err := s.queue.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.agg.Flush(ctx, time.Now()); err != nil {
+		errs = append(errs, fmt.Errorf("final flush: %w", err))
+	}
+	s.wg.Wait()
+	errs = append(errs, s.closeAll(ctx))
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeAll(ctx context.Context) error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// URL is an http:// URL on the HTTP listener, with a loopback host when the
+// listener is bound to all interfaces.
+func (s *Server) URL(path string) string {
+	addr := s.Addr("http")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + path
+}
