@@ -57,7 +57,9 @@ func fixture(t0 time.Time) []testSeries {
 			if i == resetAt {
 				v = 0
 			}
-			v += math.Floor(meanInc * (0.5 + rng.Float64()))
+			// Fractional increments keep rates of different series apart,
+			// so that topk and sort have no ties to break differently.
+			v += meanInc * (0.5 + rng.Float64())
 			vals[i] = v
 		}
 		out = append(out, testSeries{lbls: lbls, ts: stamps, vals: vals})
