@@ -13,6 +13,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -301,7 +303,50 @@ func decodeYAML(data []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return nameFields(data, err)
 	}
 	return nil
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+): `)
+
+// nameFields adds the dotted field path to each "line N:" of a YAML error,
+// so that a person reads "storage.metrics.retention" and not only a line.
+func nameFields(data []byte, err error) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err
+	}
+	paths := map[int]string{}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(c, prefix)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if prefix != "" {
+					p = prefix + "." + k.Value
+				}
+				paths[k.Line] = p
+				if v.Line != k.Line {
+					paths[v.Line] = p
+				}
+				walk(v, p)
+			}
+		}
+	}
+	walk(&root, "")
+	msg := yamlLineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		line, _ := strconv.Atoi(yamlLineRE.FindStringSubmatch(m)[1])
+		if p, ok := paths[line]; ok {
+			return fmt.Sprintf("line %d (%s): ", line, p)
+		}
+		return m
+	})
+	return errors.New(msg)
 }

@@ -1,0 +1,50 @@
+# meshlens — see README.md.
+GO        ?= go
+BIN       := bin/meshlens
+DATA      ?= ./data
+PKGS      := ./...
+# Tests that need a peer binary (Prometheus, Chromium) fail instead of
+# skipping when this is 1; .ci/run sets it.
+export MESHLENS_REQUIRE_PEERS
+
+.PHONY: all build run test test-unit test-e2e test-deps bench lint fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/meshlens
+
+# Build and serve everything on embedded storage with Bookinfo demo traffic.
+run: build
+	$(BIN) serve --demo --storage.path=$(DATA) \
+		--listen.http=127.0.0.1:8088 --listen.grpc=127.0.0.1:11800 \
+		--listen.zipkin=127.0.0.1:9411 --listen.otlp_grpc=127.0.0.1:4317 --listen.otlp_http=127.0.0.1:4318
+
+# Every test: unit, fuzz seed corpora, end-to-end against the real binary.
+test: test-deps
+	$(GO) test -count=1 -timeout 12m $(PKGS)
+
+test-unit:
+	$(GO) test -count=1 -short $(PKGS)
+
+test-e2e: build
+	$(GO) test -count=1 -timeout 10m ./e2e/...
+
+# Peer binaries some tests compare against: Debian's prometheus and
+# chromium. Installed only when missing and when we may (root + apt).
+test-deps:
+	@./scripts/test-deps.sh
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./processors/... ./receivers/... ./storage/... ./query/...
+	$(GO) run ./cmd/meshlens-bench als
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
+
+clean:
+	rm -rf bin
