@@ -235,7 +235,9 @@ func TestConvertValues(t *testing.T) {
 			func(c model.Call) bool { return c.Source.Service == "" && c.Destination.Service == "reviews" }},
 		{"no timestamps: receive time",
 			&meshpb.HTTPServiceMeshMetric{SourceServiceName: "a", Latency: 10},
-			func(c model.Call) bool { return c.Start.Equal(now.Add(-10*time.Millisecond)) && c.Duration == 10*time.Millisecond }},
+			func(c model.Call) bool {
+				return c.Start.Equal(now.Add(-10*time.Millisecond)) && c.Duration == 10*time.Millisecond
+			}},
 		{"end only: start = end - latency",
 			&meshpb.HTTPServiceMeshMetric{SourceServiceName: "a", EndTime: t0, Latency: 10},
 			func(c model.Call) bool { return c.Start.Equal(time.UnixMilli(t0 - 10)) }},

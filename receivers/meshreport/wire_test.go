@@ -60,7 +60,7 @@ func handHTTPMetric() []byte {
 	m = appendVarint(m, fHLatency, 42)
 	m = appendVarint(m, fHCode, 503)
 	m = appendVarint(m, fHStatus, 0)
-	m = appendVarint(m, fHProto, 1) // gRPC
+	m = appendVarint(m, fHProto, 1)  // gRPC
 	m = appendVarint(m, fHDetect, 1) // server
 	m = appendString(m, fHTLS, "mTLS")
 	m = appendString(m, fHErr, "UF,URX")
