@@ -1,0 +1,108 @@
+package envoyals
+
+import (
+	"runtime"
+	"strconv"
+	"testing"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/meshlens/meshlens/model"
+)
+
+// benchMessage is a realistic ALS message: 100 outbound HTTP entries from
+// one sidecar to a few peers, with Istio ≥1.24 upstream_peer filter state.
+func benchMessage() []byte {
+	peers := []*anypb.Any{
+		peerStruct("reviews-v1", "default", "reviews", "v1"),
+		peerStruct("reviews-v2", "default", "reviews", "v2"),
+		peerStruct("details-v1", "default", "details", "v1"),
+	}
+	var entries []*accesslogv3.HTTPAccessLogEntry
+	for i := 0; i < 100; i++ {
+		entries = append(entries, httpEntry(func(e *accesslogv3.HTTPAccessLogEntry) {
+			e.CommonProperties.FilterStateObjects = map[string]*anypb.Any{"upstream_peer": peers[i%3]}
+			e.Request.Path = "/reviews/" + strconv.Itoa(i)
+			e.Request.RequestId = "5d1c6f0e-9a3b-4c1e-8e0f-" + strconv.Itoa(100000000000+i)
+			e.Request.UserAgent = "Mozilla/5.0"
+		}))
+	}
+	b, err := proto.Marshal(httpMsg(productpage, entries...))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// BenchmarkDecodeHTTPEntries measures what the receiver does per entry:
+// protobuf decode of the message plus conversion into the stream's reused
+// []model.Call buffer.
+func BenchmarkDecodeHTTPEntries(b *testing.B) {
+	raw := benchMessage()
+	cfg := DefaultConfig()
+	conv := newConverter(&cfg, parseNode(productpage, cfg.ServiceLabels, cfg.TrustDomain))
+	buf := make([]model.Call, 0, 128)
+	b.ReportAllocs()
+	b.ResetTimer()
+	m0 := startCount()
+	entries := 0
+	for b.Loop() {
+		msg, err := UnmarshalMessage(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf = buf[:0]
+		for _, e := range msg.GetHttpLogs().GetLogEntry() {
+			if buf, err = conv.appendHTTP(buf, e); err != nil {
+				b.Fatal(err)
+			}
+			entries++
+		}
+	}
+	b.StopTimer()
+	reportPerEntry(b, entries, m0)
+}
+
+// BenchmarkConvertHTTPEntries is the conversion alone (message decoded once).
+func BenchmarkConvertHTTPEntries(b *testing.B) {
+	msg, err := UnmarshalMessage(benchMessage())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	conv := newConverter(&cfg, parseNode(productpage, cfg.ServiceLabels, cfg.TrustDomain))
+	buf := make([]model.Call, 0, 128)
+	b.ReportAllocs()
+	b.ResetTimer()
+	m0 := startCount()
+	entries := 0
+	for b.Loop() {
+		buf = buf[:0]
+		for _, e := range msg.GetHttpLogs().GetLogEntry() {
+			buf, _ = conv.appendHTTP(buf, e)
+			entries++
+		}
+	}
+	b.StopTimer()
+	reportPerEntry(b, entries, m0)
+}
+
+// startCount snapshots the allocation count; reportPerEntry turns the
+// difference into allocs/entry next to ns/entry (one op is 100 entries).
+func startCount() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+func reportPerEntry(b *testing.B, entries int, mallocs0 uint64) {
+	if entries == 0 {
+		return
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(entries), "ns/entry")
+	b.ReportMetric(float64(ms.Mallocs-mallocs0)/float64(entries), "allocs/entry")
+}

@@ -1,0 +1,306 @@
+// Package envoyals receives Envoy access logs over the ALS v3 gRPC stream
+// (envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs) and turns
+// each HTTP and TCP entry into a model.Call.
+//
+// Every stream starts with an identifier naming the Envoy node. The node is
+// parsed once per stream into the proxy's own identity and role:
+//
+//   - sidecar ("sidecar~" node ids): an entry whose upstream cluster is
+//     "inbound|..." (or, with no cluster, that was addressed to one of the
+//     proxy's INSTANCE_IPS) is the server side (DetectServer): Destination is
+//     the proxy itself, Source is the downstream peer. Anything else is the
+//     client side (DetectClient): Source is the proxy, Destination the
+//     upstream peer.
+//   - gateway ("router~"): each entry yields two calls. The downstream leg
+//     (client -> gateway) is reported with DetectServer and the gateway as
+//     Destination; the upstream leg (gateway -> backend) with DetectClient
+//     and the gateway as Source. The upstream leg is what Istio reports for
+//     gateways (reporter="source"); the downstream leg is what lets
+//     topology show who calls the gateway. Consumers that want Istio's exact
+//     series drop server-side calls whose Destination is a gateway.
+//   - waypoint ("waypoint~"): one call with DetectProxy between the
+//     downstream and upstream peers; the waypoint itself is on neither side.
+//
+// The peer is named from Istio's peer metadata in the entry's filter state
+// (upstream_peer / downstream_peer as a google.protobuf.Struct, or the
+// pre-1.24 wasm.* FlatBuffer); otherwise only its address is filled
+// (IP, Instance = "ip:port" for upstream hosts) and processors/identity
+// resolves it from Call.UpstreamCluster, Call.Authority or the IP.
+package envoyals
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshlens/meshlens/model"
+	"github.com/meshlens/meshlens/pipeline"
+)
+
+// Config controls the receiver. Start from DefaultConfig.
+type Config struct {
+	// HTTP and TCP enable the two kinds of entries; entries of a disabled
+	// kind are acknowledged and ignored.
+	HTTP bool `yaml:"http"`
+	TCP  bool `yaml:"tcp"`
+	// MaxEntriesPerMessage bounds the entries converted from one message;
+	// the excess is refused (counted as "too_many_entries").
+	MaxEntriesPerMessage int `yaml:"max_entries_per_message"`
+	// ServiceLabels are the workload labels tried in order for a service
+	// name; the workload name is the fallback.
+	ServiceLabels []string `yaml:"service_labels"`
+	// TrustDomain builds the proxy's SPIFFE principal from its
+	// SERVICE_ACCOUNT when no certificate is logged.
+	TrustDomain string `yaml:"trust_domain"`
+	// TCPOpenLoggedSeparately is set when Envoy is configured to log at
+	// upstream connect (flush_access_log_on_connected): the end-of-connection
+	// entry then does not count the connection as opened again.
+	TCPOpenLoggedSeparately bool `yaml:"tcp_open_logged_separately"`
+	// GRPCPathHeuristic treats HTTP/2 POSTs to "/pkg.Service/Method" as
+	// gRPC when no content-type or grpc-status was logged.
+	GRPCPathHeuristic bool `yaml:"grpc_path_heuristic"`
+	// PeerCacheSize bounds the decoded peer metadata kept per stream.
+	PeerCacheSize int `yaml:"peer_cache_size"`
+}
+
+// DefaultConfig is HTTP and TCP on, 10,000 entries per message, Istio's
+// service naming (canonical name, then app label, then workload).
+func DefaultConfig() Config {
+	return Config{
+		HTTP:                 true,
+		TCP:                  true,
+		MaxEntriesPerMessage: 10000,
+		ServiceLabels:        []string{labelCanonicalName, labelApp},
+		TrustDomain:          "cluster.local",
+		GRPCPathHeuristic:    true,
+		PeerCacheSize:        1024,
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.MaxEntriesPerMessage <= 0 {
+		return fmt.Errorf("envoyals: max_entries_per_message must be positive, got %d", c.MaxEntriesPerMessage)
+	}
+	if c.PeerCacheSize <= 0 {
+		return fmt.Errorf("envoyals: peer_cache_size must be positive, got %d", c.PeerCacheSize)
+	}
+	return nil
+}
+
+// Receiver implements the ALS v3 gRPC service.
+type Receiver struct {
+	alsv3.UnimplementedAccessLogServiceServer
+
+	cfg    Config
+	next   pipeline.CallConsumer
+	tel    *pipeline.ReceiverTelemetry
+	logger *slog.Logger
+}
+
+// New returns a receiver that hands converted calls to next. Zero numeric
+// fields of cfg take DefaultConfig's values.
+func New(cfg Config, next pipeline.CallConsumer, tel *pipeline.Telemetry, logger *slog.Logger) *Receiver {
+	def := DefaultConfig()
+	if cfg.MaxEntriesPerMessage <= 0 {
+		cfg.MaxEntriesPerMessage = def.MaxEntriesPerMessage
+	}
+	if cfg.PeerCacheSize <= 0 {
+		cfg.PeerCacheSize = def.PeerCacheSize
+	}
+	if cfg.ServiceLabels == nil {
+		cfg.ServiceLabels = def.ServiceLabels
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Receiver{
+		cfg:    cfg,
+		next:   next,
+		tel:    tel.Receiver("envoy_als", "grpc"),
+		logger: logger.With("receiver", "envoy_als"),
+	}
+}
+
+// Register adds the ALS service to s.
+func (r *Receiver) Register(s *grpc.Server) {
+	alsv3.RegisterAccessLogServiceServer(s, r)
+}
+
+// streamState is what one ALS stream remembers between messages.
+type streamState struct {
+	conv    *converter
+	logName string
+	nodeKey string
+	buf     []model.Call
+	lastLog time.Time
+}
+
+// StreamAccessLogs handles one Envoy stream until it ends or fails.
+func (r *Receiver) StreamAccessLogs(stream grpc.ClientStreamingServer[alsv3.StreamAccessLogsMessage, alsv3.StreamAccessLogsResponse]) error {
+	var st streamState
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&alsv3.StreamAccessLogsResponse{})
+		}
+		if err != nil {
+			return r.recvError(err)
+		}
+		if id := msg.GetIdentifier(); id != nil {
+			// Envoy sends the identifier on the first message only; a later
+			// one (a different node on the same stream) replaces it.
+			key := id.GetNode().GetId() + "\x00" + id.GetNode().GetCluster()
+			if st.conv == nil || key != st.nodeKey {
+				st.conv = newConverter(&r.cfg, parseNode(id.GetNode(), r.cfg.ServiceLabels, r.cfg.TrustDomain))
+				st.nodeKey = key
+			}
+			st.logName = id.GetLogName()
+		}
+		if st.conv == nil {
+			n := entryCount(msg)
+			r.tel.Refused(n, "missing_identifier")
+			return status.Error(codes.InvalidArgument,
+				"envoy ALS: the first message of a stream must carry an identifier (node, log_name)")
+		}
+		if err := r.handle(stream, &st, msg); err != nil {
+			return err
+		}
+	}
+}
+
+func entryCount(msg *alsv3.StreamAccessLogsMessage) int {
+	return len(msg.GetHttpLogs().GetLogEntry()) + len(msg.GetTcpLogs().GetLogEntry())
+}
+
+// recvError accounts for a receive failure and returns the stream's final
+// status. A message that does not parse is answered by grpc-go itself,
+// before the handler sees the error, with INTERNAL "grpc: failed to
+// unmarshal the received message: ..." (a server-wide codec would be needed
+// to change the code, which would affect every service on the server). The
+// stream ends; the server and other streams carry on.
+func (r *Receiver) recvError(err error) error {
+	s, ok := status.FromError(err)
+	if ok && s.Code() == codes.Internal && strings.Contains(s.Message(), "unmarshal") {
+		r.tel.Refused(1, "malformed")
+		r.logger.Warn("malformed ALS message, closing stream", "err", s.Message())
+		return status.Errorf(codes.InvalidArgument,
+			"envoy ALS: malformed envoy.service.accesslog.v3.StreamAccessLogsMessage: %s", s.Message())
+	}
+	return err
+}
+
+// handle converts one message and hands the calls on.
+func (r *Receiver) handle(stream grpc.ServerStream, st *streamState, msg *alsv3.StreamAccessLogsMessage) error {
+	st.buf = st.buf[:0]
+	var accepted, tooMany int
+	var firstErr error
+	var refused int
+	reasons := map[string]int(nil)
+	refuse := func(err error) {
+		refused++
+		if firstErr == nil {
+			firstErr = err
+		}
+		if reasons == nil {
+			reasons = make(map[string]int, 2)
+		}
+		reasons[reasonOf(err)]++
+	}
+	max := r.cfg.MaxEntriesPerMessage
+
+	switch logs := msg.GetLogEntries().(type) {
+	case *alsv3.StreamAccessLogsMessage_HttpLogs:
+		entries := logs.HttpLogs.GetLogEntry()
+		if !r.cfg.HTTP {
+			return nil
+		}
+		if len(entries) > max {
+			tooMany = len(entries) - max
+			entries = entries[:max]
+		}
+		for _, e := range entries {
+			var err error
+			if st.buf, err = st.conv.appendHTTP(st.buf, e); err != nil {
+				refuse(err)
+				continue
+			}
+			accepted++
+		}
+	case *alsv3.StreamAccessLogsMessage_TcpLogs:
+		entries := logs.TcpLogs.GetLogEntry()
+		if !r.cfg.TCP {
+			return nil
+		}
+		if len(entries) > max {
+			tooMany = len(entries) - max
+			entries = entries[:max]
+		}
+		for _, e := range entries {
+			var err error
+			if st.buf, err = st.conv.appendTCP(st.buf, e); err != nil {
+				refuse(err)
+				continue
+			}
+			accepted++
+		}
+	}
+	if tooMany > 0 {
+		r.tel.Refused(tooMany, "too_many_entries")
+	}
+	for reason, n := range reasons {
+		r.tel.Refused(n, reason)
+	}
+	if (refused > 0 || tooMany > 0) && time.Since(st.lastLog) > time.Second {
+		// At most one line per second per stream: a misconfigured proxy
+		// must not flood the log.
+		st.lastLog = time.Now()
+		r.logger.Warn("refused ALS entries, kept the rest of the message",
+			"node", st.conv.proxy.nodeID, "log_name", st.logName,
+			"refused", refused, "too_many", tooMany, "first_reason", errString(firstErr))
+	}
+	if len(st.buf) == 0 {
+		return nil
+	}
+	if err := r.next.ConsumeCalls(stream.Context(), st.buf); err != nil {
+		r.tel.RefusedErr(accepted, err)
+		if errors.Is(err, pipeline.ErrOverloaded) {
+			r.logger.Debug("pipeline overloaded, refusing ALS stream", "node", st.conv.proxy.nodeID)
+		} else {
+			r.logger.Warn("pipeline refused ALS calls", "node", st.conv.proxy.nodeID, "err", err)
+		}
+		return pipeline.GRPCStatus(err)
+	}
+	r.tel.Accepted(accepted)
+	// Don't keep an unusually large buffer alive for the rest of the stream.
+	if cap(st.buf) > 4*max {
+		st.buf = nil
+	}
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// UnmarshalMessage decodes one serialized StreamAccessLogsMessage; it is the
+// decoder the gRPC codec runs, exposed for fuzzing and benchmarks.
+func UnmarshalMessage(b []byte) (*alsv3.StreamAccessLogsMessage, error) {
+	m := new(alsv3.StreamAccessLogsMessage)
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
