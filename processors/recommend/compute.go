@@ -1,0 +1,659 @@
+package recommend
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+func fullName(name, ns string) string {
+	if ns == "" {
+		return name
+	}
+	return name + "." + ns
+}
+
+// edgeSnap is what a recomputation needs of one edge series, copied out
+// under the ingest lock so the rest runs without it.
+type edgeSnap struct {
+	src, dst, endpoint string
+	view               view
+	window             time.Duration
+	c                  counts
+	tq                 QuantileCI
+	tqOK               bool
+	p50, p95, p99      time.Duration
+	p99OK              bool
+	buckets            []Bucket
+	expected           time.Duration
+	curAboveFrac       float64 // share of successes above the current timeout
+	curTimeout         time.Duration
+}
+
+type svcSnap struct {
+	name, endpoint string
+	view           view
+	window         time.Duration
+	c              counts
+	p50            time.Duration
+	peakPerSec     float64
+	hourly         []float64 // peak req/s per hour of week (0 = Monday 00:00 UTC)
+	knee           float64
+	kneeLo, kneeHi float64
+	minutes        uint32
+}
+
+func (s *series) elapsed(now time.Time, slot time.Duration, slots int) time.Duration {
+	if s.first < 0 {
+		return 0
+	}
+	start := time.Unix(0, s.first*int64(slot))
+	w := now.Sub(start)
+	if max := time.Duration(slots) * slot; w > max {
+		w = max
+	}
+	if w < slot {
+		w = slot
+	}
+	return w
+}
+
+// snapshot advances every series to now and copies out what the
+// recomputation needs.
+func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[string]*svcSnap) {
+	slotNs := int64(e.cfg.Slot)
+	nowSlot := now.UnixNano() / slotNs
+	nowMin := now.Unix() / 60
+	nowHour := nowMin / 60
+	expire := nowSlot - int64(7*24*time.Hour/e.cfg.Slot)
+	target := e.cfg.TargetFalseTimeout
+	minTail := float64(e.cfg.MinTailSamples)
+	var h Histogram
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	edges := make([]edgeSnap, 0, len(e.edges))
+	for k, s := range e.edges {
+		if s.lastSeen < expire {
+			delete(e.edges, k)
+			continue
+		}
+		s.advance(nowSlot)
+		if s.minute.idx < nowMin {
+			s.closeMinute(nowMin)
+		}
+		h = s.winH
+		h.Add(&s.curH)
+		c := s.winC
+		c.add(&s.curC)
+		if c.total == 0 {
+			continue
+		}
+		es := edgeSnap{
+			src: fullName(k.srcName, k.srcNS), dst: fullName(k.dstName, k.dstNS), endpoint: k.endpoint, view: k.view,
+			window: s.elapsed(now, e.cfg.Slot, e.slots), c: c, expected: s.expected,
+		}
+		n := float64(h.Count())
+		if n > 0 {
+			es.p50, es.p95, es.p99 = h.Quantile(0.5), h.Quantile(0.95), h.Quantile(0.99)
+			es.p99OK = n*0.01 >= minTail
+			if n*target >= minTail {
+				es.tq, es.tqOK = h.QuantileWithCI(1-target, 1.96), true
+			}
+			es.buckets = h.Buckets(40)
+		}
+		// The timeout in force: configured, reported by the proxy, or
+		// inferred from where UT-flagged calls end.
+		if r := cur.Routes[es.dst]; r != nil && r.HasTimeout {
+			es.curTimeout = r.Timeout
+		} else if s.expected > 0 {
+			es.curTimeout = s.expected
+		} else if ut := c.cls[clsTimeout]; ut >= 3 && c.utDurUs > 0 {
+			es.curTimeout = time.Duration(c.utDurUs/ut) * time.Microsecond
+		}
+		if es.curTimeout > 0 && n > 0 {
+			es.curAboveFrac = float64(h.CountAbove(es.curTimeout)) / n
+		}
+		edges = append(edges, es)
+	}
+	svcs := map[string]*svcSnap{}
+	for k, s := range e.svcs {
+		if s.lastSeen < expire {
+			delete(e.svcs, k)
+			continue
+		}
+		s.advance(nowSlot)
+		if s.minute.idx < nowMin {
+			s.closeMinute(nowMin)
+		}
+		name := fullName(k.name, k.ns)
+		id := name + "\x00" + k.endpoint
+		// The server view is authoritative for a service; the client view
+		// stands in when the callee has no sidecar reporting.
+		if old, ok := svcs[id]; ok && k.view == viewClient && old.view == viewServer {
+			continue
+		}
+		h = s.winH
+		h.Add(&s.curH)
+		c := s.winC
+		c.add(&s.curC)
+		ss := &svcSnap{name: name, endpoint: k.endpoint, view: k.view, window: s.elapsed(now, e.cfg.Slot, e.slots), c: c, p50: h.Quantile(0.5)}
+		if s.hours != nil {
+			ss.hourly = make([]float64, HistoryHours)
+			for _, hr := range s.hours {
+				if hr.idx < 0 || hr.idx <= nowHour-HistoryHours {
+					continue
+				}
+				// Unix hour 0 is a Thursday: shift so index 0 is Monday 00:00.
+				how := int((hr.idx + 72) % HistoryHours)
+				p := float64(hr.peakMin) / 60
+				ss.hourly[how] = math.Max(ss.hourly[how], p)
+				ss.peakPerSec = math.Max(ss.peakPerSec, p)
+			}
+		}
+		ss.peakPerSec = math.Max(ss.peakPerSec, float64(s.minute.reqs)/60)
+		if s.profile != nil {
+			ss.knee, ss.kneeLo, ss.kneeHi, ss.minutes = e.knee(s.profile)
+		}
+		svcs[id] = ss
+	}
+	return edges, svcs
+}
+
+// knee finds the load (req/s) at which mean latency climbs above
+// KneeLatencyFactor × its low-load baseline, or errors exceed
+// KneeErrorRate: the lower edge of the first degraded load bin. It returns
+// 0 when no degradation was seen.
+func (e *Engine) knee(p *loadProfile) (knee, lo, hi float64, minutes uint32) {
+	for _, m := range p.minutes {
+		minutes += m
+	}
+	if minutes < 10 {
+		return 0, 0, 0, minutes
+	}
+	need := max(uint32(3), minutes/10)
+	var bm uint32
+	var blat, berr float64
+	b := 0
+	for ; b < loadBins && bm < need; b++ {
+		bm += p.minutes[b]
+		blat += p.latUs[b]
+		berr += p.errRate[b]
+	}
+	if bm == 0 {
+		return 0, 0, 0, minutes
+	}
+	blat /= float64(bm)
+	berr /= float64(bm)
+	errLimit := math.Max(e.cfg.KneeErrorRate, 2*berr+0.005)
+	for ; b < loadBins; b++ {
+		m := float64(p.minutes[b])
+		if m < 2 {
+			continue
+		}
+		if p.latUs[b]/m > e.cfg.KneeLatencyFactor*blat || p.errRate[b]/m > errLimit {
+			l := loadBinLower(b) / 60
+			return l, loadBinLower(b-1) / 60, loadBinLower(b+1) / 60, minutes
+		}
+	}
+	return 0, 0, 0, minutes
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// roundUpMs rounds a timeout up to a value an operator would write: 1 ms
+// steps below 100 ms, 5 ms below 1 s, 10 ms above.
+func roundUpMs(v float64) float64 {
+	step := 10.0
+	switch {
+	case v < 100:
+		step = 1
+	case v < 1000:
+		step = 5
+	}
+	return math.Ceil(v/step-1e-9) * step
+}
+
+func edgeID(kind Kind, src, dst, ep string) string {
+	id := string(kind) + ":" + src + "->" + dst
+	if ep != "" {
+		id += ":" + ep
+	}
+	return id
+}
+
+func idMatches(id, svc string) bool {
+	_, rest, _ := strings.Cut(id, ":")
+	if a, b, ok := strings.Cut(rest, "->"); ok {
+		b, _, _ = strings.Cut(b, ":")
+		return svcMatch(svc, a) || svcMatch(svc, b)
+	}
+	return svcMatch(svc, rest)
+}
+
+// candidates holds one recomputation's raw results before smoothing.
+type candidates struct {
+	timeouts map[string]*Recommendation // by ID
+	retries  map[string]*Recommendation
+	limits   map[string]*Recommendation
+	other    []Recommendation // chain and misconfig diagnostics
+	self     map[string]float64
+	edgeRate map[[2]string]float64
+	svcs     map[string]*svcSnap
+}
+
+// Recompute recomputes every recommendation as of now, smooths them against
+// the published ones and publishes the result.
+func (e *Engine) Recompute(now time.Time) {
+	start := time.Now()
+	cur := e.CurrentConfig()
+	edges, svcs := e.snapshot(now, cur)
+	cand := e.compute(now, cur, edges, svcs)
+	e.publish(now, cur, cand)
+	e.metrics.recompute.Observe(time.Since(start).Seconds())
+}
+
+func (e *Engine) compute(now time.Time, cur *CurrentConfig, edges []edgeSnap, svcs map[string]*svcSnap) *candidates {
+	cd := &candidates{
+		timeouts: map[string]*Recommendation{}, retries: map[string]*Recommendation{}, limits: map[string]*Recommendation{},
+		self: map[string]float64{}, edgeRate: map[[2]string]float64{}, svcs: svcs,
+	}
+	// Prefer the client view of an edge; fall back to the server view.
+	best := map[string]*edgeSnap{}
+	for i := range edges {
+		es := &edges[i]
+		id := es.src + "->" + es.dst + ":" + es.endpoint
+		if o, ok := best[id]; !ok || (es.view == viewClient && (es.tqOK || !o.tqOK)) || (!o.tqOK && es.tqOK) {
+			best[id] = es
+		}
+	}
+	ids := make([]string, 0, len(best))
+	for id := range best {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	// Self time of a service: its median latency less its slowest
+	// downstream median, at least 1 ms.
+	childP50 := map[string]float64{}
+	for _, id := range ids {
+		es := best[id]
+		if es.endpoint == "" {
+			childP50[es.src] = math.Max(childP50[es.src], ms(es.p50))
+			cd.edgeRate[[2]string{es.src, es.dst}] = float64(es.c.total) / es.window.Seconds()
+		}
+	}
+	for id, s := range svcs {
+		if s.endpoint == "" {
+			_ = id
+			cd.self[s.name] = math.Max(1, ms(s.p50)-childP50[s.name])
+		}
+	}
+	for _, id := range ids {
+		es := best[id]
+		if t := e.timeoutRec(now, cur, es); t != nil {
+			cd.timeouts[t.ID] = t
+			if r := e.retryRec(now, cur, es, t); r != nil {
+				cd.retries[r.ID] = r
+			}
+		}
+		if es.endpoint == "" {
+			cd.other = append(cd.other, e.edgeMisconfig(now, cur, es, cd.timeouts[edgeID(KindTimeout, es.src, es.dst, "")])...)
+		}
+	}
+	e.chainFix(cd)
+	e.limitRecs(now, cur, cd)
+	return cd
+}
+
+func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap) *Recommendation {
+	if !es.tqOK {
+		return nil
+	}
+	pct := 100 * (1 - e.cfg.TargetFalseTimeout)
+	t := roundUpMs(ms(es.tq.Value))
+	side := "client-side (what the caller's sidecar waits)"
+	if es.view == viewServer {
+		side = "server-side (no client-side reports; network time is not included)"
+	}
+	r := &Recommendation{
+		ID: edgeID(KindTimeout, es.src, es.dst, es.endpoint), Kind: KindTimeout, Service: es.dst,
+		Edge:        &Edge{Source: es.src, Destination: es.dst, Endpoint: es.endpoint},
+		Current:     e.currentTimeout(cur, es),
+		Recommended: &Setting{TimeoutMs: t},
+		Confidence:  &Bounds{Lower: roundUpMs(ms(es.tq.Lower)), Upper: roundUpMs(ms(es.tq.Upper)), Level: 0.95, Unit: "ms"},
+		Evidence: &Evidence{WindowSeconds: es.window.Seconds(), Samples: es.c.success, Percentile: pct,
+			MarkerMs: t, P50Ms: ms(es.p50), P99Ms: ms(es.p99), Histogram: es.buckets,
+			ErrorRate: errRate(&es.c), RatePerSec: float64(es.c.total) / es.window.Seconds()},
+		UpdatedAt: now,
+	}
+	r.Explanation = fmt.Sprintf("p%g of the %d successful %s latencies over the last %s is %.1f ms (95%% interval %.1f–%.1f ms); a %.0f ms timeout cuts about %.2g%% of requests that would have succeeded (target %.2g%%).",
+		pct, es.c.success, side, es.window.Round(time.Second), ms(es.tq.Value), ms(es.tq.Lower), ms(es.tq.Upper), t,
+		100*e.cfg.TargetFalseTimeout, 100*e.cfg.TargetFalseTimeout)
+	if c := r.Current; c != nil {
+		if c.Disabled {
+			r.Explanation += " Currently no route timeout is set (Istio's default), so a hung upstream holds the caller indefinitely."
+		} else {
+			r.Explanation += fmt.Sprintf(" Current timeout %.0f ms (%s) cuts %.3g%% of successful requests.", c.TimeoutMs, c.Source, 100*es.curAboveFrac)
+		}
+	}
+	return r
+}
+
+func errRate(c *counts) float64 {
+	if c.total == 0 {
+		return 0
+	}
+	return float64(c.errors()) / float64(c.total)
+}
+
+func (e *Engine) currentTimeout(cur *CurrentConfig, es *edgeSnap) *Setting {
+	if r := cur.Routes[es.dst]; r != nil && r.HasTimeout {
+		return &Setting{TimeoutMs: ms(r.Timeout), Source: "istio-yaml " + r.Resource}
+	}
+	if es.expected > 0 {
+		return &Setting{TimeoutMs: ms(es.expected), Source: "x-envoy-expected-rq-timeout-ms"}
+	}
+	if es.curTimeout > 0 {
+		return &Setting{TimeoutMs: ms(es.curTimeout), Source: "response-flags (UT calls end here)"}
+	}
+	return &Setting{Disabled: true, Source: "istio-default"}
+}
+
+func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Recommendation) *Recommendation {
+	if !es.p99OK {
+		return nil
+	}
+	T := t.Recommended.TimeoutMs
+	backoff := ms(e.cfg.Backoff)
+	idemShare := 0.0
+	if n := es.c.idem + es.c.nonIdem; n > 0 {
+		idemShare = float64(es.c.idem) / float64(n)
+	}
+	idem := idemShare >= 0.99
+	set := &Setting{RetryBudgetPercent: e.cfg.RetryBudgetPercent, MinRetryConcurrency: e.cfg.MinRetryConcurrency, BackoffMs: backoff}
+	var why strings.Builder
+	if idem {
+		set.RetryOn = "connect-failure,refused-stream,unavailable,cancelled,reset,503"
+		perTry := roundUpMs(ms(es.p99))
+		r := int(math.Floor((T - perTry) / (perTry + backoff)))
+		r = min(max(r, 0), e.cfg.MaxRetries)
+		if r > 0 {
+			set.Retries, set.PerTryTimeoutMs = r, perTry
+			fmt.Fprintf(&why, "Requests are idempotent (%.0f%%): retry up to %d× with a %.0f ms per-try timeout (p99), which with %.0f ms backoff fits in the %.0f ms route timeout. ",
+				100*idemShare, r, perTry, backoff, T)
+		} else {
+			set.Retries = 1
+			fmt.Fprintf(&why, "Requests are idempotent but p99 (%.0f ms) is too close to the %.0f ms timeout for a second full attempt: retry once, without a per-try timeout, on fast failures only. ",
+				ms(es.p99), T)
+			set.RetryOn = "connect-failure,refused-stream,unavailable,503"
+		}
+	} else {
+		set.Retries = 1
+		set.RetryOn = "connect-failure,refused-stream"
+		fmt.Fprintf(&why, "Only %.0f%% of requests are idempotent: retry once, only when the request never reached the service (connect failure, refused stream). ", 100*idemShare)
+	}
+	var fails []string
+	f := map[string]int64{}
+	for i, n := range es.c.cls {
+		if n > 0 {
+			f[classNames[i]] = int64(n)
+			fails = append(fails, fmt.Sprintf("%s %d", classNames[i], n))
+		}
+	}
+	if len(fails) > 0 {
+		fmt.Fprintf(&why, "Failures in the window: %s. ", strings.Join(fails, ", "))
+	}
+	if er := errRate(&es.c); er > 0.5 {
+		fmt.Fprintf(&why, "%.0f%% of requests fail: retries cannot help and the budget keeps them from amplifying the outage. ", 100*er)
+	}
+	fmt.Fprintf(&why, "A retry budget of %.0f%% of requests (at least %d concurrent) bounds amplification to %.2f×.",
+		e.cfg.RetryBudgetPercent, e.cfg.MinRetryConcurrency, 1+e.cfg.RetryBudgetPercent/100)
+	rate := float64(es.c.total) / es.window.Seconds()
+	if idem && es.p50 > 0 && float64(es.p99)/float64(es.p50) >= 5 && rate < e.cfg.HedgeMaxRate {
+		set.HedgeAfterMs = roundUpMs(ms(es.p95))
+		fmt.Fprintf(&why, " The tail is long (p99/p50 = %.1f) and load low (%.1f req/s): hedging a second request after %.0f ms (p95) would cut tail latency for about 5%% extra load.",
+			float64(es.p99)/float64(es.p50), rate, set.HedgeAfterMs)
+	}
+	r := &Recommendation{
+		ID: edgeID(KindRetry, es.src, es.dst, es.endpoint), Kind: KindRetry, Service: es.dst,
+		Edge: t.Edge, Recommended: set, Explanation: why.String(), UpdatedAt: now,
+		Evidence: &Evidence{WindowSeconds: es.window.Seconds(), Samples: es.c.total, Percentile: 99, MarkerMs: set.PerTryTimeoutMs,
+			P50Ms: ms(es.p50), P99Ms: ms(es.p99), Failures: f, Idempotent: idemShare, ErrorRate: errRate(&es.c), RatePerSec: rate},
+	}
+	if rt := cur.Routes[es.dst]; rt != nil {
+		r.Current = &Setting{Retries: rt.Retries, PerTryTimeoutMs: ms(rt.PerTryTimeout), RetryOn: rt.RetryOn, BackoffMs: ms(rt.Backoff), Source: "istio-yaml " + rt.Resource}
+	} else {
+		r.Current = &Setting{Retries: IstioDefaultRetries, RetryOn: IstioDefaultRetryOn, Source: "istio-default"}
+	}
+	if p := cur.Policies[es.dst]; p != nil && p.RetryBudgetPercent > 0 {
+		r.Current.RetryBudgetPercent, r.Current.MinRetryConcurrency = p.RetryBudgetPercent, p.MinRetryConcurrency
+	}
+	return r
+}
+
+// budgetOf is the full wait a retry/timeout pair allows.
+func budgetOf(t, r *Recommendation) float64 {
+	ce := ChainEdge{TimeoutMs: t.Recommended.TimeoutMs}
+	if r != nil {
+		ce.Retries, ce.PerTryTimeoutMs, ce.BackoffMs = r.Recommended.Retries, r.Recommended.PerTryTimeoutMs, r.Recommended.BackoffMs
+	}
+	return ce.Budget()
+}
+
+// chainFix raises callers' timeouts (and per-try timeouts) so that each
+// covers its callee's full budget plus the callee's own processing time,
+// callees first, so the recommended settings are consistent on every path.
+func (e *Engine) chainFix(cd *candidates) {
+	children := map[string][]string{}
+	parents := map[string][]*Recommendation{}
+	for _, t := range cd.timeouts {
+		if t.Edge.Endpoint == "" {
+			children[t.Edge.Source] = append(children[t.Edge.Source], t.Edge.Destination)
+		}
+		parents[t.Edge.Destination] = append(parents[t.Edge.Destination], t)
+	}
+	for k := range children {
+		sort.Strings(children[k])
+	}
+	state := map[string]uint8{}
+	var visit func(s string)
+	visit = func(s string) {
+		if state[s] != 0 {
+			return
+		}
+		state[s] = 1
+		for _, c := range children[s] {
+			visit(c)
+		}
+		state[s] = 2
+		// s's callees are final: compute what a call into s may take.
+		need, via := 0.0, ""
+		for _, c := range children[s] {
+			t := cd.timeouts[edgeID(KindTimeout, s, c, "")]
+			if t == nil || state[c] == 1 {
+				continue
+			}
+			if b := budgetOf(t, cd.retries[edgeID(KindRetry, s, c, "")]); b > need {
+				need, via = b, c
+			}
+		}
+		if via == "" {
+			return
+		}
+		need = roundUpMs(need + cd.self[s])
+		for _, t := range parents[s] {
+			r := cd.retries[edgeID(KindRetry, t.Edge.Source, s, t.Edge.Endpoint)]
+			if t.Recommended.TimeoutMs < need {
+				t.Explanation += fmt.Sprintf(" Raised from %.0f ms to %.0f ms so it covers %s's full budget on %s (%.0f ms including retries) plus its own %.0f ms of processing.",
+					t.Recommended.TimeoutMs, need, s, via, need-cd.self[s], cd.self[s])
+				t.Recommended.TimeoutMs = need
+				t.Evidence.MarkerMs = need
+				if t.Confidence != nil {
+					t.Confidence.Upper = math.Max(t.Confidence.Upper, need)
+				}
+			}
+			if r == nil {
+				continue
+			}
+			rs := r.Recommended
+			if rs.PerTryTimeoutMs > 0 && rs.PerTryTimeoutMs < need {
+				rs.PerTryTimeoutMs = need
+				n := int(math.Floor((t.Recommended.TimeoutMs - need) / (need + rs.BackoffMs)))
+				if n < 1 {
+					rs.PerTryTimeoutMs, rs.Retries = 0, 1
+					rs.RetryOn = "connect-failure,refused-stream,unavailable,503"
+					r.Explanation += fmt.Sprintf(" A per-try timeout must cover %s's downstream budget (%.0f ms), leaving no room for a second full attempt: retry once on fast failures only.", s, need)
+				} else {
+					rs.Retries = min(rs.Retries, n)
+					r.Explanation += fmt.Sprintf(" Per-try timeout raised to %.0f ms to cover %s's downstream budget; %d retries fit.", need, s, rs.Retries)
+				}
+			}
+		}
+	}
+	names := make([]string, 0, len(children))
+	for s := range children {
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	for _, s := range names {
+		visit(s)
+	}
+}
+
+// limitRecs computes per-service and per-endpoint rate limits: the
+// historical peak with headroom, capped at the knee, and capped again at
+// what the services below can carry of this service's traffic.
+func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
+	g := &ChainGraph{Services: map[string]ChainService{}}
+	own := map[string]float64{}
+	for _, s := range cd.svcs {
+		if s.endpoint != "" || s.name == model_unknown {
+			continue
+		}
+		o := s.peakPerSec * e.cfg.Headroom
+		if s.knee > 0 {
+			o = math.Min(o, s.knee)
+		}
+		own[s.name] = o
+		g.Services[s.name] = ChainService{LimitPerSec: o, CapacityPerSec: s.knee, InboundPerSec: float64(s.c.total) / s.window.Seconds()}
+	}
+	for k, r := range cd.edgeRate {
+		g.Edges = append(g.Edges, ChainEdge{Source: k[0], Destination: k[1], RatePerSec: r})
+	}
+	sort.Slice(g.Edges, func(i, j int) bool {
+		if g.Edges[i].Source != g.Edges[j].Source {
+			return g.Edges[i].Source < g.Edges[j].Source
+		}
+		return g.Edges[i].Destination < g.Edges[j].Destination
+	})
+	bySrc := map[string][]int{}
+	for i := range g.Edges {
+		bySrc[g.Edges[i].Source] = append(bySrc[g.Edges[i].Source], i)
+	}
+	car := newCarrier(g, bySrc)
+	svcLimit := map[string]float64{}
+	for _, s := range cd.svcs {
+		if s.endpoint != "" || s.minutes < 10 || own[s.name] <= 0 {
+			continue
+		}
+		lim, path := car.carry(s.name)
+		lim = math.Floor(lim*10) / 10
+		svcLimit[s.name] = lim
+		cd.limits[edgeID(KindRateLimit, s.name, "", "")] = e.limitRec(now, cur, s, lim, path, "")
+	}
+	for _, s := range cd.svcs {
+		if s.endpoint == "" || s.minutes < 10 || s.peakPerSec <= 0 {
+			continue
+		}
+		o := s.peakPerSec * e.cfg.Headroom
+		path := []string{s.name + " " + s.endpoint}
+		if s.knee > 0 && s.knee < o {
+			o = s.knee
+		}
+		if sl, ok := svcLimit[s.name]; ok && sl < o {
+			o, path = sl, []string{s.name}
+		}
+		cd.limits[edgeID(KindRateLimit, s.name, "", s.endpoint)] = e.limitRec(now, cur, s, math.Floor(o*10)/10, path, s.endpoint)
+	}
+}
+
+const model_unknown = "unknown"
+
+func (e *Engine) limitRec(now time.Time, cur *CurrentConfig, s *svcSnap, lim float64, path []string, ep string) *Recommendation {
+	id := edgeID(KindRateLimit, s.name, "", ep)
+	id = strings.Replace(id, "->", "", 1)
+	r := &Recommendation{ID: id, Kind: KindRateLimit, Service: s.name, UpdatedAt: now,
+		Recommended: &Setting{RatePerSecond: lim, Burst: int(math.Max(1, math.Ceil(lim*0.2)))},
+		Evidence: &Evidence{WindowSeconds: float64(HistoryHours * 3600), Samples: uint64(s.minutes), PeakPerSec: s.peakPerSec,
+			KneePerSec: s.knee, HourlyPeaks: s.hourly, RatePerSec: float64(s.c.total) / s.window.Seconds(), ErrorRate: errRate(&s.c)},
+	}
+	if ep != "" {
+		r.Edge = &Edge{Destination: s.name, Endpoint: ep}
+	}
+	var why strings.Builder
+	fmt.Fprintf(&why, "Over %d minutes of history (up to 7 days, peaks kept per hour of week) the busiest minute ran at %.1f req/s; with %.0f%% headroom that is %.1f req/s. ",
+		s.minutes, s.peakPerSec, 100*(e.cfg.Headroom-1), s.peakPerSec*e.cfg.Headroom)
+	if s.knee > 0 {
+		fmt.Fprintf(&why, "Latency climbs above %.1f× its low-load level or errors appear from about %.1f req/s (the knee). ", e.cfg.KneeLatencyFactor, s.knee)
+		r.Confidence = &Bounds{Lower: s.kneeLo, Upper: s.kneeHi, Level: 0.9, Unit: "req/s"}
+	} else {
+		why.WriteString("No knee was observed: latency stayed flat at every load seen, so the capacity is at least the peak. ")
+	}
+	if len(path) > 1 {
+		fmt.Fprintf(&why, "The chain below limits it further: %s can carry only %.1f req/s of this service's traffic. ", strings.Join(path, " → "), lim)
+	}
+	fmt.Fprintf(&why, "Recommended limit %.1f req/s (burst %d).", lim, r.Recommended.Burst)
+	r.Explanation = why.String()
+	if l := cur.Limits[s.name]; l != nil && ep == "" {
+		r.Current = &Setting{RatePerSecond: l.RatePerSecond, Burst: l.Burst, Source: "istio-yaml " + l.Resource}
+	} else if ep == "" {
+		r.Current = &Setting{Disabled: true, Source: "none"}
+	}
+	return r
+}
+
+// edgeMisconfig flags settings in force that the edge's traffic shows to
+// be wrong.
+func (e *Engine) edgeMisconfig(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Recommendation) []Recommendation {
+	var out []Recommendation
+	mk := func(sev, what, expl string, curSet, rec *Setting) {
+		out = append(out, Recommendation{ID: edgeID(KindMisconfig, es.src, es.dst, "") + ":" + what, Kind: KindMisconfig,
+			Service: es.dst, Edge: &Edge{Source: es.src, Destination: es.dst}, Severity: sev, Current: curSet, Recommended: rec,
+			Explanation: expl, UpdatedAt: now,
+			Evidence: &Evidence{WindowSeconds: es.window.Seconds(), Samples: es.c.total, ErrorRate: errRate(&es.c), P99Ms: ms(es.p99), Histogram: es.buckets}})
+	}
+	target := e.cfg.TargetFalseTimeout
+	if es.curTimeout > 0 && es.c.success > 0 {
+		ut := es.c.cls[clsTimeout]
+		utRate := float64(ut) / float64(es.c.total)
+		if es.curAboveFrac > 10*target || utRate > 10*target {
+			var rec *Setting
+			if t != nil {
+				rec = &Setting{TimeoutMs: t.Recommended.TimeoutMs}
+			}
+			mk("high", "timeout_too_low", fmt.Sprintf("The timeout in force (%.0f ms) is far below what traffic needs: %.2g%% of successful requests take longer, and %d requests (%.2g%%) ended in UT (upstream timeout) in the window.",
+				ms(es.curTimeout), 100*es.curAboveFrac, ut, 100*utRate), &Setting{TimeoutMs: ms(es.curTimeout)}, rec)
+		} else if t != nil && ms(es.curTimeout) > 10*t.Recommended.TimeoutMs {
+			mk("medium", "timeout_too_high", fmt.Sprintf("The timeout in force (%.0f ms) is more than 10× what traffic needs (%.0f ms): failing requests hold callers far longer than any success takes.",
+				ms(es.curTimeout), t.Recommended.TimeoutMs), &Setting{TimeoutMs: ms(es.curTimeout)}, &Setting{TimeoutMs: t.Recommended.TimeoutMs})
+		}
+	} else if t != nil && es.c.failDurUs > 0 {
+		fails := es.c.errors()
+		if mean := float64(es.c.failDurUs) / float64(fails) / 1000; fails > 0 && mean > 2*t.Recommended.TimeoutMs {
+			mk("medium", "no_timeout", fmt.Sprintf("No route timeout is in force and failing requests wait %.0f ms on average, %.1f× the recommended %.0f ms timeout.",
+				mean, mean/t.Recommended.TimeoutMs, t.Recommended.TimeoutMs), &Setting{Disabled: true, Source: "istio-default"}, &Setting{TimeoutMs: t.Recommended.TimeoutMs})
+		}
+	}
+	if es.c.urx > 0 {
+		mk("high", "retries_exhausted", fmt.Sprintf("%d requests exhausted their retries (URX) in the window: retries are multiplying load on a failing %s without succeeding; cap them with a retry budget.",
+			es.c.urx, es.dst), nil, &Setting{RetryBudgetPercent: e.cfg.RetryBudgetPercent, MinRetryConcurrency: e.cfg.MinRetryConcurrency})
+	} else if rt := cur.Routes[es.dst]; rt != nil && rt.Retries >= 3 && errRate(&es.c) > 0.05 {
+		if p := cur.Policies[es.dst]; p == nil || p.RetryBudgetPercent == 0 {
+			mk("high", "retry_storm", fmt.Sprintf("%d retries without a retry budget while %.1f%% of requests fail: each failure becomes up to %d requests.",
+				rt.Retries, 100*errRate(&es.c), rt.Retries+1), &Setting{Retries: rt.Retries}, &Setting{RetryBudgetPercent: e.cfg.RetryBudgetPercent})
+		}
+	}
+	return out
+}

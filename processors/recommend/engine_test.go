@@ -1,0 +1,226 @@
+package recommend
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshlens/meshlens/model"
+)
+
+func TestHistogramRelativeError(t *testing.T) {
+	for _, us := range []uint64{0, 1, 31, 32, 33, 63, 64, 100, 999, 12345, 987654, 123456789, maxMicros} {
+		b := bucketOf(us)
+		lo, hi := bucketBounds(b)
+		if us < lo || us >= hi {
+			t.Fatalf("value %d not in its bucket %d [%d,%d)", us, b, lo, hi)
+		}
+		if us >= 64 && float64(hi-lo)/float64(lo) > 1.0/32+1e-9 {
+			t.Fatalf("bucket of %d is %.3f wide relative", us, float64(hi-lo)/float64(lo))
+		}
+	}
+	if numBuckets != bucketOf(maxMicros)+1 {
+		t.Fatalf("layout: %d buckets, last index %d", numBuckets, bucketOf(maxMicros))
+	}
+}
+
+func TestQuantileWithCI(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tests := []struct {
+		name string
+		n    int
+		q    float64
+	}{{"median 10k", 10000, 0.5}, {"p99 100k", 100000, 0.99}, {"p99.9 200k", 200000, 0.999}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Histogram
+			for i := 0; i < tc.n; i++ {
+				h.Record(time.Duration(math.Exp(rng.NormFloat64()*0.5+math.Log(50e6))) * time.Nanosecond)
+			}
+			ci := h.QuantileWithCI(tc.q, 1.96)
+			// true quantile of the log-normal
+			z := map[float64]float64{0.5: 0, 0.99: 2.3263, 0.999: 3.0902}[tc.q]
+			truth := time.Duration(math.Exp(z*0.5+math.Log(50e6))) * time.Nanosecond
+			if ci.Lower > ci.Value || ci.Value > ci.Upper {
+				t.Fatalf("interval not ordered: %+v", ci)
+			}
+			if float64(truth) < float64(ci.Lower)*0.97 || float64(truth) > float64(ci.Upper)*1.03 {
+				t.Fatalf("true %v outside [%v, %v]", truth, ci.Lower, ci.Upper)
+			}
+		})
+	}
+}
+
+// feed sends n calls on src→dst at a fixed rate ending at end, with latency
+// from lat and failures from fail.
+func feed(t testing.TB, e *Engine, src, dst string, end time.Time, n int, span time.Duration, dp model.DetectPoint,
+	lat func(i int) time.Duration, fail func(i int) (int, string)) {
+	t.Helper()
+	batch := make([]model.Call, 0, 1000)
+	step := span / time.Duration(n)
+	start := end.Add(-span)
+	for i := 0; i < n; i++ {
+		code, flags := 200, ""
+		if fail != nil {
+			code, flags = fail(i)
+		}
+		d := lat(i)
+		batch = append(batch, model.Call{
+			Source: model.Identity{Service: src, Namespace: "default"}, Destination: model.Identity{Service: dst, Namespace: "default"},
+			Endpoint: "GET:/" + dst, Method: "GET", Start: start.Add(time.Duration(i) * step).Add(-d), Duration: d,
+			StatusCode: code, ResponseFlags: flags, GRPCStatus: -1, DetectPoint: dp,
+		})
+		if len(batch) == cap(batch) {
+			if err := e.ConsumeCalls(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := e.ConsumeCalls(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lognormal(rng *rand.Rand, medianMs, sigma float64) func(int) time.Duration {
+	return func(int) time.Duration {
+		return time.Duration(math.Exp(rng.NormFloat64()*sigma) * medianMs * float64(time.Millisecond))
+	}
+}
+
+func find(recs []Recommendation, id string) *Recommendation {
+	for i := range recs {
+		if recs[i].ID == id {
+			return &recs[i]
+		}
+	}
+	return nil
+}
+
+func TestEngineTimeoutsAndChain(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	end := time.Date(2026, 11, 2, 12, 0, 0, 0, time.UTC)
+	e, err := New(Config{Now: func() time.Time { return end }}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// productpage -> reviews -> ratings; reviews' callee is slow so the
+	// caller's raw p99.9 would not cover it.
+	feed(t, e, "productpage", "reviews", end, 120000, 25*time.Minute, model.DetectClient, lognormal(rng, 20, 0.3), nil)
+	feed(t, e, "reviews", "ratings", end, 120000, 25*time.Minute, model.DetectClient, lognormal(rng, 30, 0.5), nil)
+	feed(t, e, "reviews", "details", end, 3000, 25*time.Minute, model.DetectClient, lognormal(rng, 5, 0.3), nil)
+	e.Recompute(end)
+	recs := e.Recommendations(Filter{})
+	rt := find(recs, "timeout:reviews.default->ratings.default")
+	if rt == nil {
+		t.Fatalf("no timeout for reviews->ratings; have %d recs", len(recs))
+	}
+	want := 30 * math.Exp(3.0902*0.5)
+	if got := rt.Recommended.TimeoutMs; math.Abs(got-want)/want > 0.08 {
+		t.Fatalf("reviews->ratings timeout %.1f ms, want ≈ %.1f (p99.9)", got, want)
+	}
+	if rt.Confidence.Lower > rt.Recommended.TimeoutMs || rt.Confidence.Upper < rt.Recommended.TimeoutMs {
+		t.Fatalf("bounds %+v do not contain %v", rt.Confidence, rt.Recommended.TimeoutMs)
+	}
+	if find(recs, "timeout:reviews.default->details.default") != nil {
+		t.Fatal("3000 samples cannot support p99.9 but a timeout was recommended")
+	}
+	pr := find(recs, "timeout:productpage.default->reviews.default")
+	if pr == nil {
+		t.Fatal("no timeout for productpage->reviews")
+	}
+	if pr.Recommended.TimeoutMs < rt.Recommended.TimeoutMs {
+		t.Fatalf("chain inverted: caller %.0f < callee %.0f", pr.Recommended.TimeoutMs, rt.Recommended.TimeoutMs)
+	}
+	if !strings.Contains(pr.Explanation, "Raised") {
+		t.Fatalf("caller timeout not explained as raised: %s", pr.Explanation)
+	}
+	g := RecommendedGraph(recs, nil, nil, nil)
+	if incs := CheckChains(g, ChainRules{}); len(incs) != 0 {
+		t.Fatalf("recommended settings inconsistent: %+v", incs)
+	}
+	if len(e.History(Filter{}, 0)) == 0 {
+		t.Fatal("no history recorded")
+	}
+}
+
+func TestHysteresis(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	now := time.Date(2026, 11, 2, 12, 0, 0, 0, time.UTC)
+	e, _ := New(Config{Window: 10 * time.Minute, Now: func() time.Time { return now }}, nil, nil)
+	id := "timeout:a.default->b.default"
+	var vals []float64
+	for step := 0; step < 8; step++ {
+		median := 20.0
+		if step >= 4 {
+			median = 40 // a real shift after step 4
+		}
+		feed(t, e, "a", "b", now, 60000, 5*time.Minute, model.DetectClient, lognormal(rng, median, 0.3), nil)
+		e.Recompute(now)
+		r := find(e.Recommendations(Filter{Kind: KindTimeout}), id)
+		if r == nil {
+			t.Fatalf("step %d: no recommendation", step)
+		}
+		vals = append(vals, r.Recommended.TimeoutMs)
+		now = now.Add(5 * time.Minute)
+	}
+	changes := 0
+	for i := 1; i < len(vals); i++ {
+		if vals[i] != vals[i-1] {
+			changes++
+		}
+	}
+	if changes == 0 || changes > 2 || vals[0] != vals[3] {
+		t.Fatalf("want one or two smooth changes after the shift, got %v", vals)
+	}
+	h := e.History(Filter{Service: "b"}, 0)
+	if len(h) < 2 || !strings.Contains(h[0].Reason, "changed from") {
+		t.Fatalf("change not recorded with reason: %+v", h)
+	}
+}
+
+func TestLoadIstioDir(t *testing.T) {
+	c, err := LoadIstioDir("testdata/istio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Routes["reviews.default"]
+	if r == nil || r.Timeout != 5*time.Second || r.Retries != 3 || r.PerTryTimeout != 2*time.Second {
+		t.Fatalf("reviews route: %+v", r)
+	}
+	if rt := c.Routes["ratings.default"]; rt == nil || rt.Timeout != 10*time.Millisecond || rt.Retries != IstioDefaultRetries {
+		t.Fatalf("ratings route: %+v", rt)
+	}
+	if p := c.Policies["reviews.default"]; p == nil || !p.HasOutlierDetection || p.RetryBudgetPercent != 25 {
+		t.Fatalf("reviews policy: %+v", p)
+	}
+	if l := c.Limits["productpage.default"]; l == nil || l.RatePerSecond != 100 || l.Burst != 100 {
+		t.Fatalf("productpage limit: %+v", l)
+	}
+}
+
+func TestAddYAMLBadInputKeepsRest(t *testing.T) {
+	c := NewCurrentConfig()
+	in := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  http:\n  - timeout: notaduration\n    route: [{destination: {host: x}}]\n---\n" +
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: ns}\nspec:\n  http:\n  - timeout: 2s\n    route: [{destination: {host: web}}]\n"
+	err := c.AddYAML([]byte(in), "t.yaml")
+	if err == nil || !strings.Contains(err.Error(), "t.yaml: document 1") {
+		t.Fatalf("want an error naming document 1, got %v", err)
+	}
+	if r := c.Routes["web.ns"]; r == nil || r.Timeout != 2*time.Second {
+		t.Fatalf("second document lost: %+v", c.Routes)
+	}
+}
+
+func FuzzAddYAML(f *testing.F) {
+	f.Add([]byte("apiVersion: networking.istio.io/v1\nkind: VirtualService\nspec: {http: [{timeout: 1s}]}\n"))
+	f.Add([]byte("apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nspec: {workloadSelector: {labels: {app: a}}, configPatches: [{patch: {value: {token_bucket: {fill_interval: 1s}}}}]}\n"))
+	f.Add([]byte("---\n---\nkind: [\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := NewCurrentConfig()
+		_ = c.AddYAML(b, "fuzz")
+	})
+}
