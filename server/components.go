@@ -7,6 +7,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/meshlens/meshlens/demo"
 	"github.com/meshlens/meshlens/pipeline"
 	"github.com/meshlens/meshlens/query/promapi"
 	"github.com/meshlens/meshlens/receivers/envoyals"
@@ -60,11 +61,54 @@ func (s *Server) startExtraListeners(bind func(proto, name, addr, what string) (
 	return nil
 }
 
-// startBackground starts work that runs beside the servers (demo traffic).
-func (s *Server) startBackground(ctx context.Context) {}
+// startBackground starts work that runs beside the servers: the demo
+// traffic generator, aimed at this server's own listeners.
+func (s *Server) startBackground(ctx context.Context) {
+	if !s.cfg.Demo.Enabled {
+		return
+	}
+	cfg := demo.Config{Rate: s.cfg.Demo.Rate, Seed: s.cfg.Demo.Seed}
+	if s.cfg.Receivers.EnvoyALS.Enabled {
+		cfg.ALSAddr = loopback(s.Addr("grpc"))
+	}
+	if s.cfg.Receivers.Zipkin.Enabled && s.Addr("zipkin") != "" {
+		cfg.ZipkinURL = "http://" + loopback(s.Addr("zipkin"))
+	}
+	g, err := demo.NewGenerator(cfg, s.logger.With("component", "demo"))
+	if err != nil {
+		s.logger.Error("demo traffic not started", "err", err)
+		return
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	s.stopDemo = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := g.Run(dctx); err != nil {
+			s.logger.Error("demo traffic stopped", "err", err)
+		}
+	}()
+	s.logger.Info("demo traffic started: Istio Bookinfo", "rate", cfg.Rate, "als", cfg.ALSAddr, "zipkin", cfg.ZipkinURL)
+}
 
 // stopBackground stops it before the receivers shut down.
-func (s *Server) stopBackground() {}
+func (s *Server) stopBackground() {
+	if s.stopDemo != nil {
+		s.stopDemo()
+	}
+}
+
+// loopback turns a bound address into one a local client can dial.
+func loopback(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
 
 func buildInfo() promapi.BuildInfo {
 	bi := promapi.BuildInfo{Version: "dev", Branch: "main"}

@@ -42,6 +42,8 @@ type Server struct {
 	httpSrvs   []*http.Server
 	listeners  []boundListener
 
+	stopDemo context.CancelFunc
+
 	closers []func(context.Context) error // run in reverse order after the pipeline drained
 	ready   atomic.Bool
 	wg      sync.WaitGroup
@@ -263,12 +265,8 @@ func (s *Server) closeAll(ctx context.Context) error {
 // listener is bound to all interfaces.
 func (s *Server) URL(path string) string {
 	addr := s.Addr("http")
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
+	if addr == "" {
 		return ""
 	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port) + path
+	return "http://" + loopback(addr) + path
 }
