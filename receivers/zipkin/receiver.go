@@ -1,0 +1,325 @@
+// Package zipkin receives spans over Zipkin's HTTP API (v2 JSON and
+// proto3 at /api/v2/spans, v1 JSON at /api/v1/spans), translates them into
+// ptrace.Traces (see package translate) and hands them to a
+// pipeline.TraceConsumer.
+//
+// Status codes follow Zipkin's server: 202 on success, 400 for a body that
+// cannot be read, 413 when it is too large, 415 for a content type or
+// encoding it does not speak, 429/503 when the pipeline is overloaded or
+// stopping. One decision differs from Zipkin, which answers 400 and drops
+// the whole batch on any bad span: when the body parses but individual
+// spans are invalid (no id, no trace id, bad hex), the valid spans are
+// stored and the answer is 400 with a message naming each dropped span, so
+// that one broken client span does not lose a proxy's whole batch and the
+// sender still learns something is wrong.
+package zipkin
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	zipkinmodel "github.com/openzipkin/zipkin-go/model"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/receivers/zipkin/translate"
+)
+
+// Config bounds what one request may cost.
+type Config struct {
+	// MaxRequestBytes caps the body as sent (compressed or not). Default 16 MiB.
+	MaxRequestBytes int64
+	// MaxDecompressedBytes caps a gzip body once inflated, against gzip
+	// bombs. Default 4 × MaxRequestBytes.
+	MaxDecompressedBytes int64
+	// MaxJSONDepth caps JSON nesting. Default translate.DefaultMaxJSONDepth.
+	MaxJSONDepth int
+	// MaxSpansPerRequest caps spans per request (0: no cap beyond the size
+	// limits). A larger batch is answered 413.
+	MaxSpansPerRequest int
+}
+
+// Default limits.
+const (
+	DefaultMaxRequestBytes = 16 << 20
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxDecompressedBytes <= 0 {
+		c.MaxDecompressedBytes = 4 * c.MaxRequestBytes
+	}
+	if c.MaxJSONDepth <= 0 {
+		c.MaxJSONDepth = translate.DefaultMaxJSONDepth
+	}
+	return c
+}
+
+// Receiver serves Zipkin's span ingest API.
+type Receiver struct {
+	cfg    Config
+	next   pipeline.TraceConsumer
+	tel    *pipeline.ReceiverTelemetry
+	logger *slog.Logger
+	bufs   sync.Pool
+}
+
+// New returns a Receiver that hands translated spans to next. tel may be
+// nil (self-metrics then go to a private registry); logger may be nil.
+func New(cfg Config, next pipeline.TraceConsumer, tel *pipeline.Telemetry, logger *slog.Logger) *Receiver {
+	if tel == nil {
+		tel = pipeline.NewTelemetry(prometheus.NewRegistry())
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Receiver{
+		cfg:    cfg.withDefaults(),
+		next:   next,
+		tel:    tel.Receiver("zipkin", "http"),
+		logger: logger,
+	}
+	r.bufs.New = func() any { return new(bytes.Buffer) }
+	return r
+}
+
+// Register adds the ingest routes to mux.
+func (r *Receiver) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v2/spans", r.handleV2)
+	mux.HandleFunc("POST /api/v1/spans", r.handleV1)
+}
+
+type format int
+
+const (
+	formatV2JSON format = iota
+	formatV2Proto
+	formatV1JSON
+)
+
+func (r *Receiver) handleV2(w http.ResponseWriter, req *http.Request) {
+	f, ok := formatV2JSON, true
+	switch mediaType(req) {
+	case "", "application/json", "text/plain":
+	case "application/x-protobuf", "application/protobuf":
+		f = formatV2Proto
+	default:
+		ok = false
+	}
+	if !ok {
+		r.fail(w, http.StatusUnsupportedMediaType, "unsupported Content-Type %q: /api/v2/spans takes application/json or application/x-protobuf", req.Header.Get("Content-Type"))
+		return
+	}
+	r.serve(w, req, f)
+}
+
+func (r *Receiver) handleV1(w http.ResponseWriter, req *http.Request) {
+	switch mediaType(req) {
+	case "", "application/json", "text/plain":
+	default:
+		r.fail(w, http.StatusUnsupportedMediaType, "unsupported Content-Type %q: /api/v1/spans takes application/json (v1 thrift is not supported)", req.Header.Get("Content-Type"))
+		return
+	}
+	r.serve(w, req, formatV1JSON)
+}
+
+func mediaType(req *http.Request) string {
+	ct := req.Header.Get("Content-Type")
+	if ct == "" {
+		return ""
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return ct
+	}
+	return strings.ToLower(mt)
+}
+
+// httpError carries the status a body-reading failure is answered with.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, f format) {
+	buf := r.bufs.Get().(*bytes.Buffer)
+	defer func() {
+		// Do not pool the odd huge buffer.
+		if buf.Cap() <= 1<<20 {
+			buf.Reset()
+			r.bufs.Put(buf)
+		}
+	}()
+	body, err := readBody(req, buf, r.cfg.MaxRequestBytes, r.cfg.MaxDecompressedBytes)
+	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			r.tel.Refused(1, reasonFor(he.status))
+			r.fail(w, he.status, "%s", he.msg)
+			return
+		}
+		r.tel.Refused(1, "malformed")
+		r.fail(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+
+	var spans []*zipkinmodel.SpanModel
+	var rejected []translate.Rejected
+	switch f {
+	case formatV2JSON:
+		spans, rejected, err = translate.DecodeV2JSON(body, r.cfg.MaxJSONDepth)
+	case formatV2Proto:
+		spans, rejected, err = translate.DecodeProto3(body)
+	case formatV1JSON:
+		spans, rejected, err = translate.DecodeV1JSON(body, r.cfg.MaxJSONDepth)
+	}
+	if err != nil {
+		r.tel.Refused(1, "malformed")
+		r.fail(w, http.StatusBadRequest, "cannot decode spans: %v", err)
+		return
+	}
+	if max := r.cfg.MaxSpansPerRequest; max > 0 && len(spans)+len(rejected) > max {
+		r.tel.Refused(len(spans)+len(rejected), "too_large")
+		r.fail(w, http.StatusRequestEntityTooLarge, "%d spans in one request; at most %d allowed", len(spans)+len(rejected), max)
+		return
+	}
+	if status, err := r.consume(req.Context(), spans); err != nil {
+		r.fail(w, status, "%v", err)
+		return
+	}
+	if len(rejected) > 0 {
+		r.tel.Refused(len(rejected), "malformed")
+		r.fail(w, http.StatusBadRequest, "%s", RejectedMessage(len(spans), rejected))
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (r *Receiver) consume(ctx context.Context, spans []*zipkinmodel.SpanModel) (int, error) {
+	if len(spans) == 0 {
+		return 0, nil
+	}
+	td := translate.ToTraces(spans)
+	n := td.SpanCount()
+	if err := r.next.ConsumeTraces(ctx, td); err != nil {
+		r.tel.RefusedErr(n, err)
+		r.logger.Debug("zipkin spans refused", "spans", n, "err", err)
+		return pipeline.HTTPStatus(err), fmt.Errorf("spans not stored: %w", err)
+	}
+	r.tel.Accepted(n)
+	return 0, nil
+}
+
+// RejectedMessage is the 400 answer for a batch whose invalid spans were
+// dropped: how many were kept and which were dropped (the first ten).
+func RejectedMessage(kept int, rejected []translate.Rejected) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dropped %d invalid span(s), kept %d: ", len(rejected), kept)
+	for i, rj := range rejected {
+		if i == 10 {
+			fmt.Fprintf(&b, "; and %d more", len(rejected)-10)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(rj.String())
+	}
+	return b.String()
+}
+
+func reasonFor(status int) string {
+	switch status {
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported"
+	}
+	return "malformed"
+}
+
+func (r *Receiver) fail(w http.ResponseWriter, status int, format string, args ...any) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	fmt.Fprintf(w, format, args...)
+	io.WriteString(w, "\n")
+}
+
+// readBody reads req's body into buf, inflating gzip, and returns the
+// bytes (which alias buf). The body as sent is capped at maxBytes and the
+// inflated body at maxInflated; either overflow is a 413 *httpError, an
+// unknown Content-Encoding a 415 and a corrupt gzip stream a 400.
+func readBody(req *http.Request, buf *bytes.Buffer, maxBytes, maxInflated int64) ([]byte, error) {
+	if req.ContentLength > maxBytes {
+		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the %d-byte limit", req.ContentLength, maxBytes)}
+	}
+	var gz bool
+	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		gz = true
+	default:
+		return nil, &httpError{http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %q: only gzip", enc)}
+	}
+	if req.ContentLength > 0 && !gz {
+		buf.Grow(int(req.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(req.Body, maxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading body: %w", err)
+	}
+	if n > maxBytes {
+		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the %d-byte limit", maxBytes)}
+	}
+	if !gz {
+		return buf.Bytes(), nil
+	}
+	return gunzip(buf.Bytes(), maxInflated)
+}
+
+// gunzip inflates a gzip body, refusing (413) to produce more than max bytes.
+func gunzip(compressed []byte, max int64) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(compressed))
+	if err != nil {
+		return nil, fmt.Errorf("invalid gzip body: %w", err)
+	}
+	defer zr.Close()
+	var out bytes.Buffer
+	// A guess at the ratio, bounded, to avoid regrowing for typical JSON.
+	out.Grow(int(min(int64(len(compressed))*8, max)))
+	n, err := out.ReadFrom(io.LimitReader(zr, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("invalid gzip body: %w", err)
+	}
+	if n > max {
+		return nil, &httpError{http.StatusRequestEntityTooLarge, "decompressed body exceeds the " + strconv.FormatInt(max, 10) + "-byte limit"}
+	}
+	return out.Bytes(), nil
+}
+
+// statusOf returns the HTTP status a readBody/gunzip error is answered with.
+func statusOf(err error) int {
+	var he *httpError
+	if errors.As(err, &he) {
+		return he.status
+	}
+	return http.StatusBadRequest
+}
