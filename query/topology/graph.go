@@ -1,0 +1,653 @@
+package topology
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/meshlens/meshlens/model"
+)
+
+// nodeRef names a node: a service, or an instance or endpoint of one.
+type nodeRef struct {
+	namespace, service, sub string
+}
+
+func (n nodeRef) id() string {
+	s := n.service
+	if n.namespace != "" {
+		s = n.namespace + "/" + s
+	}
+	if n.sub != "" {
+		s += "#" + n.sub
+	}
+	return s
+}
+
+type edgeKey struct {
+	src, dst nodeRef
+	protocol string
+}
+
+// observation is what one side reported about an edge.
+type observation struct {
+	requests, errors float64
+	// buckets maps an upper bound to the cumulative rate of its bucket.
+	buckets map[float64]float64
+	// security weighs the traffic by its mTLS state: "mutual_tls", "none"
+	// or "unknown"; seen records the states present even at a zero rate.
+	security map[string]float64
+	seen     map[string]bool
+	tcp      *TCP
+}
+
+func (o *observation) addBucket(le, v float64) {
+	if o.buckets == nil {
+		o.buckets = map[float64]float64{}
+	}
+	o.buckets[le] += v
+}
+
+func (o *observation) addSecurity(policy string, v float64) {
+	if o.security == nil {
+		o.security, o.seen = map[string]float64{}, map[string]bool{}
+	}
+	o.security[policy] += v
+	o.seen[policy] = true
+}
+
+type edgeAcc struct {
+	key    edgeKey
+	byside map[string]*observation
+}
+
+// collector gathers the observations of every edge from both sides.
+type collector struct {
+	edges map[edgeKey]*edgeAcc
+	// sides is the preference order of reporters: the first that reported
+	// an edge gives its figures, so a request seen from both sides counts
+	// once.
+	sides []string
+	// outName maps a side to the reporter name in the answer.
+	outName func(string) string
+	// keep filters edges (namespace filter); nil keeps everything.
+	keep func(edgeKey) bool
+}
+
+func (c *collector) obs(k edgeKey, side string) *observation {
+	if c.keep != nil && !c.keep(k) {
+		return nil
+	}
+	e := c.edges[k]
+	if e == nil {
+		e = &edgeAcc{key: k, byside: map[string]*observation{}}
+		c.edges[k] = e
+	}
+	o := e.byside[side]
+	if o == nil {
+		o = &observation{}
+		e.byside[side] = o
+	}
+	return o
+}
+
+// Graph computes the graph req asks for.
+func (a *API) Graph(ctx context.Context, req Request) (*Graph, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.QueryTimeout)
+	defer cancel()
+	q := querier{api: a, ts: req.End, window: req.End.Sub(req.Start)}
+	var (
+		c   *collector
+		err error
+	)
+	switch req.Level {
+	case LevelInstance, LevelEndpoint:
+		c, err = q.scope(ctx, req)
+	default:
+		c, err = q.services(ctx, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	g := c.build(req, a.opts.MaxNodes, a.opts.MaxEdges)
+	return g, nil
+}
+
+// querier runs instant queries at the end of the range over the window.
+type querier struct {
+	api    *API
+	ts     time.Time
+	window time.Duration
+}
+
+// row is one sample of a query answer, its labels copied out of the
+// engine's memory.
+type row struct {
+	m map[string]string
+	v float64
+}
+
+func (q querier) run(ctx context.Context, qs string) ([]row, error) {
+	qry, err := q.api.opts.Engine.NewInstantQuery(ctx, q.api.opts.Queryable, nil, qs, q.ts)
+	if err != nil {
+		return nil, fmt.Errorf("topology query %s: %w", qs, err)
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		return nil, fmt.Errorf("topology query %s: %w", qs, res.Err)
+	}
+	vec, err := res.Vector()
+	if err != nil {
+		return nil, fmt.Errorf("topology query %s: %w", qs, err)
+	}
+	out := make([]row, 0, len(vec))
+	for _, s := range vec {
+		if s.H != nil || math.IsNaN(s.F) {
+			continue
+		}
+		m := make(map[string]string, s.Metric.Len())
+		s.Metric.Range(func(l labels.Label) {
+			// Label strings may point into index memory released on Close.
+			m[strings.Clone(l.Name)] = strings.Clone(l.Value)
+		})
+		out = append(out, row{m: m, v: s.F})
+	}
+	return out, nil
+}
+
+// rangeSel is the PromQL range of the window, in milliseconds so that any
+// window is exact.
+func (q querier) rangeSel() string {
+	return "[" + strconv.FormatInt(q.window.Milliseconds(), 10) + "ms]"
+}
+
+// sumRate builds sum by (by) (rate(metric{sel}[window])). With a namespace
+// selection, it is the union of the traffic whose source or whose
+// destination is in the namespaces; series matching both appear on both
+// sides with the same labels and "or" keeps one.
+func (q querier) sumRate(metric string, by []string, nsLabels [2]string, namespaces []string) string {
+	one := func(sel string) string {
+		return "sum by (" + strings.Join(by, ", ") + ") (rate(" + metric + sel + q.rangeSel() + "))"
+	}
+	if len(namespaces) == 0 || nsLabels[0] == "" {
+		return one("")
+	}
+	re := namespaceRegexp(namespaces)
+	return one("{"+nsLabels[0]+"=~"+re+"}") + " or " + one("{"+nsLabels[1]+"=~"+re+"}")
+}
+
+func namespaceRegexp(namespaces []string) string {
+	quoted := make([]string, len(namespaces))
+	for i, n := range namespaces {
+		quoted[i] = regexp.QuoteMeta(n)
+	}
+	return strconv.Quote(strings.Join(quoted, "|"))
+}
+
+func inNamespaces(namespaces []string) func(edgeKey) bool {
+	if len(namespaces) == 0 {
+		return nil
+	}
+	return func(k edgeKey) bool {
+		return slices.Contains(namespaces, k.src.namespace) || slices.Contains(namespaces, k.dst.namespace)
+	}
+}
+
+// Istio label groups.
+var (
+	istioSourceLabels = []string{"source_workload_namespace", "source_canonical_service", "source_app", "source_workload"}
+	istioDestLabels   = []string{"destination_service_namespace", "destination_service_name", "destination_canonical_service", "destination_app", "destination_workload", "destination_workload_namespace"}
+	istioNSLabels     = [2]string{"destination_service_namespace", "source_workload_namespace"}
+)
+
+func firstKnown(m map[string]string, names ...string) string {
+	for _, n := range names {
+		if v := m[n]; v != "" && v != model.Unknown {
+			return v
+		}
+	}
+	return ""
+}
+
+// istioEdge maps Istio labels to an edge: the canonical service names the
+// source (else its app, else workload) and the destination service names
+// the destination; what cannot be resolved is model.Unknown.
+func istioEdge(m map[string]string, protocol string) edgeKey {
+	src := nodeRef{
+		namespace: firstKnown(m, "source_workload_namespace"),
+		service:   firstKnown(m, "source_canonical_service", "source_app", "source_workload"),
+	}
+	dst := nodeRef{
+		namespace: firstKnown(m, "destination_service_namespace", "destination_workload_namespace"),
+		service:   firstKnown(m, "destination_service_name", "destination_canonical_service", "destination_app", "destination_workload"),
+	}
+	for _, n := range []*nodeRef{&src, &dst} {
+		if n.service == "" {
+			*n = nodeRef{service: model.Unknown}
+		}
+	}
+	if protocol == "" {
+		protocol = m["request_protocol"]
+	}
+	return edgeKey{src: src, dst: dst, protocol: protocol}
+}
+
+func istioPolicy(m map[string]string) string {
+	switch p := m["connection_security_policy"]; p {
+	case "mutual_tls", "none":
+		return p
+	}
+	return "unknown"
+}
+
+func with(base []string, extra ...string) []string {
+	return append(slices.Clip(base), extra...)
+}
+
+// services builds the service graph from Istio's standard metrics.
+func (q querier) services(ctx context.Context, req Request) (*collector, error) {
+	c := &collector{
+		edges:   map[edgeKey]*edgeAcc{},
+		sides:   []string{"destination", "source"},
+		outName: func(s string) string { return s },
+		keep:    inNamespaces(req.Namespaces),
+	}
+	peers := append(slices.Clone(istioSourceLabels), istioDestLabels...)
+	ns := req.Namespaces
+
+	reqs, err := q.run(ctx, q.sumRate("istio_requests_total",
+		with(peers, "reporter", "request_protocol", "response_code", "grpc_response_status", "response_flags", "connection_security_policy"),
+		istioNSLabels, ns))
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range reqs {
+		o := c.obs(istioEdge(r.m, ""), r.m["reporter"])
+		if o == nil {
+			continue
+		}
+		o.requests += r.v
+		if istioError(r.m) {
+			o.errors += r.v
+		}
+		o.addSecurity(istioPolicy(r.m), r.v)
+	}
+
+	buckets, err := q.run(ctx, q.sumRate("istio_request_duration_milliseconds_bucket",
+		with(peers, "reporter", "request_protocol", "le"), istioNSLabels, ns))
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range buckets {
+		le, err := strconv.ParseFloat(r.m["le"], 64)
+		if err != nil {
+			continue
+		}
+		if o := c.obs(istioEdge(r.m, ""), r.m["reporter"]); o != nil {
+			o.addBucket(le, r.v)
+		}
+	}
+
+	// TCP: connections opened (errors are those with a response flag),
+	// bytes each way.
+	tcpBy := with(peers, "reporter")
+	opened, err := q.run(ctx, q.sumRate("istio_tcp_connections_opened_total",
+		with(tcpBy, "response_flags", "connection_security_policy"), istioNSLabels, ns))
+	if err != nil {
+		return nil, err
+	}
+	tcpOf := func(r row) *observation {
+		o := c.obs(istioEdge(r.m, "tcp"), r.m["reporter"])
+		if o != nil && o.tcp == nil {
+			o.tcp = &TCP{}
+		}
+		return o
+	}
+	for _, r := range opened {
+		if o := tcpOf(r); o != nil {
+			o.tcp.ConnectionsOpened += r.v
+			if f := r.m["response_flags"]; f != "" && f != "-" {
+				o.errors += r.v
+			}
+			o.addSecurity(istioPolicy(r.m), r.v)
+		}
+	}
+	for _, metric := range []string{"istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total"} {
+		rows, err := q.run(ctx, q.sumRate(metric, with(tcpBy, "connection_security_policy"), istioNSLabels, ns))
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			o := tcpOf(r)
+			if o == nil {
+				continue
+			}
+			if metric == "istio_tcp_sent_bytes_total" {
+				o.tcp.SentBytes += r.v
+			} else {
+				o.tcp.ReceivedBytes += r.v
+			}
+			o.addSecurity(istioPolicy(r.m), 0)
+		}
+	}
+	return c, nil
+}
+
+// istioError says whether a request series counts failures: an HTTP 5xx, a
+// non-OK gRPC status, or an Envoy response flag (the proxy failed the
+// request itself: no upstream, timeout, circuit open...).
+func istioError(m map[string]string) bool {
+	if code := m["response_code"]; len(code) == 3 && code[0] == '5' {
+		return true
+	}
+	if g := m["grpc_response_status"]; g != "" && g != "0" && m["request_protocol"] == "grpc" {
+		return true
+	}
+	f := m["response_flags"]
+	return f != "" && f != "-"
+}
+
+// scope builds the instance or endpoint graph from meshlens' relation
+// families, where the detect point says which side reported.
+func (q querier) scope(ctx context.Context, req Request) (*collector, error) {
+	prefix, subLabel := "meshlens_instance_relation_", "instance"
+	scopeMetric := "meshlens_instance_calls_total"
+	if req.Level == LevelEndpoint {
+		prefix, subLabel = "meshlens_endpoint_relation_", "endpoint"
+		scopeMetric = "meshlens_endpoint_calls_total"
+	}
+	// The relation families carry no namespace; the scope family does.
+	nsRows, err := q.run(ctx, "count by (service, namespace) (count_over_time("+scopeMetric+q.rangeSel()+"))")
+	if err != nil {
+		return nil, err
+	}
+	nsOf := map[string]string{}
+	for _, r := range nsRows {
+		if cur, ok := nsOf[r.m["service"]]; !ok || r.m["namespace"] < cur {
+			nsOf[r.m["service"]] = r.m["namespace"]
+		}
+	}
+	c := &collector{
+		edges: map[edgeKey]*edgeAcc{},
+		sides: []string{"server", "client", "proxy"},
+		outName: func(s string) string {
+			if s == "server" {
+				return "destination"
+			}
+			return "source"
+		},
+		keep: inNamespaces(req.Namespaces),
+	}
+	ref := func(service, sub string) nodeRef {
+		if service == "" {
+			service = model.Unknown
+		}
+		ns := nsOf[service]
+		if service == model.Unknown {
+			ns = ""
+		}
+		return nodeRef{namespace: ns, service: service, sub: sub}
+	}
+	by := []string{"source_service", "source_" + subLabel, "destination_service", "destination_" + subLabel, "detect_point"}
+	if req.Level == LevelInstance {
+		by = append(by, "protocol", "tls")
+	}
+	keyOf := func(m map[string]string) edgeKey {
+		return edgeKey{
+			src:      ref(m["source_service"], m["source_"+subLabel]),
+			dst:      ref(m["destination_service"], m["destination_"+subLabel]),
+			protocol: m["protocol"],
+		}
+	}
+	var none [2]string
+	for _, part := range []string{"calls_total", "errors_total", "latency_milliseconds_bucket"} {
+		groupBy := by
+		if part == "latency_milliseconds_bucket" {
+			groupBy = with(by, "le")
+		}
+		rows, err := q.run(ctx, q.sumRate(prefix+part, groupBy, none, nil))
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			o := c.obs(keyOf(r.m), r.m["detect_point"])
+			if o == nil {
+				continue
+			}
+			switch part {
+			case "calls_total":
+				o.requests += r.v
+				if req.Level == LevelInstance {
+					o.addSecurity(scopeSecurity(r.m["tls"]), r.v)
+				}
+			case "errors_total":
+				o.errors += r.v
+			default:
+				if le, err := strconv.ParseFloat(r.m["le"], 64); err == nil {
+					o.addBucket(le, r.v)
+				}
+			}
+		}
+	}
+	return c, nil
+}
+
+func scopeSecurity(tls string) string {
+	switch tls {
+	case "mtls":
+		return "mutual_tls"
+	case "none", "tls":
+		return "none"
+	}
+	return "unknown"
+}
+
+// nodeAcc sums the traffic a node receives.
+type nodeAcc struct {
+	ref      nodeRef
+	in       observation
+	hasTCP   bool
+	outbound float64
+	weight   float64
+}
+
+// build picks one side per edge, sums node traffic and bounds the answer.
+func (c *collector) build(req Request, maxNodes, maxEdges int) *Graph {
+	g := &Graph{Level: req.Level, Start: req.Start, End: req.End, Namespaces: req.Namespaces, Nodes: []Node{}, Edges: []Edge{}}
+	nodes := map[nodeRef]*nodeAcc{}
+	node := func(r nodeRef) *nodeAcc {
+		n := nodes[r]
+		if n == nil {
+			n = &nodeAcc{ref: r}
+			nodes[r] = n
+		}
+		return n
+	}
+	type built struct {
+		edge   Edge
+		weight float64
+	}
+	var edges []built
+	for _, e := range c.edges {
+		var (
+			chosen *observation
+			side   string
+			sides  []string
+		)
+		for _, s := range c.sides {
+			if o := e.byside[s]; o != nil {
+				sides = append(sides, c.outName(s))
+				if chosen == nil {
+					chosen, side = o, s
+				}
+			}
+		}
+		if chosen == nil {
+			continue
+		}
+		// The duration histogram of the chosen side; the other side's only
+		// when the chosen one has none.
+		buckets := chosen.buckets
+		for _, s := range c.sides {
+			if len(buckets) > 0 {
+				break
+			}
+			if o := e.byside[s]; o != nil {
+				buckets = o.buckets
+			}
+		}
+		ed := Edge{
+			ID:        e.key.src.id() + "->" + e.key.dst.id(),
+			Source:    e.key.src.id(),
+			Target:    e.key.dst.id(),
+			Protocol:  e.key.protocol,
+			Reporter:  c.outName(side),
+			Reporters: slices.Compact(sides),
+			RED:       red(chosen.requests, chosen.errors, buckets, chosen.tcp),
+		}
+		if ed.Protocol != "" {
+			ed.ID += ":" + ed.Protocol
+		}
+		ed.MTLS, ed.MTLSRatio = security(chosen.security, chosen.seen)
+		src, dst := node(e.key.src), node(e.key.dst)
+		src.outbound += chosen.requests
+		dst.in.requests += chosen.requests
+		dst.in.errors += chosen.errors
+		for le, v := range buckets {
+			dst.in.addBucket(le, v)
+		}
+		if chosen.tcp != nil {
+			dst.hasTCP = true
+			if dst.in.tcp == nil {
+				dst.in.tcp = &TCP{}
+			}
+			dst.in.tcp.ConnectionsOpened += chosen.tcp.ConnectionsOpened
+			dst.in.tcp.SentBytes += chosen.tcp.SentBytes
+			dst.in.tcp.ReceivedBytes += chosen.tcp.ReceivedBytes
+		}
+		w := chosen.requests
+		if chosen.tcp != nil {
+			w += chosen.tcp.ConnectionsOpened
+		}
+		src.weight += w
+		dst.weight += w
+		edges = append(edges, built{edge: ed, weight: w})
+	}
+
+	// Keep the busiest edges, then the busiest nodes; drop edges whose
+	// ends were dropped.
+	slices.SortFunc(edges, func(x, y built) int {
+		if c := cmp.Compare(y.weight, x.weight); c != 0 {
+			return c
+		}
+		return strings.Compare(x.edge.ID, y.edge.ID)
+	})
+	if len(edges) > maxEdges {
+		edges = edges[:maxEdges]
+		g.Truncated = true
+	}
+	ranked := make([]*nodeAcc, 0, len(nodes))
+	for _, n := range nodes {
+		ranked = append(ranked, n)
+	}
+	slices.SortFunc(ranked, func(x, y *nodeAcc) int {
+		if c := cmp.Compare(y.weight, x.weight); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ref.id(), y.ref.id())
+	})
+	if len(ranked) > maxNodes {
+		ranked = ranked[:maxNodes]
+		g.Truncated = true
+	}
+	kept := map[string]bool{}
+	for _, n := range ranked {
+		kept[n.ref.id()] = true
+	}
+	for _, e := range edges {
+		if kept[e.edge.Source] && kept[e.edge.Target] {
+			g.Edges = append(g.Edges, e.edge)
+		} else {
+			g.Truncated = true
+		}
+	}
+	slices.SortFunc(g.Edges, func(x, y Edge) int { return strings.Compare(x.ID, y.ID) })
+	for _, n := range ranked {
+		var tcp *TCP
+		if n.hasTCP {
+			tcp = n.in.tcp
+		}
+		kind := req.Level
+		if n.ref.sub == "" {
+			kind = LevelService
+		}
+		g.Nodes = append(g.Nodes, Node{
+			ID:                  n.ref.id(),
+			Name:                cmp.Or(n.ref.sub, n.ref.service),
+			Namespace:           n.ref.namespace,
+			Service:             serviceOf(n.ref),
+			Kind:                kind,
+			Unknown:             n.ref.service == model.Unknown,
+			Inbound:             red(n.in.requests, n.in.errors, n.in.buckets, tcp),
+			OutboundRequestRate: n.outbound,
+		})
+	}
+	slices.SortFunc(g.Nodes, func(x, y Node) int { return strings.Compare(x.ID, y.ID) })
+	return g
+}
+
+func serviceOf(r nodeRef) string {
+	if r.sub == "" {
+		return ""
+	}
+	return r.service
+}
+
+func red(requests, errors float64, buckets map[float64]float64, tcp *TCP) RED {
+	r := RED{RequestRate: requests, ErrorRate: errors, TCP: tcp}
+	total := requests
+	if tcp != nil {
+		total += tcp.ConnectionsOpened
+	}
+	if total > 0 {
+		r.ErrorRatio = errors / total
+	}
+	if lat, ok := percentiles(buckets); ok {
+		r.LatencyMs = &lat
+	}
+	return r
+}
+
+// security summarises the mTLS state of an edge from the traffic weights
+// per policy.
+func security(w map[string]float64, seen map[string]bool) (string, float64) {
+	m, n := w["mutual_tls"], w["none"]
+	if m+n == 0 {
+		// No traffic in the range: say what the series say.
+		switch {
+		case seen["mutual_tls"] && seen["none"]:
+			return "mixed", 0.5
+		case seen["mutual_tls"]:
+			return "mutual_tls", 1
+		case seen["none"]:
+			return "none", 0
+		}
+		return "unknown", 0
+	}
+	switch {
+	case n == 0:
+		return "mutual_tls", 1
+	case m == 0:
+		return "none", 0
+	}
+	return "mixed", m / (m + n)
+}
