@@ -1,0 +1,115 @@
+package pebblestore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+func (s *Store) retentionLoop() {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.RetentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.EnforceRetention(context.Background()); err != nil {
+				s.cfg.Logger.Warn("trace store retention failed", "err", err)
+			}
+		}
+	}
+}
+
+// EnforceRetention drops the buckets older than the TTL, then, while the
+// database is larger than MaxDiskBytes, the oldest remaining buckets (never
+// the newest one), and prunes metadata nobody has reported within the TTL.
+// Space is reclaimed by compacting each dropped range. It runs every
+// RetentionInterval; tests call it directly.
+func (s *Store) EnforceRetention(ctx context.Context) error {
+	s.retMu.Lock()
+	defer s.retMu.Unlock()
+	oldest := s.oldestBucket()
+	for _, b := range s.bucketsAsc() {
+		if b >= oldest {
+			break
+		}
+		if err := s.dropBucket(ctx, b); err != nil {
+			return err
+		}
+		s.cfg.Logger.Info("trace store dropped expired bucket", "bucket_start", s.bucketStart(b))
+	}
+	if s.cfg.MaxDiskBytes > 0 {
+		for {
+			used := s.db.Metrics().DiskSpaceUsage()
+			bs := s.bucketsAsc()
+			if used <= uint64(s.cfg.MaxDiskBytes) || len(bs) <= 1 {
+				break
+			}
+			if err := s.dropBucket(ctx, bs[0]); err != nil {
+				return err
+			}
+			s.cfg.Logger.Warn("trace store over size cap: dropped oldest bucket",
+				"bucket_start", s.bucketStart(bs[0]), "disk_bytes", used, "cap", s.cfg.MaxDiskBytes)
+		}
+	}
+	return s.pruneMeta(oldest)
+}
+
+func (s *Store) bucketsAsc() []uint32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]uint32, 0, len(s.buckets))
+	for b := range s.buckets {
+		out = append(out, b)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *Store) dropBucket(ctx context.Context, b uint32) error {
+	lo := bucketPrefix(nil, b)
+	hi := prefixEnd(lo)
+	if err := s.db.DeleteRange(lo, hi, pebble.Sync); err != nil {
+		return fmt.Errorf("drop bucket %d: %w", b, err)
+	}
+	s.mu.Lock()
+	delete(s.buckets, b)
+	delete(s.depCache, b)
+	s.mu.Unlock()
+	if err := s.db.Compact(ctx, lo, hi, false); err != nil {
+		return fmt.Errorf("compact bucket %d: %w", b, err)
+	}
+	return nil
+}
+
+// pruneMeta deletes service/operation/tag entries last seen before oldest.
+func (s *Store) pruneMeta(oldest uint32) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxMeta}, UpperBound: []byte{pfxMeta + 1}})
+	if err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v := it.Value()
+		if len(v) == 4 && binary.BigEndian.Uint32(v) < oldest {
+			_ = b.Delete(it.Key(), nil)
+			s.mu.Lock()
+			delete(s.meta, string(it.Key()))
+			s.mu.Unlock()
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if b.Empty() {
+		return nil
+	}
+	return b.Commit(pebble.NoSync)
+}
