@@ -300,33 +300,33 @@ func (w *blastWorker) run(ctx context.Context) {
 	defer cancel()
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(5*time.Second, cancel) })
 	defer stopGrace()
-	for ctx.Err() == nil {
+	// reserve paces and budgets the next message; false means stop.
+	reserve := func() bool {
+		if ctx.Err() != nil || !w.take() {
+			return false
+		}
+		if w.interval > 0 {
+			pace = pace.Add(w.interval)
+			if d := time.Until(pace); d > 0 {
+				return sleepCtx(ctx, d)
+			} else if d < -time.Second {
+				pace = time.Now() // do not burst to catch up
+			}
+		}
+		return true
+	}
+	for reserve() {
+		// The stream is opened only once there is something to send, so
+		// the server never sees an empty stream.
 		stream, err := w.client.StreamAccessLogs(sctx)
 		if err != nil {
-			if ctx.Err() == nil {
-				w.fail(err)
-				sleepCtx(ctx, 100*time.Millisecond)
-			}
+			w.fail(err)
+			sleepCtx(ctx, 100*time.Millisecond)
 			continue
 		}
 		sent, sentEntries := 0, 0
-		stop := false
-		for sent < w.chunk {
-			if ctx.Err() != nil || !w.take() {
-				stop = true
-				break
-			}
-			if w.interval > 0 {
-				pace = pace.Add(w.interval)
-				if d := time.Until(pace); d > 0 {
-					if !sleepCtx(ctx, d) {
-						stop = true
-						break
-					}
-				} else if d < -time.Second {
-					pace = time.Now() // do not burst to catch up
-				}
-			}
+		stop, sendFailed := false, false
+		for {
 			i := w.next
 			w.next = (w.next + 1) % len(w.log.Messages)
 			pm, err := w.prepared(stream, i, sent == 0)
@@ -335,25 +335,28 @@ func (w *blastWorker) run(ctx context.Context) {
 			}
 			if err != nil {
 				w.fail(err)
+				sendFailed = true
 				break
 			}
 			sent++
 			sentEntries += entryCount(w.log.Messages[i])
-		}
-		if sent == 0 {
-			// Nothing on this stream; end it quietly.
-			stream.CloseSend()
-			if stop {
-				return
+			if sent >= w.chunk {
+				break
 			}
-			continue
+			if !reserve() {
+				stop = true
+				break
+			}
 		}
 		t0 := time.Now()
 		_, err = stream.CloseAndRecv()
 		ack := time.Since(t0)
-		if err != nil {
-			w.fail(err)
-		} else {
+		switch {
+		case err != nil:
+			if !sendFailed {
+				w.fail(err)
+			}
+		case !sendFailed:
 			w.chunks++
 			w.messages += uint64(sent)
 			w.entries += uint64(sentEntries)

@@ -60,6 +60,8 @@ type Pod struct {
 	Kind           ProxyKind
 
 	ip       net.IP
+	nodeID   string
+	cluster  string
 	node     *corev3.Node
 	svc      *service // the service this pod serves, nil for pure clients
 	httpLogs bool     // has an HTTP access log (everything but mongodb)
@@ -68,13 +70,15 @@ type Pod struct {
 
 // NodeID is the Envoy node id Istio gives the proxy:
 // "sidecar~10.244.1.7~reviews-v2-5d8f9c-abcde.default~default.svc.cluster.local".
-func (p *Pod) NodeID() string {
+func (p *Pod) NodeID() string { return p.nodeID }
+
+func (p *Pod) buildNodeID() string {
 	return fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", p.Kind, p.IP, p.Name, p.Namespace, p.Namespace)
 }
 
 // ServiceCluster is Envoy's node cluster and the Zipkin service name Istio
 // uses: "<canonical service>.<namespace>".
-func (p *Pod) ServiceCluster() string { return p.App + "." + p.Namespace }
+func (p *Pod) ServiceCluster() string { return p.cluster }
 
 // Principal is the SPIFFE id in the pod's workload certificate.
 func (p *Pod) Principal() string {
@@ -133,20 +137,21 @@ type service struct {
 	clusterIP string
 	port      uint32
 	pods      []*Pod
+
+	// Derived names, computed once: they go into every entry and span.
+	fqdn     string // reviews.default.svc.cluster.local
+	outbound string // the client sidecar's upstream cluster
+	inbound  string // the server sidecar's upstream cluster
+	spanName string // Envoy's operation name for the route
 }
 
-func (s *service) fqdn() string { return s.name + "." + s.namespace + ".svc.cluster.local" }
-
-// outboundCluster is the client sidecar's upstream cluster for the service.
-func (s *service) outboundCluster() string {
-	return fmt.Sprintf("outbound|%d||%s", s.port, s.fqdn())
+func (s *service) init() {
+	s.fqdn = s.name + "." + s.namespace + ".svc.cluster.local"
+	s.outbound = fmt.Sprintf("outbound|%d||%s", s.port, s.fqdn)
+	s.inbound = fmt.Sprintf("inbound|%d||", s.port)
+	s.spanName = fmt.Sprintf("%s:%d/*", s.fqdn, s.port)
 }
 
-func (s *service) inboundCluster() string { return fmt.Sprintf("inbound|%d||", s.port) }
-
-// authority is what the Bookinfo apps put in the Host header: the short
-// service name and port.
-func (s *service) authority() string { return fmt.Sprintf("%s:%d", s.name, s.port) }
 
 // topology is the fixed Bookinfo deployment.
 type topology struct {
@@ -200,6 +205,9 @@ func newTopology() *topology {
 		{podSpec{"mongodb-v1", "mongodb", "v1", "default", "bookinfo-mongodb", Sidecar,
 			[]string{"10.244.3.17"}, []string{"7d8f6b9c4-z2mvd"}}, t.mongodb},
 	}
+	for _, s := range []*service{t.productpage, t.details, t.reviews, t.ratings, t.mongodb} {
+		s.init()
+	}
 	for _, s := range specs {
 		for i, ip := range s.ips {
 			p := &Pod{
@@ -209,6 +217,7 @@ func newTopology() *topology {
 				httpLogs: s.app != "mongodb",
 				tcpLogs:  s.app == "ratings" || s.app == "mongodb",
 			}
+			p.nodeID, p.cluster = p.buildNodeID(), p.App+"."+p.Namespace
 			p.node = p.buildNode()
 			t.pods = append(t.pods, p)
 			if s.svc != nil {

@@ -74,7 +74,7 @@ func (s *alsRecorder) snapshot() [][]*accesslogv3.StreamAccessLogsMessage {
 	return out
 }
 
-func startALS(t testing.TB, srv *alsRecorder) string {
+func startALS(t testing.TB, srv accesslogv3.AccessLogServiceServer) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -85,6 +85,22 @@ func startALS(t testing.TB, srv *alsRecorder) string {
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	return lis.Addr().String()
+}
+
+// discardALS reads and drops everything, for benchmarks.
+type discardALS struct {
+	accesslogv3.UnimplementedAccessLogServiceServer
+}
+
+func (discardALS) StreamAccessLogs(stream grpc.ClientStreamingServer[accesslogv3.StreamAccessLogsMessage, accesslogv3.StreamAccessLogsResponse]) error {
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return stream.SendAndClose(&accesslogv3.StreamAccessLogsResponse{})
+			}
+			return err
+		}
+	}
 }
 
 // zipkinRecorder is a Zipkin v2 collector endpoint.

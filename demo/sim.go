@@ -372,7 +372,7 @@ func (s *reqSim) call(client *Pod, parent *zipkin.ID, e *edge, hr hopReq, at tim
 
 	cl := httpSide{
 		pod: client, start: at, req: hr, reqHdr: reqHdr, details: "via_upstream",
-		cluster: e.svc.outboundCluster(), grpcStatus: grpcSt,
+		cluster: e.svc.outbound, grpcStatus: grpcSt,
 		downRemote: sockAddr(client.IP, m.ephemeral()),
 		downLocal:  sockAddr(e.svc.clusterIP, e.svc.port),
 	}
@@ -407,7 +407,7 @@ func (s *reqSim) call(client *Pod, parent *zipkin.ID, e *edge, hr hopReq, at tim
 	default:
 		sv = &httpSide{
 			pod: server, start: at + o1 + net, req: hr, reqHdr: reqHdr + 250 + uint64(m.rng.IntN(40)),
-			cluster: e.svc.inboundCluster(), details: "via_upstream", grpcStatus: grpcSt,
+			cluster: e.svc.inbound, details: "via_upstream", grpcStatus: grpcSt,
 			downRemote: sockAddr(client.IP, upLocalPort), downLocal: sockAddr(server.IP, e.svc.port),
 			upRemote: sockAddr(server.IP, e.svc.port), upLocal: sockAddr("127.0.0.6", m.ephemeral()),
 			firstUpTx: o2 / 2,
@@ -611,7 +611,7 @@ func (s *reqSim) tcp(client *Pod, e *edge, at time.Duration) tcpResult {
 		DownstreamRemoteAddress:       sockAddr(client.IP, m.ephemeral()),
 		DownstreamLocalAddress:        sockAddr(e.svc.clusterIP, e.svc.port),
 		UpstreamRemoteAddress:         sockAddr(server.IP, e.svc.port),
-		UpstreamCluster:               e.svc.outboundCluster(),
+		UpstreamCluster:               e.svc.outbound,
 		RouteName:                     "",
 		UpstreamRequestAttemptCount:   1,
 		AccessLogType:                 alsdata.AccessLogType_TcpConnectionEnd,
@@ -640,7 +640,7 @@ func (s *reqSim) tcp(client *Pod, e *edge, at time.Duration) tcpResult {
 		DownstreamLocalAddress:      sockAddr(server.IP, e.svc.port),
 		UpstreamRemoteAddress:       sockAddr(server.IP, e.svc.port),
 		UpstreamLocalAddress:        sockAddr("127.0.0.6", m.ephemeral()),
-		UpstreamCluster:             e.svc.inboundCluster(),
+		UpstreamCluster:             e.svc.inbound,
 		UpstreamRequestAttemptCount: 1,
 		AccessLogType:               alsdata.AccessLogType_TcpConnectionEnd,
 		TimeToLastDownstreamTxByte:  durationpb.New(svDur - o2/3),
@@ -759,7 +759,7 @@ func (s *reqSim) addHTTP(h *httpSide) {
 // halves of a hop share one span id (shared_span_context).
 func (s *reqSim) addSpan(h *httpSide, kind zipkin.Kind, id zipkin.ID, parent *zipkin.ID, peer *Pod, e *edge) {
 	p := h.pod
-	name := e.svc.fqdn() + ":" + strconv.Itoa(int(e.svc.port)) + "/*"
+	name := e.svc.spanName
 	if h.cluster == "" {
 		name = h.req.authority + h.req.path
 	}
@@ -829,7 +829,7 @@ func mtlsProps(server, client *Pod, svc *service) *alsdata.TLSProperties {
 	return &alsdata.TLSProperties{
 		TlsVersion:                 alsdata.TLSProperties_TLSv1_3,
 		TlsCipherSuite:             wrapperspb.UInt32(0x1301), // TLS_AES_128_GCM_SHA256
-		TlsSniHostname:             "outbound_." + strconv.Itoa(int(svc.port)) + "_._." + svc.fqdn(),
+		TlsSniHostname:             "outbound_." + strconv.Itoa(int(svc.port)) + "_._." + svc.fqdn,
 		LocalCertificateProperties: san(server.Principal()),
 		PeerCertificateProperties:  san(client.Principal()),
 	}
