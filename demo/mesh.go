@@ -15,6 +15,7 @@ import (
 	"net"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -63,9 +64,10 @@ type Pod struct {
 	nodeID   string
 	cluster  string
 	node     *corev3.Node
-	svc      *service // the service this pod serves, nil for pure clients
-	httpLogs bool     // has an HTTP access log (everything but mongodb)
-	tcpLogs  bool     // has a TCP access log (ratings client side, mongodb)
+	peer     *anypb.Any // what metadata exchange tells a peer about this pod
+	svc      *service   // the service this pod serves, nil for pure clients
+	httpLogs bool       // has an HTTP access log (everything but mongodb)
+	tcpLogs  bool       // has a TCP access log (ratings client side, mongodb)
 }
 
 // NodeID is the Envoy node id Istio gives the proxy:
@@ -130,6 +132,24 @@ func (p *Pod) buildNode() *corev3.Node {
 	}
 }
 
+// buildPeer is the peer metadata Istio's (≥1.24) metadata exchange leaves
+// in filter state ("upstream_peer" / "downstream_peer") and the ALS config
+// logs: a WorkloadMetadataObject serialised as a google.protobuf.Struct.
+func (p *Pod) buildPeer() *anypb.Any {
+	st, err := structpb.NewStruct(map[string]any{
+		"type": "deployment", "name": p.Name, "namespace": p.Namespace, "cluster": ClusterID,
+		"workload": p.Workload, "service": p.App, "revision": p.Version,
+		"app": p.App, "version": p.Version, "identity": p.Principal(),
+	})
+	if err == nil {
+		var a *anypb.Any
+		if a, err = anypb.New(st); err == nil {
+			return a
+		}
+	}
+	panic(fmt.Sprintf("demo: peer metadata: %v", err))
+}
+
 // service is a Kubernetes service of the mesh.
 type service struct {
 	name      string
@@ -151,7 +171,6 @@ func (s *service) init() {
 	s.inbound = fmt.Sprintf("inbound|%d||", s.port)
 	s.spanName = fmt.Sprintf("%s:%d/*", s.fqdn, s.port)
 }
-
 
 // topology is the fixed Bookinfo deployment.
 type topology struct {
@@ -219,6 +238,7 @@ func newTopology() *topology {
 			}
 			p.nodeID, p.cluster = p.buildNodeID(), p.App+"."+p.Namespace
 			p.node = p.buildNode()
+			p.peer = p.buildPeer()
 			t.pods = append(t.pods, p)
 			if s.svc != nil {
 				s.svc.pods = append(s.svc.pods, p)

@@ -11,6 +11,8 @@ import (
 	alsdata "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	zipkin "github.com/openzipkin/zipkin-go/model"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // calm is a time outside both incidents; the other two are inside one each.
@@ -159,6 +161,14 @@ func TestBothSides(t *testing.T) {
 			} else if ic.Duration.AsDuration() > c.Duration.AsDuration() {
 				t.Errorf("server duration %s exceeds client duration %s", ic.Duration.AsDuration(), c.Duration.AsDuration())
 			}
+			if e.HTTP != nil {
+				if peerName(ic.FilterStateObjects["downstream_peer"]) != e.Pod.Name {
+					t.Errorf("server's downstream_peer is not the client pod %s", e.Pod.Name)
+				}
+				if f == "-" && peerName(c.FilterStateObjects["upstream_peer"]) != in.Pod.Name {
+					t.Errorf("client's upstream_peer is not the server pod %s", in.Pod.Name)
+				}
+			}
 			if e.TCP != nil {
 				tcpPairs++
 				if in.TCP == nil || in.TCP.ConnectionProperties.ReceivedBytes != e.TCP.ConnectionProperties.ReceivedBytes {
@@ -211,6 +221,14 @@ func TestBothSides(t *testing.T) {
 		t.Errorf("error rate %.3f outside a few percent", rate)
 	}
 	t.Logf("%d entries, %.2f%% errors, flags %v", entries, 100*rate, flags)
+}
+
+func peerName(a *anypb.Any) string {
+	var st structpb.Struct
+	if a == nil || a.UnmarshalTo(&st) != nil {
+		return ""
+	}
+	return st.Fields["name"].GetStringValue()
 }
 
 func common(e Entry) *alsdata.AccessLogCommon {

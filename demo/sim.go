@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alsdata "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	zipkin "github.com/openzipkin/zipkin-go/model"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -465,6 +466,15 @@ func (s *reqSim) call(client *Pod, parent *zipkin.ID, e *edge, hr hopReq, at tim
 		cl.status, cl.grpcStatus, cl.grpcInHeaders = 200, 14, true
 	}
 
+	// Metadata exchange: the server learns the client from request headers,
+	// the client learns the server only from a response that came from it.
+	if sv != nil {
+		sv.filterState = map[string]*anypb.Any{"downstream_peer": client.peer}
+		if fail == failNone {
+			cl.filterState = map[string]*anypb.Any{"upstream_peer": server.peer}
+		}
+	}
+
 	// Children end before parents, so the server logs first.
 	if sv != nil {
 		s.addHTTP(sv)
@@ -669,6 +679,7 @@ type httpSide struct {
 	downRemote, downLocal, downDirect, upRemote, upLocal *corev3.Address
 	cluster                                              string
 	tls                                                  *alsdata.TLSProperties
+	filterState                                          map[string]*anypb.Any
 	flags                                                *alsdata.ResponseFlags
 	failureReason                                        string
 
