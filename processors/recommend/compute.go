@@ -203,16 +203,15 @@ func (e *Engine) knee(p *loadProfile) (knee, lo, hi float64, minutes uint32) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// roundUpMs rounds a timeout up to a value an operator would write: 1 ms
-// steps below 100 ms, 5 ms below 1 s, 10 ms above.
+// roundUpMs rounds a timeout up to three significant digits (18.7 ms,
+// 302 ms, 3.02 s): readable, and at most 1% above the estimate, which
+// matters because near p99.9 a 1% longer timeout can cut several percent
+// fewer requests.
 func roundUpMs(v float64) float64 {
-	step := 10.0
-	switch {
-	case v < 100:
-		step = 1
-	case v < 1000:
-		step = 5
+	if v <= 0 {
+		return 0
 	}
+	step := math.Pow(10, math.Floor(math.Log10(v))-2)
 	return math.Ceil(v/step-1e-9) * step
 }
 

@@ -84,9 +84,9 @@ func (h *Histogram) Add(o *Histogram) {
 // Reset empties h.
 func (h *Histogram) Reset() { *h = Histogram{} }
 
-// ValueAtRank returns the upper bound of the bucket holding the r-th
-// smallest value (1-based). The upper bound makes a timeout derived from it
-// cut at most the intended share of requests.
+// ValueAtRank returns the r-th smallest value (1-based), interpolated
+// linearly within its bucket so that estimates carry no systematic bias
+// from the bucket width.
 func (h *Histogram) ValueAtRank(r uint64) time.Duration {
 	if h.total == 0 {
 		return 0
@@ -99,11 +99,12 @@ func (h *Histogram) ValueAtRank(r uint64) time.Duration {
 	}
 	var cum uint64
 	for i, c := range h.counts {
-		cum += uint64(c)
-		if cum >= r {
-			_, hi := bucketBounds(i)
-			return time.Duration(hi) * time.Microsecond
+		if cum+uint64(c) >= r {
+			lo, hi := bucketBounds(i)
+			frac := (float64(r-cum) - 0.5) / float64(c)
+			return time.Duration((float64(lo) + frac*float64(hi-lo)) * float64(time.Microsecond))
 		}
+		cum += uint64(c)
 	}
 	return time.Duration(maxMicros) * time.Microsecond
 }

@@ -99,10 +99,10 @@ type hour struct {
 const HistoryHours = 7 * 24
 
 // loadBins is the number of load bins of a capacity profile; bins grow by
-// loadBinFactor so that 1 to ~10^6 requests per minute fit.
+// loadBinFactor so that 1 to ~2·10^6 requests per minute fit.
 const (
-	loadBins      = 150
-	loadBinFactor = 1.1
+	loadBins      = 300
+	loadBinFactor = 1.05
 )
 
 // loadProfile records, for each level of load (requests per minute), the

@@ -1,0 +1,295 @@
+// Package eval measures the recommendation engine against synthetic but
+// realistic traffic: a train/evaluate replay of per-edge latencies, a chain
+// checker run on generated call graphs with seeded misconfigurations, and a
+// discrete-event overload simulation of a service chain. The data is
+// generated from fixed seeds; it is not recorded production traffic.
+package eval
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/meshlens/meshlens/model"
+	"github.com/meshlens/meshlens/processors/recommend"
+)
+
+// LogNormal is one component of a latency mixture.
+type LogNormal struct {
+	Weight, MedianMs, Sigma float64
+}
+
+// EdgeModel generates the traffic of one edge.
+type EdgeModel struct {
+	Name       string
+	Components []LogNormal
+	// Rate is the mean request rate; DiurnalAmp and Phase shape it over the
+	// day.
+	Rate, DiurnalAmp, Phase float64
+	// FailRate is the share of requests that fail; HangShare of those hang
+	// for HangMs (an upstream's own long timeout) instead of failing fast.
+	FailRate, HangShare, HangMs float64
+	// Drift multiplies latencies in the evaluation window (1 = none).
+	Drift float64
+	// IncidentShare of evaluation-window requests are slowed by
+	// IncidentFactor (0 = no incident).
+	IncidentShare, IncidentFactor float64
+}
+
+// GenerateEdges draws n edge models from seed: latency mixtures of one to
+// three log-normal modes (fast path, cache miss, slow dependency), request
+// rates log-uniform between 5 and 200 req/s with a diurnal curve, a small
+// random drift between windows and, on a few edges, an incident.
+func GenerateEdges(seed uint64, n int) []EdgeModel {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	out := make([]EdgeModel, n)
+	for i := range out {
+		m := EdgeModel{Name: fmt.Sprintf("svc-%03d", i)}
+		base := math.Exp(math.Log(1) + rng.Float64()*math.Log(300)) // 1..300 ms
+		k := 1 + rng.IntN(3)
+		w := 1.0
+		for j := 0; j < k; j++ {
+			c := LogNormal{Weight: w, MedianMs: base * math.Pow(3+4*rng.Float64(), float64(j)), Sigma: 0.15 + 0.5*rng.Float64()}
+			if j < k-1 {
+				c.Weight = w * (0.75 + 0.2*rng.Float64())
+				w -= c.Weight
+			}
+			m.Components = append(m.Components, c)
+		}
+		m.Rate = math.Exp(math.Log(5) + rng.Float64()*math.Log(40))
+		m.DiurnalAmp = 0.4 * rng.Float64()
+		m.Phase = 2 * math.Pi * rng.Float64()
+		m.FailRate = math.Exp(math.Log(0.001) + rng.Float64()*math.Log(50)) // 0.1%..5%
+		m.HangShare = 0.5 * rng.Float64()
+		m.HangMs = []float64{10000, 15000, 30000, 60000}[rng.IntN(4)]
+		m.Drift = 1 + 0.01*rng.NormFloat64()
+		if rng.Float64() < 0.03 {
+			m.IncidentShare, m.IncidentFactor = 0.01+0.04*rng.Float64(), 3+5*rng.Float64()
+		}
+		out[i] = m
+	}
+	return out
+}
+
+func (m *EdgeModel) latency(rng *rand.Rand, eval bool) time.Duration {
+	u := rng.Float64()
+	c := m.Components[len(m.Components)-1]
+	for _, x := range m.Components {
+		if u < x.Weight {
+			c = x
+			break
+		}
+		u -= x.Weight
+	}
+	v := c.MedianMs * math.Exp(c.Sigma*rng.NormFloat64())
+	if eval {
+		v *= m.Drift
+		if m.IncidentShare > 0 && rng.Float64() < m.IncidentShare {
+			v *= m.IncidentFactor
+		}
+	}
+	return time.Duration(v * float64(time.Millisecond))
+}
+
+func (m *EdgeModel) rateAt(t time.Time) float64 {
+	day := float64(t.Unix()%86400) / 86400
+	return m.Rate * (1 + m.DiurnalAmp*math.Sin(2*math.Pi*day+m.Phase))
+}
+
+// poisson draws a Poisson count: Knuth's method for small means, a rounded
+// normal for large ones.
+func poisson(rng *rand.Rand, mean float64) int {
+	if mean > 30 {
+		return max(0, int(math.Round(mean+math.Sqrt(mean)*rng.NormFloat64())))
+	}
+	l, k, p := math.Exp(-mean), 0, 1.0
+	for {
+		p *= rng.Float64()
+		if p <= l {
+			return k
+		}
+		k++
+	}
+}
+
+// request is one generated request.
+type request struct {
+	at   time.Time
+	dur  time.Duration
+	fail bool
+}
+
+// generate produces the requests of [from, from+span) one second at a time.
+func (m *EdgeModel) generate(rng *rand.Rand, from time.Time, span time.Duration, eval bool, fn func(request)) {
+	for s := time.Duration(0); s < span; s += time.Second {
+		t := from.Add(s)
+		n := poisson(rng, m.rateAt(t))
+		for i := 0; i < n; i++ {
+			r := request{at: t.Add(time.Duration(i) * time.Second / time.Duration(n))}
+			if rng.Float64() < m.FailRate {
+				r.fail = true
+				if rng.Float64() < m.HangShare {
+					r.dur = time.Duration(m.HangMs * float64(time.Millisecond))
+				} else {
+					r.dur = time.Duration((1 + 4*rng.Float64()) * float64(time.Millisecond))
+				}
+			} else {
+				r.dur = m.latency(rng, eval)
+			}
+			fn(r)
+		}
+	}
+}
+
+// ReplayConfig sizes a replay.
+type ReplayConfig struct {
+	Seed   uint64
+	Edges  int
+	Window time.Duration
+	Target float64
+}
+
+// EdgeReplay is the outcome on one edge.
+type EdgeReplay struct {
+	Name       string
+	Samples    uint64  // successes in the training window
+	TimeoutMs  float64 // 0: no recommendation
+	Realised   float64 // false-timeout rate in the evaluation window
+	Incident   bool
+	EvalSucc   int
+	Cut        int
+	WaitDef    float64
+	WaitRecomm float64
+}
+
+// ReplayResult summarises a replay.
+type ReplayResult struct {
+	Edges, Recommended, WithinBand int
+	// ShareWithinBand is the share of recommended edges whose realised
+	// false-timeout rate is within ±50% of the target.
+	ShareWithinBand float64
+	// MedianRatio is the median realised/target ratio.
+	MedianRatio float64
+	// Seconds spent waiting on requests that failed anyway, under Istio's
+	// default (no route timeout), under Envoy's 15 s default, and under
+	// the recommendations.
+	WaitNoTimeout, Wait15s, WaitRecommended float64
+	ReductionVsNoTimeout, ReductionVs15s    float64
+	PerEdge                                 []EdgeReplay
+}
+
+// RunReplay trains the engine on one window of generated traffic per edge
+// and evaluates its timeouts on the next window.
+func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
+	if cfg.Window <= 0 {
+		cfg.Window = 30 * time.Minute
+	}
+	if cfg.Target <= 0 {
+		cfg.Target = 0.001
+	}
+	t0 := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
+	trainEnd := t0.Add(cfg.Window)
+	e, err := recommend.New(recommend.Config{Window: cfg.Window, TargetFalseTimeout: cfg.Target, MaxEndpoints: -1,
+		Now: func() time.Time { return trainEnd }}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	models := GenerateEdges(cfg.Seed, cfg.Edges)
+	rng := rand.New(rand.NewPCG(cfg.Seed+1, cfg.Seed+2))
+	batch := make([]model.Call, 0, 4096)
+	flush := func() error {
+		err := e.ConsumeCalls(context.Background(), batch)
+		batch = batch[:0]
+		return err
+	}
+	for i := range models {
+		m := &models[i]
+		src := model.Identity{Service: "client-" + m.Name[4:], Namespace: "eval"}
+		dst := model.Identity{Service: m.Name, Namespace: "eval"}
+		var ferr error
+		m.generate(rng, t0, cfg.Window, false, func(r request) {
+			code := 200
+			if r.fail {
+				code = 503
+				if r.dur > time.Second {
+					code = 504
+				}
+			}
+			batch = append(batch, model.Call{Source: src, Destination: dst, Method: "GET", Start: r.at, Duration: r.dur,
+				StatusCode: code, GRPCStatus: -1, DetectPoint: model.DetectClient})
+			if len(batch) == cap(batch) {
+				ferr = flush()
+			}
+		})
+		if err := flush(); err != nil || ferr != nil {
+			return nil, fmt.Errorf("replay: feed %s: %w", m.Name, errorsJoin(err, ferr))
+		}
+	}
+	e.Recompute(trainEnd)
+	tmo := map[string]recommend.Recommendation{}
+	for _, r := range e.Recommendations(recommend.Filter{Kind: recommend.KindTimeout}) {
+		tmo[r.Edge.Destination] = r
+	}
+	res := &ReplayResult{Edges: len(models)}
+	var ratios []float64
+	for i := range models {
+		m := &models[i]
+		er := EdgeReplay{Name: m.Name, Incident: m.IncidentShare > 0}
+		rec, ok := tmo[m.Name+".eval"]
+		var T time.Duration
+		if ok {
+			er.TimeoutMs, er.Samples = rec.Recommended.TimeoutMs, rec.Evidence.Samples
+			T = time.Duration(rec.Recommended.TimeoutMs * float64(time.Millisecond))
+		}
+		m.generate(rng, trainEnd, cfg.Window, true, func(r request) {
+			if !r.fail {
+				er.EvalSucc++
+				if T > 0 && r.dur > T {
+					er.Cut++
+				}
+				return
+			}
+			d := r.dur.Seconds()
+			res.WaitNoTimeout += d
+			res.Wait15s += math.Min(d, 15)
+			er.WaitDef += d
+			if T > 0 {
+				d = math.Min(d, T.Seconds())
+			}
+			er.WaitRecomm += d
+			res.WaitRecommended += d
+		})
+		if ok && er.EvalSucc > 0 {
+			er.Realised = float64(er.Cut) / float64(er.EvalSucc)
+			res.Recommended++
+			ratio := er.Realised / cfg.Target
+			ratios = append(ratios, ratio)
+			if ratio >= 0.5 && ratio <= 1.5 {
+				res.WithinBand++
+			}
+		}
+		res.PerEdge = append(res.PerEdge, er)
+	}
+	if res.Recommended > 0 {
+		res.ShareWithinBand = float64(res.WithinBand) / float64(res.Recommended)
+		sort.Float64s(ratios)
+		res.MedianRatio = ratios[len(ratios)/2]
+	}
+	if res.WaitNoTimeout > 0 {
+		res.ReductionVsNoTimeout = 1 - res.WaitRecommended/res.WaitNoTimeout
+	}
+	if res.Wait15s > 0 {
+		res.ReductionVs15s = 1 - res.WaitRecommended/res.Wait15s
+	}
+	return res, nil
+}
+
+func errorsJoin(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
