@@ -35,9 +35,12 @@ test-e2e: build
 test-deps:
 	@./scripts/test-deps.sh
 
+# Go benchmarks of the hot paths, then the end-to-end ALS benchmark over
+# gRPC: server pinned to CPU 1, load generator to CPU 0.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./processors/... ./receivers/... ./storage/... ./query/...
-	$(GO) run ./cmd/meshlens-bench als
+	$(GO) build -o bin/meshlens-bench ./cmd/meshlens-bench
+	taskset -c 1 $(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./processors/... ./receivers/... ./storage/... ./query/...
+	taskset -c 0 bin/meshlens-bench als
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
