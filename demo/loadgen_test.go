@@ -48,7 +48,8 @@ func TestBlast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Messages != 200 || res.Chunks != 20 || res.Errors != 0 {
+	// Workers share the budget, so the last chunks may be partial.
+	if res.Messages != 200 || res.Chunks < 20 || res.Errors != 0 {
 		t.Fatalf("result %v", res)
 	}
 	var msgs, entries uint64

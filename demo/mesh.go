@@ -15,6 +15,7 @@ import (
 	"net"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -142,8 +143,9 @@ func (p *Pod) buildPeer() *anypb.Any {
 		"app": p.App, "version": p.Version, "identity": p.Principal(),
 	})
 	if err == nil {
-		var a *anypb.Any
-		if a, err = anypb.New(st); err == nil {
+		// Deterministic, so that a seed reproduces the exact bytes.
+		a := &anypb.Any{}
+		if err = anypb.MarshalFrom(a, st, proto.MarshalOptions{Deterministic: true}); err == nil {
 			return a
 		}
 	}

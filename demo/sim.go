@@ -710,6 +710,7 @@ func (s *reqSim) addHTTP(h *httpSide) {
 		Duration:                       durationpb.New(h.dur),
 		UpstreamRequestAttemptCount:    1,
 		AccessLogType:                  alsdata.AccessLogType_DownstreamEnd,
+		FilterStateObjects:             h.filterState,
 	}
 	if h.cluster == "" {
 		c.RouteName = ""
