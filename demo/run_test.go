@@ -164,7 +164,9 @@ func TestRunOverRealProtocols(t *testing.T) {
 	zs := httptest.NewServer(zr)
 	defer zs.Close()
 
-	g := runFor(t, Config{ALSAddr: addr, ZipkinURL: zs.URL, Rate: 300, Seed: 1, FlushInterval: 50 * time.Millisecond}, 1500*time.Millisecond)
+	// The injected clock puts the whole run inside a details outage.
+	g := runFor(t, Config{ALSAddr: addr, ZipkinURL: zs.URL, Rate: 300, Seed: 1, FlushInterval: 50 * time.Millisecond,
+		Clock: fixed(detailsBurst)}, 1500*time.Millisecond)
 	st := g.Stats()
 	if st.Requests < 200 || st.Errors != 0 || st.EntriesDropped != 0 || st.SpansDropped != 0 {
 		t.Fatalf("stats %+v", st)
@@ -175,6 +177,7 @@ func TestRunOverRealProtocols(t *testing.T) {
 	nodes := map[string]bool{}
 	requestIDs := map[string]bool{}
 	var entries uint64
+	var details, details503 int
 	for _, msgs := range streams {
 		if len(msgs) == 0 {
 			continue
@@ -196,6 +199,16 @@ func TestRunOverRealProtocols(t *testing.T) {
 				}
 				for _, e := range m.GetHttpLogs().LogEntry {
 					requestIDs[e.Request.RequestId] = true
+					start := e.CommonProperties.StartTime.AsTime()
+					if start.After(detailsBurst) || start.Before(detailsBurst.Add(-time.Minute)) {
+						t.Fatalf("entry starts at %s, not just before the injected clock %s", start, detailsBurst)
+					}
+					if strings.HasPrefix(id.Node.Id, "sidecar~") && strings.Contains(id.Node.Id, "~details-") {
+						details++
+						if e.Response.GetResponseCode().GetValue() == 503 {
+							details503++
+						}
+					}
 				}
 			case m.GetTcpLogs() != nil:
 				if id.LogName != TCPLogName {
@@ -209,6 +222,9 @@ func TestRunOverRealProtocols(t *testing.T) {
 		if want := id.Node.Id; !strings.Contains(want, "~") {
 			t.Fatalf("node id %q", want)
 		}
+	}
+	if r := float64(details503) / float64(details); details == 0 || r < 0.15 || r > 0.45 {
+		t.Errorf("details answered 503 to %d of %d requests during the outage", details503, details)
 	}
 	for k, n := range perLogger {
 		if n != 1 {
