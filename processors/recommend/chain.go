@@ -165,7 +165,11 @@ func checkAmplification(g *ChainGraph, bySrc map[string][]int, rules ChainRules)
 			amp[e.Source] = 1
 		}
 	}
-	// Bellman-Ford style relaxation bounded by a path depth keeps cycles finite.
+	// Bellman-Ford style relaxation bounded by a path depth keeps cycles
+	// finite. An edge that pushes a path over the limit is reported and
+	// then counted as 1 below it, as if fixed, so each offending edge is
+	// reported once and offenders further down are still found.
+	flagged := map[int]bool{}
 	for iter := 0; iter < 16; iter++ {
 		changed := false
 		for i, e := range g.Edges {
@@ -173,10 +177,14 @@ func checkAmplification(g *ChainGraph, bySrc map[string][]int, rules ChainRules)
 			if !ok {
 				continue
 			}
-			if a > rules.MaxRetryAmplification {
-				continue // already flagged upstream; do not report again below
+			f := e.Amplification()
+			if a*f > rules.MaxRetryAmplification {
+				if !flagged[i] {
+					flagged[i], changed = true, true
+				}
+				f = 1
 			}
-			if na := a * e.Amplification(); na > amp[e.Destination]+1e-9 {
+			if na := a * f; na > amp[e.Destination]+1e-9 {
 				amp[e.Destination] = na
 				pred[e.Destination] = i
 				changed = true
@@ -187,32 +195,32 @@ func checkAmplification(g *ChainGraph, bySrc map[string][]int, rules ChainRules)
 		}
 	}
 	var out []Inconsistency
-	for i, e := range g.Edges {
-		a, ok := amp[e.Source]
-		if !ok || a > rules.MaxRetryAmplification {
-			continue
-		}
-		if na := a * e.Amplification(); na > rules.MaxRetryAmplification {
-			path := []string{e.Destination, e.Source}
-			seen := map[string]bool{e.Destination: true, e.Source: true}
-			for cur := e.Source; ; {
-				p, ok := pred[cur]
-				if !ok || seen[g.Edges[p].Source] {
-					break
-				}
-				cur = g.Edges[p].Source
-				seen[cur] = true
-				path = append(path, cur)
+	idx := make([]int, 0, len(flagged))
+	for i := range flagged {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	for _, i := range idx {
+		e := g.Edges[i]
+		na := amp[e.Source] * e.Amplification()
+		path := []string{e.Destination, e.Source}
+		seen := map[string]bool{e.Destination: true, e.Source: true}
+		for cur := e.Source; ; {
+			p, ok := pred[cur]
+			if !ok || seen[g.Edges[p].Source] {
+				break
 			}
-			for l, r := 0, len(path)-1; l < r; l, r = l+1, r-1 {
-				path[l], path[r] = path[r], path[l]
-			}
-			out = append(out, Inconsistency{Kind: "retry_amplification", Path: path,
-				Detail: fmt.Sprintf("retries multiply to %.1f attempts per request along this path (allowed %.1f): an outage of %s becomes %.1f× its load",
-					na, rules.MaxRetryAmplification, e.Destination, na),
-				Have: na, Need: rules.MaxRetryAmplification})
-			_ = i
+			cur = g.Edges[p].Source
+			seen[cur] = true
+			path = append(path, cur)
 		}
+		for l, r := 0, len(path)-1; l < r; l, r = l+1, r-1 {
+			path[l], path[r] = path[r], path[l]
+		}
+		out = append(out, Inconsistency{Kind: "retry_amplification", Path: path,
+			Detail: fmt.Sprintf("retries multiply to %.1f attempts per request along this path (allowed %.1f): an outage of %s becomes %.1f× its load",
+				na, rules.MaxRetryAmplification, e.Destination, na),
+			Have: na, Need: rules.MaxRetryAmplification})
 	}
 	return out
 }
@@ -232,6 +240,25 @@ type carrier struct {
 func newCarrier(g *ChainGraph, bySrc map[string][]int) *carrier {
 	return &carrier{g: g, bySrc: bySrc, memo: map[string]float64{}, via: map[string][]string{}, state: map[string]uint8{}}
 }
+
+// Carrier answers what each service of a graph can carry; see NewCarrier.
+type Carrier struct{ c *carrier }
+
+// NewCarrier returns a Carrier over g.
+func NewCarrier(g *ChainGraph) *Carrier {
+	bySrc := map[string][]int{}
+	for i := range g.Edges {
+		bySrc[g.Edges[i].Source] = append(bySrc[g.Edges[i].Source], i)
+	}
+	return &Carrier{c: newCarrier(g, bySrc)}
+}
+
+// Carry is the most s can accept without overloading itself or anything
+// below it, with the path to the bottleneck.
+func (c *Carrier) Carry(s string) (float64, []string) { return c.c.carry(s) }
+
+// Below is the most s can accept given only the services below it.
+func (c *Carrier) Below(s string) (float64, []string) { return c.c.below(s) }
 
 func (c *carrier) inbound(s string) float64 {
 	if v := c.g.Services[s].InboundPerSec; v > 0 {

@@ -151,6 +151,7 @@ type Engine struct {
 	recs    []Recommendation
 	history []Change
 	histPos int
+	recIncs []Inconsistency
 	lastRun time.Time
 }
 
@@ -407,6 +408,14 @@ func (e *Engine) LastRecompute() time.Time {
 	e.pubMu.RLock()
 	defer e.pubMu.RUnlock()
 	return e.lastRun
+}
+
+// RecommendedInconsistencies returns what the chain checker finds in the
+// published recommendations themselves; it should always be empty.
+func (e *Engine) RecommendedInconsistencies() []Inconsistency {
+	e.pubMu.RLock()
+	defer e.pubMu.RUnlock()
+	return append([]Inconsistency(nil), e.recIncs...)
 }
 
 // Config returns the effective configuration.

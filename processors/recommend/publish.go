@@ -105,7 +105,10 @@ func (e *Engine) publish(now time.Time, cur *CurrentConfig, cd *candidates) {
 	}
 	// Published values may lag their candidates; make sure what is
 	// published is consistent along every path.
-	e.fixPublished(now, recs, cd)
+	e.recIncs = e.fixPublished(now, recs, cd)
+	if len(e.recIncs) > 0 {
+		e.log.Warn("recommendations still inconsistent after fixing", "count", len(e.recIncs), "first", e.recIncs[0].Detail)
+	}
 	recs = append(recs, cd.other...)
 	recs = append(recs, e.chainItems(now, cur, recs, cd)...)
 	sort.Slice(recs, func(i, j int) bool {
@@ -188,8 +191,9 @@ func (cd *candidates) inbound() map[string]float64 {
 }
 
 // fixPublished raises published caller timeouts and lowers published
-// limits until the published set has no inconsistency.
-func (e *Engine) fixPublished(now time.Time, recs []Recommendation, cd *candidates) {
+// limits until the published set has no inconsistency, and returns what
+// remains (nothing, unless a cycle defeats the fixes).
+func (e *Engine) fixPublished(now time.Time, recs []Recommendation, cd *candidates) []Inconsistency {
 	byID := map[string]*Recommendation{}
 	for i := range recs {
 		byID[recs[i].ID] = &recs[i]
@@ -198,8 +202,8 @@ func (e *Engine) fixPublished(now time.Time, recs []Recommendation, cd *candidat
 	for iter := 0; iter < 8; iter++ {
 		g := RecommendedGraph(recs, cd.self, cd.edgeRate, inb)
 		incs := CheckChains(g, e.cfg.ChainRules)
-		if len(incs) == 0 {
-			return
+		if len(incs) == 0 || iter == 7 {
+			return incs
 		}
 		for _, inc := range incs {
 			var r *Recommendation
@@ -245,6 +249,7 @@ func (e *Engine) fixPublished(now time.Time, recs []Recommendation, cd *candidat
 			}
 		}
 	}
+	return nil
 }
 
 // chainItems reports the inconsistencies of the configuration in force and
