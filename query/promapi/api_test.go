@@ -3,6 +3,7 @@ package promapi
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // envelope is the Prometheus API answer.
@@ -374,5 +378,47 @@ func TestGzipAndBodyLimit(t *testing.T) {
 	code, env, _ := call(t, http.MethodPost, base, "/api/v1/query", url.Values{"query": {strings.Repeat("x", 2048)}})
 	if code != 400 || env.ErrorType != "bad_data" {
 		t.Fatalf("oversized body: %d %+v", code, env)
+	}
+}
+
+func TestNativeHistogramJSON(t *testing.T) {
+	db := openTSDB(t, nil)
+	app := db.Appender(context.Background())
+	l := labels.FromStrings("__name__", "meshlens_native_latency_seconds", "service", "reviews")
+	// Schema 0: bucket i covers (2^(i-1), 2^i]. Two buckets: (0.5,1] holds
+	// 2, (1,2] holds 3; one observation in the zero bucket.
+	for i := range 5 {
+		h := &histogram.Histogram{
+			Schema:          0,
+			Count:           uint64(6 * (i + 1)),
+			Sum:             7.5 * float64(i+1),
+			ZeroThreshold:   0.001,
+			ZeroCount:       uint64(i + 1),
+			PositiveSpans:   []histogram.Span{{Offset: 0, Length: 2}},
+			PositiveBuckets: []int64{int64(2 * (i + 1)), int64(i + 1)}, // deltas: 2, 3
+		}
+		_, err := app.AppendHistogram(0, l, int64(i)*15000, h, nil)
+		mustf(t, err, "append histogram")
+	}
+	mustf(t, app.Commit(), "commit")
+	_, srv := newTestServer(t, Options{Queryable: db})
+
+	_, env, _ := call(t, http.MethodGet, srv.URL, "/api/v1/query", url.Values{"query": {"meshlens_native_latency_seconds"}, "time": {"60"}})
+	want := `{"resultType":"vector","result":[{"metric":{"__name__":"meshlens_native_latency_seconds","service":"reviews"},` +
+		`"histogram":[60,{"count":"30","sum":"37.5","buckets":[[3,"-0.001","0.001","5"],[0,"0.5","1","10"],[0,"1","2","15"]]}]}]}`
+	if string(env.Data) != want {
+		t.Errorf("instant histogram:\n got %s\nwant %s", env.Data, want)
+	}
+	_, env, _ = call(t, http.MethodGet, srv.URL, "/api/v1/query_range", url.Values{"query": {"meshlens_native_latency_seconds"}, "start": {"0"}, "end": {"15"}, "step": {"15"}})
+	want = `{"resultType":"matrix","result":[{"metric":{"__name__":"meshlens_native_latency_seconds","service":"reviews"},"histograms":[` +
+		`[0,{"count":"6","sum":"7.5","buckets":[[3,"-0.001","0.001","1"],[0,"0.5","1","2"],[0,"1","2","3"]]}],` +
+		`[15,{"count":"12","sum":"15","buckets":[[3,"-0.001","0.001","2"],[0,"0.5","1","4"],[0,"1","2","6"]]}]]}]}`
+	if string(env.Data) != want {
+		t.Errorf("range histogram:\n got %s\nwant %s", env.Data, want)
+	}
+	// Functions over native histograms give floats.
+	_, env, _ = call(t, http.MethodGet, srv.URL, "/api/v1/query", url.Values{"query": {"histogram_count(meshlens_native_latency_seconds)"}, "time": {"60"}})
+	if !strings.Contains(string(env.Data), `"value":[60,"30"]`) {
+		t.Errorf("histogram_count: %s", env.Data)
 	}
 }
