@@ -1,0 +1,312 @@
+// Package envoymetrics receives Envoy's Metrics Service v3
+// (envoy.service.metrics.v3.MetricsService/StreamMetrics) and stores every
+// counter, gauge, histogram and summary as Prometheus series named as
+// Envoy's own /stats/prometheus endpoint names them:
+//
+//	cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_total
+//	→ envoy_cluster_upstream_rq_total{envoy_cluster_name="outbound|9080||reviews.default.svc.cluster.local"}
+//
+// Tags are taken out of stat names with Envoy's default tag extraction rules
+// (reimplemented for RE2, see tags.go), plus Istio's "key=.=value;.;" in-name
+// tags; stats of a custom namespace (Istio's "istiocustom") lose the
+// namespace and get no "envoy_" prefix, so istio_requests_total keeps its
+// name. Every series is labelled with the proxy's identity from the node in
+// the stream's first message: service, namespace, instance (the pod) and
+// workload.
+//
+// Counters are stored as sent: the Envoy sink must report cumulative
+// counters (its default), not report_counters_as_deltas.
+package envoymetrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/service/metrics/v3"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/meshlens/meshlens/pipeline"
+)
+
+// Config bounds what proxies may store and sets naming details.
+type Config struct {
+	// MaxSeriesPerProxy is how many distinct series one proxy (node ID) may
+	// have while it is connected. Samples of further series are refused
+	// and counted (reason "series_limit"). Default 20000.
+	MaxSeriesPerProxy int
+	// MaxSeriesTotal bounds the series of all connected proxies together.
+	// Default 1000000.
+	MaxSeriesTotal int
+	// MaxFamiliesPerMessage bounds one stream message. Default 50000.
+	MaxFamiliesPerMessage int
+	// MaxStatNameLength refuses longer stat names. Default 8192.
+	MaxStatNameLength int
+	// ClusterDomain is the Kubernetes cluster domain used to find where an
+	// Istio cluster name ends (".svc.<domain>"). Default "cluster.local".
+	ClusterDomain string
+	// CustomNamespaces are stat prefixes that Envoy strips rather than
+	// adding "envoy_". Default ["istiocustom", "wasmcustom"].
+	CustomNamespaces []string
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxSeriesPerProxy <= 0 {
+		c.MaxSeriesPerProxy = 20000
+	}
+	if c.MaxSeriesTotal <= 0 {
+		c.MaxSeriesTotal = 1000000
+	}
+	if c.MaxFamiliesPerMessage <= 0 {
+		c.MaxFamiliesPerMessage = 50000
+	}
+	if c.MaxStatNameLength <= 0 {
+		c.MaxStatNameLength = 8192
+	}
+	if c.ClusterDomain == "" {
+		c.ClusterDomain = "cluster.local"
+	}
+	if c.CustomNamespaces == nil {
+		c.CustomNamespaces = []string{"istiocustom", "wasmcustom"}
+	}
+	return c
+}
+
+// Receiver serves envoy.service.metrics.v3.MetricsService.
+type Receiver struct {
+	metricsv3.UnimplementedMetricsServiceServer
+
+	cfg     Config
+	app     storage.Appendable
+	tel     *pipeline.ReceiverTelemetry
+	logger  *slog.Logger
+	x       *tagExtractor
+	limiter *seriesLimiter
+	now     func() time.Time
+}
+
+// New returns a receiver that appends to app. tel may be nil in tests;
+// logger may be nil to discard logs.
+func New(cfg Config, app storage.Appendable, tel *pipeline.Telemetry, logger *slog.Logger) *Receiver {
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Receiver{
+		cfg:     cfg,
+		app:     app,
+		logger:  logger.With("receiver", "envoymetrics"),
+		x:       newTagExtractor(cfg.ClusterDomain, cfg.CustomNamespaces),
+		limiter: newSeriesLimiter(cfg.MaxSeriesPerProxy, cfg.MaxSeriesTotal),
+		now:     time.Now,
+	}
+	if tel != nil {
+		r.tel = tel.Receiver("envoymetrics", "grpc")
+	}
+	return r
+}
+
+// Register adds the service to s.
+func (r *Receiver) Register(s *grpc.Server) {
+	metricsv3.RegisterMetricsServiceServer(s, r)
+}
+
+func (r *Receiver) accepted(n int) {
+	if r.tel != nil && n > 0 {
+		r.tel.Accepted(n)
+	}
+}
+
+func (r *Receiver) refused(n int, reason string) {
+	if r.tel != nil && n > 0 {
+		r.tel.Refused(n, reason)
+	}
+}
+
+// StreamMetrics reads one proxy's stream. The first message must identify
+// the proxy (Envoy always sends its node there); later identifiers are
+// ignored. Each message is appended and committed on its own, so a failing
+// storage loses at most the message in flight, and the stream ends with
+// UNAVAILABLE so that Envoy reconnects.
+func (r *Receiver) StreamMetrics(stream grpc.ClientStreamingServer[metricsv3.StreamMetricsMessage, metricsv3.StreamMetricsResponse]) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return stream.SendAndClose(&metricsv3.StreamMetricsResponse{})
+	}
+	if err != nil {
+		return err
+	}
+	node := first.GetIdentifier().GetNode()
+	if node == nil {
+		r.refused(max(1, len(first.GetEnvoyMetrics())), "malformed")
+		return status.Error(codes.InvalidArgument, "envoymetrics: the first message of a stream must carry identifier.node")
+	}
+	proxy := proxyFromNode(node)
+	ps := r.limiter.acquire(proxy.key())
+	defer r.limiter.release(proxy.key())
+	conv := newConverter(r.x, proxy, 4*r.cfg.MaxSeriesPerProxy, r.cfg.MaxStatNameLength)
+	log := r.logger.With("proxy", proxy.ID)
+
+	for msg := first; ; {
+		if err := r.appendMessage(ctx, conv, ps, msg, log); err != nil {
+			return err
+		}
+		msg, err = stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&metricsv3.StreamMetricsResponse{})
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxySeries, msg *metricsv3.StreamMetricsMessage, log *slog.Logger) error {
+	fams := msg.GetEnvoyMetrics()
+	if len(fams) == 0 {
+		return nil
+	}
+	if len(fams) > r.cfg.MaxFamiliesPerMessage {
+		r.refused(len(fams), "malformed")
+		log.Warn("refused metrics message", "families", len(fams), "limit", r.cfg.MaxFamiliesPerMessage)
+		return nil
+	}
+	app := r.app.Appender(ctx)
+	var (
+		ok, limited, rejected int
+		firstRejection       error
+	)
+	emit := func(l labels.Labels, t int64, v float64) error {
+		if !r.limiter.admit(ps, l.Hash()) {
+			limited++
+			return nil
+		}
+		if _, err := app.Append(0, l, t, v); err != nil {
+			if isSampleError(err) {
+				rejected++
+				if firstRejection == nil {
+					firstRejection = fmt.Errorf("%s: %w", l.Get(labels.MetricName), err)
+				}
+				return nil
+			}
+			return err
+		}
+		ok++
+		return nil
+	}
+	defaultTs := r.now().UnixMilli()
+	var (
+		bad      int
+		firstBad error
+	)
+	for _, mf := range fams {
+		b, fb, err := conv.family(mf, defaultTs, emit)
+		if err != nil {
+			if rerr := app.Rollback(); rerr != nil {
+				log.Warn("rollback failed", "error", rerr)
+			}
+			r.refused(ok, "unavailable")
+			return status.Error(codes.Unavailable, "envoymetrics: append: "+err.Error())
+		}
+		bad += b
+		if firstBad == nil {
+			firstBad = fb
+		}
+	}
+	if err := app.Commit(); err != nil {
+		r.refused(ok, "unavailable")
+		return status.Error(codes.Unavailable, "envoymetrics: commit: "+err.Error())
+	}
+	r.accepted(ok)
+	r.refused(bad, "malformed")
+	r.refused(limited, "series_limit")
+	r.refused(rejected, "rejected_by_storage")
+	if bad > 0 {
+		log.Warn("skipped malformed metrics", "count", bad, "first_error", firstBad)
+	}
+	if limited > 0 {
+		log.Warn("series limit reached; samples of new series refused", "refused", limited,
+			"max_series_per_proxy", r.cfg.MaxSeriesPerProxy, "max_series_total", r.cfg.MaxSeriesTotal)
+	}
+	if rejected > 0 {
+		log.Debug("storage rejected samples", "count", rejected, "first_error", firstRejection)
+	}
+	return nil
+}
+
+// isSampleError reports whether the storage refused one sample (out of
+// order, duplicate, too old) rather than failing as a whole.
+func isSampleError(err error) bool {
+	return errors.Is(err, storage.ErrOutOfOrderSample) ||
+		errors.Is(err, storage.ErrOutOfBounds) ||
+		errors.Is(err, storage.ErrTooOldSample) ||
+		errors.Is(err, storage.ErrDuplicateSampleForTimestamp)
+}
+
+// seriesLimiter counts distinct series per connected proxy and in total.
+// A proxy's series are forgotten when its last stream ends, so the counts
+// bound live memory rather than history.
+type seriesLimiter struct {
+	mu                    sync.Mutex
+	maxPerProxy, maxTotal int
+	total                 int
+	proxies               map[string]*proxySeries
+}
+
+type proxySeries struct {
+	refs   int
+	series map[uint64]struct{}
+}
+
+func newSeriesLimiter(perProxy, total int) *seriesLimiter {
+	return &seriesLimiter{maxPerProxy: perProxy, maxTotal: total, proxies: map[string]*proxySeries{}}
+}
+
+func (l *seriesLimiter) acquire(key string) *proxySeries {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.proxies[key]
+	if p == nil {
+		p = &proxySeries{series: map[uint64]struct{}{}}
+		l.proxies[key] = p
+	}
+	p.refs++
+	return p
+}
+
+func (l *seriesLimiter) release(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.proxies[key]
+	if p == nil {
+		return
+	}
+	p.refs--
+	if p.refs <= 0 {
+		l.total -= len(p.series)
+		delete(l.proxies, key)
+	}
+}
+
+func (l *seriesLimiter) admit(p *proxySeries, h uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := p.series[h]; ok {
+		return true
+	}
+	if len(p.series) >= l.maxPerProxy || l.total >= l.maxTotal {
+		return false
+	}
+	p.series[h] = struct{}{}
+	l.total++
+	return true
+}
