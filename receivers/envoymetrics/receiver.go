@@ -183,7 +183,7 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 	app := r.app.Appender(ctx)
 	var (
 		ok, limited, rejected int
-		firstRejection       error
+		firstRejection        error
 	)
 	emit := func(l labels.Labels, t int64, v float64) error {
 		if !r.limiter.admit(ps, l.Hash()) {
