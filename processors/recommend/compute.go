@@ -42,6 +42,8 @@ type svcSnap struct {
 	hourly         []float64 // peak req/s per hour of week (0 = Monday 00:00 UTC)
 	knee           float64
 	kneeLo, kneeHi float64
+	kneeLatMs      float64 // mean latency just below the knee
+	meanLatMs      float64
 	minutes        uint32
 }
 
@@ -140,6 +142,9 @@ func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[st
 		c := s.winC
 		c.add(&s.curC)
 		ss := &svcSnap{name: name, endpoint: k.endpoint, view: k.view, window: s.elapsed(now, e.cfg.Slot, e.slots), c: c, p50: h.Quantile(0.5)}
+		if c.success > 0 {
+			ss.meanLatMs = float64(c.latSumUs) / float64(c.success) / 1000
+		}
 		if s.hours != nil {
 			ss.hourly = make([]float64, HistoryHours)
 			for _, hr := range s.hours {
@@ -155,7 +160,7 @@ func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[st
 		}
 		ss.peakPerSec = math.Max(ss.peakPerSec, float64(s.minute.reqs)/60)
 		if s.profile != nil {
-			ss.knee, ss.kneeLo, ss.kneeHi, ss.minutes = e.knee(s.profile)
+			ss.knee, ss.kneeLo, ss.kneeHi, ss.kneeLatMs, ss.minutes = e.knee(s.profile)
 		}
 		svcs[id] = ss
 	}
@@ -164,14 +169,15 @@ func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[st
 
 // knee finds the load (req/s) at which mean latency climbs above
 // KneeLatencyFactor × its low-load baseline, or errors exceed
-// KneeErrorRate: the lower edge of the first degraded load bin. It returns
-// 0 when no degradation was seen.
-func (e *Engine) knee(p *loadProfile) (knee, lo, hi float64, minutes uint32) {
+// KneeErrorRate: the lower edge of the first degraded load bin, with the
+// mean latency of the last healthy bin. It returns 0 when no degradation
+// was seen.
+func (e *Engine) knee(p *loadProfile) (knee, lo, hi, latMs float64, minutes uint32) {
 	for _, m := range p.minutes {
 		minutes += m
 	}
 	if minutes < 10 {
-		return 0, 0, 0, minutes
+		return 0, 0, 0, 0, minutes
 	}
 	need := max(uint32(3), minutes/10)
 	var bm uint32
@@ -183,10 +189,11 @@ func (e *Engine) knee(p *loadProfile) (knee, lo, hi float64, minutes uint32) {
 		berr += p.errRate[b]
 	}
 	if bm == 0 {
-		return 0, 0, 0, minutes
+		return 0, 0, 0, 0, minutes
 	}
 	blat /= float64(bm)
 	berr /= float64(bm)
+	latMs = blat / 1000
 	errLimit := math.Max(e.cfg.KneeErrorRate, 2*berr+0.005)
 	for ; b < loadBins; b++ {
 		m := float64(p.minutes[b])
@@ -195,10 +202,11 @@ func (e *Engine) knee(p *loadProfile) (knee, lo, hi float64, minutes uint32) {
 		}
 		if p.latUs[b]/m > e.cfg.KneeLatencyFactor*blat || p.errRate[b]/m > errLimit {
 			l := loadBinLower(b) / 60
-			return l, loadBinLower(b-1) / 60, loadBinLower(b+1) / 60, minutes
+			return l, loadBinLower(b-1) / 60, loadBinLower(b+1) / 60, latMs, minutes
 		}
+		latMs = p.latUs[b] / m / 1000
 	}
-	return 0, 0, 0, minutes
+	return 0, 0, 0, 0, minutes
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -521,9 +529,14 @@ func (e *Engine) chainFix(cd *candidates) {
 	}
 }
 
-// limitRecs computes per-service and per-endpoint rate limits: the
-// historical peak with headroom, capped at the knee, and capped again at
-// what the services below can carry of this service's traffic.
+// limitRecs computes per-service and per-endpoint limits. The rate limit
+// is the historical peak with headroom, but never above the capacity seen
+// (once latency has been seen to climb, the highest load served is the
+// best estimate of what the service can take), and never above what the
+// services below can carry of this service's traffic. The concurrency
+// limit holds in flight twice what Little's law gives at the knee (knee
+// rate × latency there): enough to keep the bottleneck busy, too little
+// for queues to grow past about one knee latency.
 func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
 	g := &ChainGraph{Services: map[string]ChainService{}}
 	own := map[string]float64{}
@@ -531,12 +544,8 @@ func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
 		if s.endpoint != "" || s.name == model_unknown {
 			continue
 		}
-		o := s.peakPerSec * e.cfg.Headroom
-		if s.knee > 0 {
-			o = math.Min(o, s.knee)
-		}
-		own[s.name] = o
-		g.Services[s.name] = ChainService{LimitPerSec: o, CapacityPerSec: s.knee, InboundPerSec: float64(s.c.total) / s.window.Seconds()}
+		own[s.name] = s.ownLimit(e.cfg.Headroom)
+		g.Services[s.name] = ChainService{LimitPerSec: own[s.name], CapacityPerSec: s.capacity(), InboundPerSec: float64(s.c.total) / s.window.Seconds()}
 	}
 	for k, r := range cd.edgeRate {
 		g.Edges = append(g.Edges, ChainEdge{Source: k[0], Destination: k[1], RatePerSec: r})
@@ -547,17 +556,13 @@ func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
 		}
 		return g.Edges[i].Destination < g.Edges[j].Destination
 	})
-	bySrc := map[string][]int{}
-	for i := range g.Edges {
-		bySrc[g.Edges[i].Source] = append(bySrc[g.Edges[i].Source], i)
-	}
-	car := newCarrier(g, bySrc)
+	car := NewCarrier(g)
 	svcLimit := map[string]float64{}
 	for _, s := range cd.svcs {
 		if s.endpoint != "" || s.minutes < 10 || own[s.name] <= 0 {
 			continue
 		}
-		lim, path := car.carry(s.name)
+		lim, path := car.Carry(s.name)
 		lim = math.Floor(lim*10) / 10
 		svcLimit[s.name] = lim
 		cd.limits[edgeID(KindRateLimit, s.name, "", "")] = e.limitRec(now, cur, s, lim, path, "")
@@ -566,16 +571,40 @@ func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
 		if s.endpoint == "" || s.minutes < 10 || s.peakPerSec <= 0 {
 			continue
 		}
-		o := s.peakPerSec * e.cfg.Headroom
+		o := s.ownLimit(e.cfg.Headroom)
 		path := []string{s.name + " " + s.endpoint}
-		if s.knee > 0 && s.knee < o {
-			o = s.knee
-		}
 		if sl, ok := svcLimit[s.name]; ok && sl < o {
 			o, path = sl, []string{s.name}
 		}
 		cd.limits[edgeID(KindRateLimit, s.name, "", s.endpoint)] = e.limitRec(now, cur, s, math.Floor(o*10)/10, path, s.endpoint)
 	}
+}
+
+// capacity is the highest load the service was seen to serve once its
+// latency had started to climb, or 0 if it never did.
+func (s *svcSnap) capacity() float64 {
+	if s.knee <= 0 {
+		return 0
+	}
+	return math.Max(s.peakPerSec, s.knee)
+}
+
+func (s *svcSnap) ownLimit(headroom float64) float64 {
+	o := s.peakPerSec * headroom
+	if c := s.capacity(); c > 0 {
+		o = math.Min(o, c)
+	}
+	return o
+}
+
+func (s *svcSnap) maxConcurrency(limit float64) int {
+	if s.knee > 0 && s.kneeLatMs > 0 {
+		return int(math.Ceil(2 * s.knee * s.kneeLatMs / 1000))
+	}
+	if s.meanLatMs > 0 {
+		return int(math.Ceil(2 * limit * s.meanLatMs / 1000))
+	}
+	return 0
 }
 
 const model_unknown = "unknown"
@@ -584,7 +613,7 @@ func (e *Engine) limitRec(now time.Time, cur *CurrentConfig, s *svcSnap, lim flo
 	id := edgeID(KindRateLimit, s.name, "", ep)
 	id = strings.Replace(id, "->", "", 1)
 	r := &Recommendation{ID: id, Kind: KindRateLimit, Service: s.name, UpdatedAt: now,
-		Recommended: &Setting{RatePerSecond: lim, Burst: int(math.Max(1, math.Ceil(lim*0.2)))},
+		Recommended: &Setting{RatePerSecond: lim, Burst: int(math.Max(1, math.Ceil(lim*0.2))), MaxConcurrency: max(s.maxConcurrency(lim), 1)},
 		Evidence: &Evidence{WindowSeconds: float64(HistoryHours * 3600), Samples: uint64(s.minutes), PeakPerSec: s.peakPerSec,
 			KneePerSec: s.knee, HourlyPeaks: s.hourly, RatePerSec: float64(s.c.total) / s.window.Seconds(), ErrorRate: errRate(&s.c)},
 	}
@@ -595,7 +624,8 @@ func (e *Engine) limitRec(now time.Time, cur *CurrentConfig, s *svcSnap, lim flo
 	fmt.Fprintf(&why, "Over %d minutes of history (up to 7 days, peaks kept per hour of week) the busiest minute ran at %.1f req/s; with %.0f%% headroom that is %.1f req/s. ",
 		s.minutes, s.peakPerSec, 100*(e.cfg.Headroom-1), s.peakPerSec*e.cfg.Headroom)
 	if s.knee > 0 {
-		fmt.Fprintf(&why, "Latency climbs above %.1f× its low-load level or errors appear from about %.1f req/s (the knee). ", e.cfg.KneeLatencyFactor, s.knee)
+		fmt.Fprintf(&why, "Latency climbs above %.1f× its low-load level or errors appear from about %.1f req/s (the knee, mean latency %.1f ms just below it); the most it was seen to serve is %.1f req/s. ",
+			e.cfg.KneeLatencyFactor, s.knee, s.kneeLatMs, s.capacity())
 		r.Confidence = &Bounds{Lower: s.kneeLo, Upper: s.kneeHi, Level: 0.9, Unit: "req/s"}
 	} else {
 		why.WriteString("No knee was observed: latency stayed flat at every load seen, so the capacity is at least the peak. ")
@@ -603,7 +633,8 @@ func (e *Engine) limitRec(now time.Time, cur *CurrentConfig, s *svcSnap, lim flo
 	if len(path) > 1 {
 		fmt.Fprintf(&why, "The chain below limits it further: %s can carry only %.1f req/s of this service's traffic. ", strings.Join(path, " → "), lim)
 	}
-	fmt.Fprintf(&why, "Recommended limit %.1f req/s (burst %d).", lim, r.Recommended.Burst)
+	fmt.Fprintf(&why, "Recommended limit %.1f req/s (burst %d) and at most %d requests in flight (twice the knee's in-flight by Little's law), so a surge is shed at the door while the bottleneck stays busy.",
+		lim, r.Recommended.Burst, r.Recommended.MaxConcurrency)
 	r.Explanation = why.String()
 	if l := cur.Limits[s.name]; l != nil && ep == "" {
 		r.Current = &Setting{RatePerSecond: l.RatePerSecond, Burst: l.Burst, Source: "istio-yaml " + l.Resource}

@@ -189,10 +189,8 @@ func RenderIstioYAML(recs []Recommendation) ([]byte, error) {
 					MaxEjectionPercent:    50,
 				}
 			}
-			if p.limit != nil && p.p99Ms > 0 {
-				// Little's law: requests in flight at the limit with p99
-				// latency, doubled for bursts.
-				conc := int32(math.Max(10, math.Ceil(2*p.limit.Recommended.RatePerSecond*p.p99Ms/1000)))
+			if p.limit != nil && p.limit.Recommended.MaxConcurrency > 0 {
+				conc := int32(p.limit.Recommended.MaxConcurrency)
 				tp.ConnectionPool = &istionet.ConnectionPoolSettings{Http: &istionet.ConnectionPoolSettings_HTTPSettings{
 					Http2MaxRequests: conc, Http1MaxPendingRequests: conc,
 				}}

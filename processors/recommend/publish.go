@@ -284,9 +284,9 @@ func (e *Engine) chainItems(now time.Time, cur *CurrentConfig, recs []Recommenda
 		g.Services[s] = ChainService{SelfMs: v, InboundPerSec: inb[s]}
 	}
 	for _, s := range cd.svcs {
-		if s.endpoint == "" && s.knee > 0 {
+		if s.endpoint == "" && s.capacity() > 0 {
 			sv := g.Services[s.name]
-			sv.CapacityPerSec = s.knee
+			sv.CapacityPerSec = s.capacity()
 			g.Services[s.name] = sv
 		}
 	}

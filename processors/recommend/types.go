@@ -37,6 +37,7 @@ type Setting struct {
 	HedgeAfterMs        float64 `json:"hedge_after_ms,omitempty"`
 	RatePerSecond       float64 `json:"rate_per_second,omitempty"`
 	Burst               int     `json:"burst,omitempty"`
+	MaxConcurrency      int     `json:"max_concurrency,omitempty"`
 	DeadlineMs          float64 `json:"deadline_ms,omitempty"`
 	// Disabled marks an explicitly absent setting (no timeout, no limit).
 	Disabled bool `json:"disabled,omitempty"`
