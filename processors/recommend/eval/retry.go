@@ -21,8 +21,8 @@ type RetryBudget interface {
 type NoBudget struct{}
 
 func (NoBudget) Allow(float64, int, int) bool { return true }
-func (NoBudget) Request(float64)             {}
-func (NoBudget) Retry(float64)               {}
+func (NoBudget) Request(float64)              {}
+func (NoBudget) Retry(float64)                {}
 
 // ConcurrencyBudget is Envoy's retry budget: active retries at most
 // Percent of active requests, and at least MinConcurrency.

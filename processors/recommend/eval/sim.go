@@ -363,11 +363,11 @@ func Capacity(chain []SimService) float64 {
 
 // OverloadResult holds the goodputs of one load step.
 type OverloadResult struct {
-	Step                                          float64 // offered load / capacity
-	Peak                                          float64
-	Recommended, Static, Gradient, AIMD, NoLimit  float64
-	RecommendedLimit, StaticLimit, KneePerSecond  float64
-	RecommendedConcurrency                        int
+	Step                                         float64 // offered load / capacity
+	Peak                                         float64
+	Recommended, Static, Gradient, AIMD, NoLimit float64
+	RecommendedLimit, StaticLimit, KneePerSecond float64
+	RecommendedConcurrency                       int
 }
 
 // Calibrate runs a staircase of loads from 30% to 120% of capacity
@@ -385,7 +385,7 @@ func Calibrate(cfg OverloadConfig) (rec *recommend.Recommendation, err error) {
 	dur := per * float64(len(steps))
 	end = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC).Add(time.Duration(dur * float64(time.Second)))
 	Simulate(SimConfig{Chain: cfg.Chain, Duration: dur, Deadline: cfg.Deadline, Seed: cfg.Seed,
-		Load: func(t float64) float64 { return capacity * steps[min(int(t/per), len(steps)-1)] },
+		Load:   func(t float64) float64 { return capacity * steps[min(int(t/per), len(steps)-1)] },
 		Record: func(c []model.Call) error { return eng.ConsumeCalls(context.Background(), c) }})
 	eng.Recompute(end)
 	for _, r := range eng.Recommendations(recommend.Filter{Kind: recommend.KindRateLimit}) {
