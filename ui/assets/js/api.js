@@ -1,0 +1,119 @@
+// Clients of meshlens's public HTTP APIs. Every failure becomes an
+// APIError carrying the status and the server's own message, for the page
+// to show.
+
+export class APIError extends Error {
+  constructor(message, status, url) {
+    super(message);
+    this.status = status;
+    this.url = url;
+  }
+}
+
+function buildURL(path, params) {
+  const u = new URL(path, window.location.origin);
+  if (params) {
+    for (const [k, v] of Object.entries(params)) {
+      if (v === undefined || v === null || v === '') continue;
+      if (Array.isArray(v)) v.forEach((x) => u.searchParams.append(k, x));
+      else u.searchParams.set(k, v);
+    }
+  }
+  return u.pathname + u.search;
+}
+
+async function request(path, params, signal) {
+  const url = buildURL(path, params);
+  let resp;
+  try {
+    resp = await fetch(url, {signal, headers: {Accept: 'application/json'}});
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new APIError(`network error: ${e.message}`, 0, url);
+  }
+  return {url, resp};
+}
+
+function messageOf(body, text) {
+  if (body && typeof body === 'object') {
+    if (typeof body.error === 'string') return body.error;
+    if (Array.isArray(body.errors) && body.errors.length && body.errors[0]) return body.errors[0].msg || JSON.stringify(body.errors[0]);
+    if (typeof body.message === 'string') return body.message;
+  }
+  return text.slice(0, 300);
+}
+
+export async function getJSON(path, params, signal) {
+  const {url, resp} = await request(path, params, signal);
+  const text = await resp.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!resp.ok) {
+    throw new APIError(`HTTP ${resp.status}${messageOf(body, text) ? ': ' + messageOf(body, text) : ''}`, resp.status, url);
+  }
+  if (body === null) throw new APIError('the answer is not JSON', resp.status, url);
+  return body;
+}
+
+export async function getText(path, params, signal) {
+  const {url, resp} = await request(path, params, signal);
+  const text = await resp.text();
+  if (!resp.ok) {
+    let body = null;
+    try { body = JSON.parse(text); } catch { /* plain */ }
+    throw new APIError(`HTTP ${resp.status}: ${messageOf(body, text)}`, resp.status, url);
+  }
+  return text;
+}
+
+// Prometheus HTTP API.
+async function prom(path, params, signal) {
+  const body = await getJSON(path, params, signal);
+  if (body.status !== 'success') throw new APIError(body.error || 'query failed', 200, path);
+  return body.data;
+}
+export async function promQuery(query, time, signal) {
+  const d = await prom('/api/v1/query', {query, time}, signal);
+  return d.result;
+}
+export async function promRange(query, start, end, step, signal) {
+  const d = await prom('/api/v1/query_range', {query, start, end, step}, signal);
+  return d.result;
+}
+export async function promLabelValues(name, match, start, end, signal) {
+  return prom(`/api/v1/label/${encodeURIComponent(name)}/values`, {'match[]': match, start, end}, signal);
+}
+
+// Escapes a PromQL label value for a double-quoted string.
+export function q(v) {
+  return '"' + String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') + '"';
+}
+export function sel(labels) {
+  return '{' + Object.entries(labels).filter(([, v]) => v !== undefined && v !== null && v !== '')
+    .map(([k, v]) => `${k}=${q(v)}`).join(',') + '}';
+}
+
+// Topology API.
+export function topology(params, signal) {
+  return getJSON('/api/meshlens/v1/topology', params, signal);
+}
+
+// Jaeger query API.
+export async function jaeger(path, params, signal) {
+  const body = await getJSON(path, params, signal);
+  if (Array.isArray(body.errors) && body.errors.length && !body.data) {
+    throw new APIError(body.errors.map((e) => e.msg).join('; '), 200, path);
+  }
+  return body;
+}
+
+// Recommendations and errors APIs.
+export function recommendations(params, signal) {
+  return getJSON('/api/meshlens/v1/recommendations', params, signal);
+}
+export function recommendationsYAML(params, signal) {
+  return getText('/api/meshlens/v1/recommendations/istio.yaml', params, signal);
+}
+export function errorRecords(params, signal) {
+  return getJSON('/api/meshlens/v1/errors', params, signal);
+}
