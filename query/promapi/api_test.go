@@ -422,3 +422,71 @@ func TestNativeHistogramJSON(t *testing.T) {
 		t.Errorf("histogram_count: %s", env.Data)
 	}
 }
+
+func TestParseQuery(t *testing.T) {
+	_, base := setup(t, nil)
+	// The example of Prometheus' docs/querying/api.md.
+	_, env, _ := call(t, http.MethodGet, base, "/api/v1/parse_query", url.Values{"query": {"foo/bar"}})
+	want := `{"bool":false,"lhs":{"matchers":[{"name":"__name__","type":"=","value":"foo"}],"name":"foo","offset":0,"startOrEnd":null,"timestamp":null,"type":"vectorSelector"},` +
+		`"matching":{"card":"one-to-one","include":[],"labels":[],"on":false},"op":"/",` +
+		`"rhs":{"matchers":[{"name":"__name__","type":"=","value":"bar"}],"name":"bar","offset":0,"startOrEnd":null,"timestamp":null,"type":"vectorSelector"},"type":"binaryExpr"}`
+	if !jsonEqual(env.Data, json.RawMessage(want)) {
+		t.Errorf("parse_query foo/bar:\n got %s\nwant %s", env.Data, want)
+	}
+	_, env, _ = call(t, http.MethodPost, base, "/api/v1/parse_query", url.Values{"query": {`histogram_quantile(0.9, sum by (le) (rate(x{a=~"b"}[5m] offset 1m))) > bool 1`}})
+	var tree map[string]any
+	mustf(t, json.Unmarshal(env.Data, &tree), "tree")
+	lhs := tree["lhs"].(map[string]any)
+	if tree["type"] != "binaryExpr" || tree["bool"] != true || lhs["type"] != "call" || lhs["func"].(map[string]any)["name"] != "histogram_quantile" {
+		t.Fatalf("tree %s", env.Data)
+	}
+	agg := lhs["args"].([]any)[1].(map[string]any)
+	ms := agg["expr"].(map[string]any)["args"].([]any)[0].(map[string]any)
+	if agg["op"] != "sum" || ms["type"] != "matrixSelector" || ms["range"] != 300000.0 || ms["offset"] != 60000.0 {
+		t.Fatalf("tree %s", env.Data)
+	}
+	code, env, _ := call(t, http.MethodGet, base, "/api/v1/parse_query", url.Values{"query": {"sum("}})
+	if code != 400 || env.ErrorType != "bad_data" {
+		t.Fatalf("bad parse_query: %d %+v", code, env)
+	}
+}
+
+func TestConcurrencyLimit(t *testing.T) {
+	t0 := fixtureStart()
+	a, srv := newTestServer(t, Options{Queryable: openTSDB(t, fixture(t0)), MaxConcurrentQueries: 1})
+	a.slots <- struct{}{} // a query in flight
+	code, env, _ := call(t, http.MethodGet, srv.URL, "/api/v1/query", url.Values{"query": {"1"}, "timeout": {"0.2"}})
+	if code != 503 || env.ErrorType != "timeout" || !strings.Contains(env.Error, "query slot") {
+		t.Fatalf("queued past its timeout: %d %+v", code, env)
+	}
+	<-a.slots
+	code, _, _ = call(t, http.MethodGet, srv.URL, "/api/v1/query", url.Values{"query": {"1"}})
+	if code != 200 {
+		t.Fatalf("after the slot freed: %d", code)
+	}
+}
+
+func TestGetPostEquality(t *testing.T) {
+	t0, base := setup(t, nil)
+	at := unixString(t0.Add(15*time.Minute + 7*time.Second))
+	tests := []struct {
+		path string
+		form url.Values
+	}{
+		{"/api/v1/query", url.Values{"query": {`topk(2, rate(istio_requests_total[5m]))`}, "time": {at}}},
+		{"/api/v1/query_range", url.Values{"query": {`sum(rate(istio_requests_total[1m]))`}, "start": {unixString(t0)}, "end": {at}, "step": {"30"}}},
+		{"/api/v1/series", url.Values{"match[]": {`istio_tcp_sent_bytes_total`, `meshlens_test_gauge`}}},
+		{"/api/v1/labels", url.Values{"match[]": {`istio_requests_total`}}},
+		{"/api/v1/label/destination_service_name/values", url.Values{"match[]": {`istio_requests_total`}}},
+		{"/api/v1/format_query", url.Values{"query": {`sum(x)by(y)`}}},
+		{"/api/v1/parse_query", url.Values{"query": {`a + on(b) group_left(c) d`}}},
+		{"/api/v1/query_exemplars", url.Values{"query": {`istio_requests_total`}}},
+	}
+	for _, tc := range tests {
+		cg, eg, _ := call(t, http.MethodGet, base, tc.path, tc.form)
+		cp, ep, _ := call(t, http.MethodPost, base, tc.path, tc.form)
+		if cg != 200 || cp != 200 || !bytes.Equal(eg.Data, ep.Data) || len(eg.Data) < 3 {
+			t.Errorf("%s: GET %d %s, POST %d %s", tc.path, cg, eg.Data, cp, ep.Data)
+		}
+	}
+}

@@ -26,6 +26,7 @@ const (
 	DefaultMaxSeries        = 10_000
 	DefaultMaxRequestBytes  = 8 << 20
 	DefaultSubqueryInterval = time.Minute
+	DefaultMaxConcurrent    = 20
 )
 
 // BuildInfo is what /api/v1/status/buildinfo reports.
@@ -82,6 +83,9 @@ type Options struct {
 	MaxSeries int
 	// MaxRequestBytes bounds a POST body (default 8 MiB).
 	MaxRequestBytes int64
+	// MaxConcurrentQueries bounds the queries evaluated at once (default
+	// 20); more wait for a slot until their timeout.
+	MaxConcurrentQueries int
 
 	// BuildInfo is served by /api/v1/status/buildinfo.
 	BuildInfo BuildInfo
@@ -108,6 +112,8 @@ type API struct {
 	queryable storage.Queryable
 	now       func() time.Time
 	startTime time.Time
+	// slots holds one token per query being evaluated.
+	slots chan struct{}
 }
 
 // New returns an API with its own PromQL engine. Call Close when done.
@@ -129,6 +135,9 @@ func New(opts Options) *API {
 	}
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.MaxConcurrentQueries <= 0 {
+		opts.MaxConcurrentQueries = DefaultMaxConcurrent
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -155,6 +164,7 @@ func New(opts Options) *API {
 		queryable: opts.Queryable,
 		now:       opts.Now,
 		startTime: opts.Now(),
+		slots:     make(chan struct{}, opts.MaxConcurrentQueries),
 	}
 }
 
@@ -183,6 +193,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	both("/api/v1/query_range", a.queryRange)
 	both("/api/v1/query_exemplars", a.queryExemplars)
 	both("/api/v1/format_query", a.formatQuery)
+	both("/api/v1/parse_query", a.parseQuery)
 	both("/api/v1/series", a.series)
 	both("/api/v1/labels", a.labelNames)
 	both("/api/v1/label/{name}/values", a.labelValues)

@@ -3,6 +3,7 @@ package promapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -28,19 +29,19 @@ func (a *API) queryOpts(r *http.Request) (promql.QueryOpts, *Error) {
 	return promql.NewPrometheusQueryOpts(false, lookback, nil), nil
 }
 
-// requestContext applies the request's timeout parameter, which may only
-// shorten the engine's own timeout.
-func requestContext(r *http.Request) (context.Context, context.CancelFunc, *Error) {
-	v := r.FormValue("timeout")
-	if v == "" {
-		return r.Context(), func() {}, nil
-	}
-	d, err := ParseDuration(v)
-	if err != nil {
-		return nil, nil, invalidParam("timeout", err)
-	}
-	if d <= 0 {
-		return nil, nil, invalidParam("timeout", errors.New("timeout must be positive"))
+// requestContext bounds a query by the request's timeout parameter, which
+// may only shorten QueryTimeout. The bound covers waiting for a slot too.
+func (a *API) requestContext(r *http.Request) (context.Context, context.CancelFunc, *Error) {
+	d := a.opts.QueryTimeout
+	if v := r.FormValue("timeout"); v != "" {
+		t, err := ParseDuration(v)
+		if err != nil {
+			return nil, nil, invalidParam("timeout", err)
+		}
+		if t <= 0 {
+			return nil, nil, invalidParam("timeout", errors.New("timeout must be positive"))
+		}
+		d = min(d, t)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	return ctx, cancel, nil
@@ -59,7 +60,7 @@ func (a *API) query(r *http.Request) result {
 	if perr != nil {
 		return fail(perr)
 	}
-	ctx, cancel, perr := requestContext(r)
+	ctx, cancel, perr := a.requestContext(r)
 	if perr != nil {
 		return fail(perr)
 	}
@@ -101,7 +102,7 @@ func (a *API) queryRange(r *http.Request) result {
 	if perr != nil {
 		return fail(perr)
 	}
-	ctx, cancel, perr := requestContext(r)
+	ctx, cancel, perr := a.requestContext(r)
 	if perr != nil {
 		return fail(perr)
 	}
@@ -116,7 +117,14 @@ func (a *API) queryRange(r *http.Request) result {
 // exec runs q. The answer's data points into the query's memory, so the
 // query is closed only after the answer is written.
 func (a *API) exec(ctx context.Context, q promql.Query, limit int) result {
+	select {
+	case a.slots <- struct{}{}:
+	case <-ctx.Done():
+		q.Close()
+		return fail(engineError(fmt.Errorf("waiting for a query slot: %w", ctx.Err())))
+	}
 	res := q.Exec(ctx)
+	<-a.slots
 	if res.Err != nil {
 		q.Close()
 		return result{err: engineError(res.Err), warnings: res.Warnings}
