@@ -395,3 +395,54 @@ func (l *Linker) Links() []DependencyLink {
 	})
 	return out
 }
+
+// ParseTraceID parses 1 to 32 hex digits (Jaeger and Zipkin ids, 64-bit ids
+// left-padded with zeros) into a trace id.
+func ParseTraceID(s string) (pcommon.TraceID, error) {
+	var id pcommon.TraceID
+	if len(s) == 0 || len(s) > 32 {
+		return id, fmt.Errorf("%w: trace id %q must be 1 to 32 hex digits", ErrBadQuery, truncate(s))
+	}
+	off := 32 - len(s)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		var v byte
+		switch {
+		case c >= '0' && c <= '9':
+			v = c - '0'
+		case c >= 'a' && c <= 'f':
+			v = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			v = c - 'A' + 10
+		default:
+			return pcommon.TraceID{}, fmt.Errorf("%w: trace id %q is not hex", ErrBadQuery, truncate(s))
+		}
+		p := off + i
+		if p%2 == 0 {
+			id[p/2] |= v << 4
+		} else {
+			id[p/2] |= v
+		}
+	}
+	if id.IsEmpty() {
+		return id, fmt.Errorf("%w: trace id is zero", ErrBadQuery)
+	}
+	return id, nil
+}
+
+// TraceIDString renders a trace id as Jaeger and Zipkin do: 16 hex digits
+// when the upper half is zero (a 64-bit id), else 32.
+func TraceIDString(id pcommon.TraceID) string {
+	s := id.String()
+	if strings.HasPrefix(s, "0000000000000000") {
+		return s[16:]
+	}
+	return s
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
