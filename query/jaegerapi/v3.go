@@ -160,4 +160,3 @@ func (a *API) v3Operations(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"operations": out})
 }
-
