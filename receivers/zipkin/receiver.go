@@ -28,8 +28,8 @@ import (
 	"strings"
 	"sync"
 
-	zipkinmodel "github.com/openzipkin/zipkin-go/model"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/meshlens/meshlens/pipeline"
 	"github.com/meshlens/meshlens/receivers/zipkin/translate"
@@ -177,44 +177,44 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, f format) {
 		return
 	}
 
-	var spans []*zipkinmodel.SpanModel
+	var td ptrace.Traces
 	var rejected []translate.Rejected
 	switch f {
 	case formatV2JSON:
-		spans, rejected, err = translate.DecodeV2JSON(body, r.cfg.MaxJSONDepth)
+		td, rejected, err = translate.DecodeV2JSON(body, r.cfg.MaxJSONDepth)
 	case formatV2Proto:
-		spans, rejected, err = translate.DecodeProto3(body)
+		td, rejected, err = translate.DecodeProto3(body)
 	case formatV1JSON:
-		spans, rejected, err = translate.DecodeV1JSON(body, r.cfg.MaxJSONDepth)
+		td, rejected, err = translate.DecodeV1JSON(body, r.cfg.MaxJSONDepth)
 	}
 	if err != nil {
 		r.tel.Refused(1, "malformed")
 		r.fail(w, http.StatusBadRequest, "cannot decode spans: %v", err)
 		return
 	}
-	if max := r.cfg.MaxSpansPerRequest; max > 0 && len(spans)+len(rejected) > max {
-		r.tel.Refused(len(spans)+len(rejected), "too_large")
-		r.fail(w, http.StatusRequestEntityTooLarge, "%d spans in one request; at most %d allowed", len(spans)+len(rejected), max)
+	kept := td.SpanCount()
+	if max := r.cfg.MaxSpansPerRequest; max > 0 && kept+len(rejected) > max {
+		r.tel.Refused(kept+len(rejected), "too_large")
+		r.fail(w, http.StatusRequestEntityTooLarge, "%d spans in one request; at most %d allowed", kept+len(rejected), max)
 		return
 	}
-	if status, err := r.consume(req.Context(), spans); err != nil {
+	if status, err := r.consume(req.Context(), td); err != nil {
 		r.fail(w, status, "%v", err)
 		return
 	}
 	if len(rejected) > 0 {
 		r.tel.Refused(len(rejected), "malformed")
-		r.fail(w, http.StatusBadRequest, "%s", RejectedMessage(len(spans), rejected))
+		r.fail(w, http.StatusBadRequest, "%s", RejectedMessage(kept, rejected))
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func (r *Receiver) consume(ctx context.Context, spans []*zipkinmodel.SpanModel) (int, error) {
-	if len(spans) == 0 {
+func (r *Receiver) consume(ctx context.Context, td ptrace.Traces) (int, error) {
+	n := td.SpanCount()
+	if n == 0 {
 		return 0, nil
 	}
-	td := translate.ToTraces(spans)
-	n := td.SpanCount()
 	if err := r.next.ConsumeTraces(ctx, td); err != nil {
 		r.tel.RefusedErr(n, err)
 		r.logger.Debug("zipkin spans refused", "spans", n, "err", err)

@@ -12,6 +12,7 @@ import (
 
 	zipkinmodel "github.com/openzipkin/zipkin-go/model"
 	zipkinproto "github.com/openzipkin/zipkin-go/proto/zipkin_proto3"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -49,25 +50,31 @@ func CheckJSONDepth(body []byte, max int) error {
 	if max <= 0 {
 		max = DefaultMaxJSONDepth
 	}
-	depth, inStr, esc := 0, false, false
-	for _, c := range body {
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
+	depth := 0
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
 		case '"':
-			inStr = true
+			// Jump to the closing quote: one not preceded by an odd run of
+			// backslashes.
+			j := i + 1
+			for {
+				k := bytes.IndexByte(body[j:], '"')
+				if k < 0 {
+					return nil // unterminated: the decoder will say so
+				}
+				j += k
+				n := 0
+				for p := j - 1; p > i && body[p] == '\\'; p-- {
+					n++
+				}
+				if n%2 == 0 {
+					break
+				}
+				j++
+			}
+			i = j
 		case '[', '{':
-			depth++
-			if depth > max {
+			if depth++; depth > max {
 				return fmt.Errorf("JSON nested deeper than %d levels", max)
 			}
 		case ']', '}':
@@ -117,10 +124,20 @@ func shorten(s string) string {
 	return s
 }
 
-// DecodeProto3 decodes a Zipkin proto3 ListOfSpans. Unlike zipkin-go's
+// DecodeProto3 decodes and translates a Zipkin proto3 ListOfSpans (see
+// ParseProto3).
+func DecodeProto3(body []byte) (ptrace.Traces, []Rejected, error) {
+	spans, rejected, err := ParseProto3(body)
+	if err != nil {
+		return ptrace.Traces{}, nil, err
+	}
+	return ToTraces(spans), rejected, nil
+}
+
+// ParseProto3 decodes a Zipkin proto3 ListOfSpans. Unlike zipkin-go's
 // ParseSpans it accepts 64-bit (8-byte) trace ids, which Zipkin allows, and
 // keeps the valid spans of a batch that has invalid ones.
-func DecodeProto3(body []byte) (spans []*zipkinmodel.SpanModel, rejected []Rejected, err error) {
+func ParseProto3(body []byte) (spans []*zipkinmodel.SpanModel, rejected []Rejected, err error) {
 	var list zipkinproto.ListOfSpans
 	if err := proto.Unmarshal(body, &list); err != nil {
 		return nil, nil, fmt.Errorf("malformed protobuf ListOfSpans: %w", err)

@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"net"
 	"strings"
+	"time"
 
 	zipkinmodel "github.com/openzipkin/zipkin-go/model"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -57,11 +58,7 @@ func TraceIDFrom(t zipkinmodel.TraceID) pcommon.TraceID {
 }
 
 // SpanIDFrom converts a Zipkin span id to OTLP's 8 bytes.
-func SpanIDFrom(id zipkinmodel.ID) pcommon.SpanID {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(id))
-	return pcommon.SpanID(b)
-}
+func SpanIDFrom(id zipkinmodel.ID) pcommon.SpanID { return spanID(uint64(id)) }
 
 // Validate reports why a decoded span cannot be stored, or nil.
 func Validate(s *zipkinmodel.SpanModel) error {
@@ -79,9 +76,104 @@ func Validate(s *zipkinmodel.SpanModel) error {
 }
 
 type resourceKey struct {
-	service string
-	ip      string
-	port    uint16
+	service    string
+	ipv4, ipv6 string
+	port       uint16
+}
+
+// endpoint is a validated Zipkin endpoint, IPs in text form.
+type endpoint struct {
+	service    string
+	ipv4, ipv6 string
+	port       uint16
+}
+
+func (e *endpoint) empty() bool {
+	return e.service == "" && e.ipv4 == "" && e.ipv6 == "" && e.port == 0
+}
+
+func (e *endpoint) ip() string {
+	if e.ipv4 != "" {
+		return e.ipv4
+	}
+	return e.ipv6
+}
+
+type tag struct{ k, v string }
+
+type annotation struct {
+	us    uint64
+	value string
+}
+
+// span is the decoders' common form of a Zipkin v2 span: flat, its tags
+// and annotations slices of per-batch arenas, so decoding a span costs
+// few allocations beyond its strings.
+type span struct {
+	traceID       zipkinmodel.TraceID
+	id, parent    uint64
+	name, kind    string
+	us, durUs     uint64
+	debug, shared bool
+	local, remote endpoint
+	tags          []tag
+	annotations   []annotation
+}
+
+func (s *span) validate() error {
+	switch {
+	case s.traceID.Empty():
+		return zipkinmodel.ErrValidTraceIDRequired
+	case s.id == 0:
+		return zipkinmodel.ErrValidIDRequired
+	}
+	return nil
+}
+
+func endpointFrom(e *zipkinmodel.Endpoint) endpoint {
+	if e == nil {
+		return endpoint{}
+	}
+	ep := endpoint{service: e.ServiceName, port: e.Port}
+	if ip := e.IPv4.To4(); ip != nil {
+		ep.ipv4 = ip.String()
+	}
+	if len(e.IPv6) == net.IPv6len && e.IPv6.To4() == nil {
+		ep.ipv6 = e.IPv6.String()
+	}
+	return ep
+}
+
+// fromModel converts a zipkin-go span (v1 and proto3 decoders, ToTraces).
+func fromModel(m *zipkinmodel.SpanModel) span {
+	s := span{
+		traceID: m.TraceID, id: uint64(m.ID), name: m.Name, kind: string(m.Kind),
+		debug: m.Debug, shared: m.Shared,
+		local: endpointFrom(m.LocalEndpoint), remote: endpointFrom(m.RemoteEndpoint),
+	}
+	if m.ParentID != nil {
+		s.parent = uint64(*m.ParentID)
+	}
+	if !m.Timestamp.IsZero() && m.Timestamp.UnixMicro() > 0 {
+		s.us = uint64(m.Timestamp.UnixMicro())
+	}
+	if m.Duration > 0 {
+		s.durUs = uint64(m.Duration / time.Microsecond)
+	}
+	if len(m.Tags) > 0 {
+		s.tags = make([]tag, 0, len(m.Tags))
+		for k, v := range m.Tags {
+			s.tags = append(s.tags, tag{k, v})
+		}
+	}
+	for _, a := range m.Annotations {
+		var us uint64
+		if !a.Timestamp.IsZero() && a.Timestamp.UnixMicro() > 0 {
+			us = uint64(a.Timestamp.UnixMicro())
+		}
+		s.annotations = append(s.annotations, annotation{us, a.Value})
+	}
+	return s
 }
 
 // Builder accumulates Zipkin spans into one ptrace.Traces, one
@@ -104,20 +196,20 @@ func (b *Builder) Traces() ptrace.Traces { return b.td }
 func (b *Builder) Len() int { return b.td.SpanCount() }
 
 // Append adds one span, which must have passed Validate.
-func (b *Builder) Append(s *zipkinmodel.SpanModel) {
-	key := resourceKey{}
-	if le := s.LocalEndpoint; le != nil {
-		key.service = le.ServiceName
-		key.ip = endpointIP(le)
-		key.port = le.Port
-	}
+func (b *Builder) Append(m *zipkinmodel.SpanModel) {
+	s := fromModel(m)
+	b.append(&s)
+}
+
+func (b *Builder) append(s *span) {
+	key := resourceKey{service: s.local.service, ipv4: s.local.ipv4, ipv6: s.local.ipv6, port: s.local.port}
 	spans, ok := b.scopes[key]
 	if !ok {
 		rs := b.td.ResourceSpans().AppendEmpty()
 		attrs := rs.Resource().Attributes()
 		attrs.PutStr(AttrServiceName, key.service)
-		if key.ip != "" {
-			attrs.PutStr(AttrHostIP, key.ip)
+		if ip := s.local.ip(); ip != "" {
+			attrs.PutStr(AttrHostIP, ip)
 		}
 		if key.port != 0 {
 			attrs.PutInt(AttrHostPort, int64(key.port))
@@ -139,55 +231,53 @@ func ToTraces(spans []*zipkinmodel.SpanModel) ptrace.Traces {
 	return b.Traces()
 }
 
-func endpointIP(e *zipkinmodel.Endpoint) string {
-	if ip := e.IPv4; len(ip) != 0 {
-		return ip.String()
-	}
-	if ip := e.IPv6; len(ip) != 0 {
-		return ip.String()
-	}
-	return ""
+func spanID(v uint64) pcommon.SpanID {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return pcommon.SpanID(b)
 }
 
-func fillSpan(sp ptrace.Span, s *zipkinmodel.SpanModel) {
-	sp.SetTraceID(TraceIDFrom(s.TraceID))
-	sp.SetSpanID(SpanIDFrom(s.ID))
-	if s.ParentID != nil && *s.ParentID != 0 {
-		sp.SetParentSpanID(SpanIDFrom(*s.ParentID))
+func microsToTimestamp(us uint64) pcommon.Timestamp { return pcommon.Timestamp(us * 1000) }
+
+func fillSpan(sp ptrace.Span, s *span) {
+	sp.SetTraceID(TraceIDFrom(s.traceID))
+	sp.SetSpanID(spanID(s.id))
+	if s.parent != 0 {
+		sp.SetParentSpanID(spanID(s.parent))
 	}
-	sp.SetName(s.Name)
-	sp.SetKind(kindFrom(s.Kind))
-	if !s.Timestamp.IsZero() {
-		start := pcommon.NewTimestampFromTime(s.Timestamp)
+	sp.SetName(s.name)
+	sp.SetKind(kindFrom(zipkinmodel.Kind(s.kind)))
+	if s.us != 0 {
+		start := microsToTimestamp(s.us)
 		sp.SetStartTimestamp(start)
-		sp.SetEndTimestamp(start + pcommon.Timestamp(s.Duration))
+		sp.SetEndTimestamp(start + microsToTimestamp(s.durUs))
 	}
 
 	attrs := sp.Attributes()
-	attrs.EnsureCapacity(len(s.Tags) + 5)
-	if re := s.RemoteEndpoint; re != nil {
-		if re.ServiceName != "" {
-			attrs.PutStr(AttrPeerService, re.ServiceName)
+	attrs.EnsureCapacity(len(s.tags) + 5)
+	if re := &s.remote; !re.empty() {
+		if re.service != "" {
+			attrs.PutStr(AttrPeerService, re.service)
 		}
-		if ip := endpointIP(re); ip != "" {
+		if ip := re.ip(); ip != "" {
 			attrs.PutStr(AttrPeerIP, ip)
 		}
-		if re.Port != 0 {
-			attrs.PutInt(AttrPeerPort, int64(re.Port))
+		if re.port != 0 {
+			attrs.PutInt(AttrPeerPort, int64(re.port))
 		}
 	}
-	if s.Shared {
+	if s.shared {
 		attrs.PutBool(AttrShared, true)
 	}
-	if s.Debug {
+	if s.debug {
 		attrs.PutBool(AttrDebug, true)
 	}
 
 	code, desc := ptrace.StatusCodeUnset, ""
-	for k, v := range s.Tags {
-		switch k {
+	for _, t := range s.tags {
+		switch t.k {
 		case TagOTelStatusCode:
-			switch strings.ToUpper(v) {
+			switch strings.ToUpper(t.v) {
 			case "ERROR":
 				code = ptrace.StatusCodeError
 			case "OK":
@@ -197,15 +287,15 @@ func fillSpan(sp ptrace.Span, s *zipkinmodel.SpanModel) {
 			}
 			continue
 		case TagOTelStatusDescription:
-			desc = v
+			desc = t.v
 			continue
 		case TagError:
 			code = ptrace.StatusCodeError
-			if desc == "" && v != "" && v != "true" {
-				desc = v
+			if desc == "" && t.v != "" && t.v != "true" {
+				desc = t.v
 			}
 		}
-		attrs.PutStr(k, v)
+		attrs.PutStr(t.k, t.v)
 	}
 	if code != ptrace.StatusCodeUnset {
 		sp.Status().SetCode(code)
@@ -214,14 +304,14 @@ func fillSpan(sp ptrace.Span, s *zipkinmodel.SpanModel) {
 		}
 	}
 
-	if len(s.Annotations) > 0 {
+	if len(s.annotations) > 0 {
 		evs := sp.Events()
-		evs.EnsureCapacity(len(s.Annotations))
-		for _, a := range s.Annotations {
+		evs.EnsureCapacity(len(s.annotations))
+		for _, a := range s.annotations {
 			ev := evs.AppendEmpty()
-			ev.SetName(a.Value)
-			if !a.Timestamp.IsZero() {
-				ev.SetTimestamp(pcommon.NewTimestampFromTime(a.Timestamp))
+			ev.SetName(a.value)
+			if a.us != 0 {
+				ev.SetTimestamp(microsToTimestamp(a.us))
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	zipkinmodel "github.com/openzipkin/zipkin-go/model"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
 // Zipkin v1 has no span kind: the side is told by "core" annotations. A
@@ -62,11 +63,20 @@ type v1Span struct {
 	BinaryAnnotations []v1BinaryAnnotation `json:"binaryAnnotations"`
 }
 
-// DecodeV1JSON decodes a Zipkin v1 JSON body (an array of v1 spans) into
+// DecodeV1JSON decodes and translates a Zipkin v1 JSON body (see ParseV1JSON).
+func DecodeV1JSON(body []byte, maxDepth int) (ptrace.Traces, []Rejected, error) {
+	spans, rejected, err := ParseV1JSON(body, maxDepth)
+	if err != nil {
+		return ptrace.Traces{}, nil, err
+	}
+	return ToTraces(spans), rejected, nil
+}
+
+// ParseV1JSON decodes a Zipkin v1 JSON body (an array of v1 spans) into
 // v2 spans. err is set only when the body is not a JSON array; invalid
 // spans come back in rejected. One v1 span can become two v2 spans (see the
 // package comment on shared spans).
-func DecodeV1JSON(body []byte, maxDepth int) (spans []*zipkinmodel.SpanModel, rejected []Rejected, err error) {
+func ParseV1JSON(body []byte, maxDepth int) (spans []*zipkinmodel.SpanModel, rejected []Rejected, err error) {
 	raw, err := splitArray(body, maxDepth)
 	if err != nil {
 		return nil, nil, err

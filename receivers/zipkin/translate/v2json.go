@@ -1,26 +1,31 @@
 package translate
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"strconv"
-	"time"
+	"net/netip"
 
-	jsoniter "github.com/json-iterator/go"
 	zipkinmodel "github.com/openzipkin/zipkin-go/model"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
-// The v2 JSON decoder is a streaming one (jsoniter's Iterator, no
-// reflection): encoding/json into zipkin-go's SpanModel cost several times
-// the per-span budget of the whole server. It reads the body in one pass:
-// a syntax error fails the batch (as Zipkin does), while a span whose
-// fields have the wrong type or fail validation is skipped and named.
+// The v2 JSON decoder reads the body in one pass with a small scanner and
+// no reflection (encoding/json into zipkin-go's SpanModel cost several
+// times the per-span budget of the whole server), straight into ptrace.
+// A syntax error fails the batch, as Zipkin does; a span whose fields have
+// the wrong type or fail validation is skipped and named.
+
+// maxInterned bounds the per-request table of repeated strings (tag keys
+// and short values: "http.method", "GET", "200", cluster names).
+const (
+	maxInterned    = 4096
+	maxInternedLen = 96
+)
 
 type spanDecoder struct {
-	it  *jsoniter.Iterator
-	err error // first problem of the span being decoded
+	sc     scanner
+	err    error // first problem of the span being decoded
+	intern map[string]string
 }
 
 func (d *spanDecoder) fail(format string, args ...any) {
@@ -29,285 +34,328 @@ func (d *spanDecoder) fail(format string, args ...any) {
 	}
 }
 
+// string returns b as a string, shared with earlier equal strings of the
+// request when short.
+func (d *spanDecoder) string(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > maxInternedLen {
+		return string(b)
+	}
+	if s, ok := d.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(d.intern) < maxInterned {
+		d.intern[s] = s
+	}
+	return s
+}
+
 // str reads a string field; null reads as "".
 func (d *spanDecoder) str(field string) string {
-	switch d.it.WhatIsNext() {
-	case jsoniter.StringValue:
-		return d.it.ReadString()
-	case jsoniter.NilValue:
-		d.it.Skip()
+	switch d.sc.next() {
+	case kindString:
+		return d.string(d.sc.rawString())
+	case kindNull:
+		d.sc.literal("null")
 		return ""
 	}
 	d.fail("%s must be a string", field)
-	d.it.Skip()
+	d.sc.skip()
 	return ""
 }
 
-// scalar reads a string, number or bool as its text (tags are strings in
-// Zipkin, but lenient clients send numbers and bools).
-func (d *spanDecoder) scalar(field string) (string, bool) {
-	switch d.it.WhatIsNext() {
-	case jsoniter.StringValue:
-		return d.it.ReadString(), true
-	case jsoniter.NumberValue:
-		return string(d.it.ReadNumber()), true
-	case jsoniter.BoolValue:
-		return strconv.FormatBool(d.it.ReadBool()), true
-	case jsoniter.NilValue:
-		d.it.Skip()
+// strBytes reads a string field without copying (valid until the next read).
+func (d *spanDecoder) strBytes(field string) []byte {
+	switch d.sc.next() {
+	case kindString:
+		return d.sc.rawString()
+	case kindNull:
+		d.sc.literal("null")
+		return nil
+	}
+	d.fail("%s must be a string", field)
+	d.sc.skip()
+	return nil
+}
+
+// scalar reads a tag value: a string, or a number or bool as its text
+// (tags are strings in Zipkin, but lenient clients send others).
+func (d *spanDecoder) scalar(key string) (string, bool) {
+	switch d.sc.next() {
+	case kindString:
+		return d.string(d.sc.rawString()), true
+	case kindNumber:
+		return d.string(d.sc.number()), true
+	case kindBool:
+		if d.sc.boolean() {
+			return "true", true
+		}
+		return "false", true
+	case kindNull:
+		d.sc.literal("null")
 		return "", false
 	}
-	d.fail("tag %q must be a string", field)
-	d.it.Skip()
+	d.fail("tag %q must be a string", key)
+	d.sc.skip()
 	return "", false
 }
 
 func (d *spanDecoder) uint(field string, max uint64) uint64 {
-	switch d.it.WhatIsNext() {
-	case jsoniter.NumberValue:
-		n := d.it.ReadNumber()
-		v, err := strconv.ParseUint(string(n), 10, 64)
-		if err != nil || v > max {
+	switch d.sc.next() {
+	case kindNumber:
+		n := d.sc.number()
+		v, ok := parseUint(n)
+		if !ok || v > max {
 			d.fail("%s %s is not a valid count of microseconds", field, shorten(string(n)))
 			return 0
 		}
 		return v
-	case jsoniter.NilValue:
-		d.it.Skip()
+	case kindNull:
+		d.sc.literal("null")
 		return 0
 	}
 	d.fail("%s must be a number", field)
-	d.it.Skip()
+	d.sc.skip()
 	return 0
 }
 
 func (d *spanDecoder) boolean(field string) bool {
-	switch d.it.WhatIsNext() {
-	case jsoniter.BoolValue:
-		return d.it.ReadBool()
-	case jsoniter.NilValue:
-		d.it.Skip()
+	switch d.sc.next() {
+	case kindBool:
+		return d.sc.boolean()
+	case kindNull:
+		d.sc.literal("null")
 		return false
 	}
 	d.fail("%s must be a boolean", field)
-	d.it.Skip()
+	d.sc.skip()
 	return false
 }
 
-// object runs cb for each field of an object; anything else is a failure.
-func (d *spanDecoder) object(field string, cb func(key string) bool) {
-	switch d.it.WhatIsNext() {
-	case jsoniter.ObjectValue:
-		d.it.ReadObjectCB(func(_ *jsoniter.Iterator, key string) bool { return cb(key) })
-	case jsoniter.NilValue:
-		d.it.Skip()
+// object calls cb with each key of an object (cb must consume the value);
+// anything but an object or null is a failure of the span.
+func (d *spanDecoder) object(field string, cb func(key []byte)) {
+	switch d.sc.next() {
+	case kindObject:
+	case kindNull:
+		d.sc.literal("null")
+		return
 	default:
 		d.fail("%s must be an object", field)
-		d.it.Skip()
+		d.sc.skip()
+		return
+	}
+	if !d.sc.beginObject() {
+		return
+	}
+	for first := true; d.sc.err == nil; first = false {
+		k := d.sc.nextKey(first)
+		if k == nil {
+			return
+		}
+		cb(k)
 	}
 }
 
-func (d *spanDecoder) endpoint(field string) *zipkinmodel.Endpoint {
-	var ep zipkinmodel.Endpoint
-	d.object(field, func(key string) bool {
-		switch key {
+func (d *spanDecoder) endpoint(field string, ep *endpoint) {
+	d.object(field, func(key []byte) {
+		switch string(key) {
 		case "serviceName":
-			ep.ServiceName = d.str(field + ".serviceName")
+			ep.service = d.str("serviceName")
 		case "ipv4":
-			if s := d.str(field + ".ipv4"); s != "" {
-				if ip, v4 := parseIP(s); v4 {
-					ep.IPv4 = ip
+			if v := d.strBytes("ipv4"); len(v) > 0 {
+				if ip, err := netip.ParseAddr(string(v)); err == nil && ip.Is4() {
+					ep.ipv4 = d.string(v)
 				} else {
-					d.fail("%s.ipv4 %q is not an IPv4 address", field, shorten(s))
+					d.fail("%s.ipv4 %q is not an IPv4 address", field, shorten(string(v)))
 				}
 			}
 		case "ipv6":
-			if s := d.str(field + ".ipv6"); s != "" {
-				if ip, v4 := parseIP(s); ip != nil && !v4 {
-					ep.IPv6 = ip
-				} else if ip == nil {
-					d.fail("%s.ipv6 %q is not an IPv6 address", field, shorten(s))
+			if v := d.strBytes("ipv6"); len(v) > 0 {
+				if ip, err := netip.ParseAddr(string(v)); err == nil && ip.Is6() && !ip.Is4In6() {
+					ep.ipv6 = d.string(v)
+				} else if err != nil || !ip.Is4In6() {
+					d.fail("%s.ipv6 %q is not an IPv6 address", field, shorten(string(v)))
 				}
 			}
 		case "port":
-			ep.Port = uint16(d.uint(field+".port", 65535))
+			ep.port = uint16(d.uint(field+".port", 65535))
 		default:
-			d.it.Skip()
+			d.sc.skip()
 		}
-		return d.it.Error == nil
 	})
-	if ep.Empty() {
-		return nil
-	}
-	return &ep
 }
 
 func (d *spanDecoder) hexID(field string) uint64 {
-	s := d.str(field)
-	if s == "" {
+	b := d.strBytes(field)
+	if len(b) == 0 {
 		return 0
 	}
-	v, err := strconv.ParseUint(s, 16, 64)
-	if err != nil || len(s) > 16 {
-		d.fail("%s %q is not up to 16 hex digits", field, shorten(s))
+	v, ok := parseHex64(b)
+	if !ok {
+		d.fail("%s %q is not up to 16 hex digits", field, shorten(string(b)))
 		return 0
 	}
 	return v
 }
 
-func (d *spanDecoder) span() *zipkinmodel.SpanModel {
-	s := &zipkinmodel.SpanModel{}
-	var ts, dur uint64
-	d.object("span", func(key string) bool {
-		switch key {
+func (d *spanDecoder) traceID() zipkinmodel.TraceID {
+	b := d.strBytes("traceId")
+	var t zipkinmodel.TraceID
+	if len(b) == 0 {
+		return t
+	}
+	ok := len(b) <= 32
+	if ok && len(b) > 16 {
+		t.High, ok = parseHex64(b[:len(b)-16])
+		if ok {
+			t.Low, ok = parseHex64(b[len(b)-16:])
+		}
+	} else if ok {
+		t.Low, ok = parseHex64(b)
+	}
+	if !ok {
+		d.fail("traceId %q is not 16 or 32 hex digits", shorten(string(b)))
+		return zipkinmodel.TraceID{}
+	}
+	return t
+}
+
+// span decodes one span into s, reusing s's tag and annotation slices.
+func (d *spanDecoder) span(s *span) {
+	tags, anns := s.tags[:0], s.annotations[:0]
+	*s = span{}
+	d.object("span", func(key []byte) {
+		switch string(key) {
 		case "traceId":
-			h := d.str("traceId")
-			if h == "" {
-				break
-			}
-			t, err := zipkinmodel.TraceIDFromHex(h)
-			if err != nil || len(h) > 32 {
-				d.fail("traceId %q is not 16 or 32 hex digits", shorten(h))
-			}
-			s.TraceID = t
+			s.traceID = d.traceID()
 		case "id":
-			s.ID = zipkinmodel.ID(d.hexID("id"))
+			s.id = d.hexID("id")
 		case "parentId":
-			if p := d.hexID("parentId"); p != 0 {
-				pid := zipkinmodel.ID(p)
-				s.ParentID = &pid
-			}
+			s.parent = d.hexID("parentId")
 		case "name":
-			s.Name = d.str("name")
+			s.name = d.str("name")
 		case "kind":
-			s.Kind = zipkinmodel.Kind(d.str("kind"))
+			s.kind = d.str("kind")
 		case "timestamp":
-			ts = d.uint("timestamp", maxMicros)
+			s.us = d.uint("timestamp", maxMicros)
 		case "duration":
-			dur = d.uint("duration", maxMicros)
+			s.durUs = d.uint("duration", maxMicros)
 		case "debug":
-			s.Debug = d.boolean("debug")
+			s.debug = d.boolean("debug")
 		case "shared":
-			s.Shared = d.boolean("shared")
+			s.shared = d.boolean("shared")
 		case "localEndpoint":
-			s.LocalEndpoint = d.endpoint("localEndpoint")
+			d.endpoint("localEndpoint", &s.local)
 		case "remoteEndpoint":
-			s.RemoteEndpoint = d.endpoint("remoteEndpoint")
+			d.endpoint("remoteEndpoint", &s.remote)
 		case "annotations":
-			d.annotations(s)
+			anns = d.annotations(anns)
 		case "tags":
-			d.object("tags", func(k string) bool {
-				if v, ok := d.scalar(k); ok {
-					if s.Tags == nil {
-						s.Tags = make(map[string]string, 16)
-					}
-					s.Tags[k] = v
+			d.object("tags", func(k []byte) {
+				// The key may live in scratch: make it a string before the
+				// value is read.
+				ks := d.string(k)
+				if v, ok := d.scalar(ks); ok {
+					tags = append(tags, tag{ks, v})
 				}
-				return d.it.Error == nil
 			})
 		default:
-			d.it.Skip()
+			d.sc.skip()
 		}
-		return d.it.Error == nil
 	})
-	if ts != 0 {
-		s.Timestamp = time.UnixMicro(int64(ts)).UTC()
-	}
-	s.Duration = time.Duration(dur) * time.Microsecond
-	return s
+	s.tags, s.annotations = tags, anns
 }
 
-func (d *spanDecoder) annotations(s *zipkinmodel.SpanModel) {
-	switch d.it.WhatIsNext() {
-	case jsoniter.ArrayValue:
-	case jsoniter.NilValue:
-		d.it.Skip()
-		return
+func (d *spanDecoder) annotations(anns []annotation) []annotation {
+	switch d.sc.next() {
+	case kindArray:
+	case kindNull:
+		d.sc.literal("null")
+		return anns
 	default:
 		d.fail("annotations must be an array")
-		d.it.Skip()
-		return
+		d.sc.skip()
+		return anns
 	}
-	d.it.ReadArrayCB(func(*jsoniter.Iterator) bool {
-		var a zipkinmodel.Annotation
-		d.object("annotation", func(key string) bool {
-			switch key {
+	if !d.sc.beginArray() {
+		return anns
+	}
+	for first := true; d.sc.nextElem(first); first = false {
+		var a annotation
+		d.object("annotation", func(key []byte) {
+			switch string(key) {
 			case "timestamp":
-				if us := d.uint("annotation timestamp", maxMicros); us != 0 {
-					a.Timestamp = time.UnixMicro(int64(us)).UTC()
-				}
+				a.us = d.uint("annotation timestamp", maxMicros)
 			case "value":
-				a.Value = d.str("annotation value")
+				a.value = d.str("annotation value")
 			default:
-				d.it.Skip()
+				d.sc.skip()
 			}
-			return d.it.Error == nil
 		})
-		s.Annotations = append(s.Annotations, a)
-		return d.it.Error == nil
-	})
+		anns = append(anns, a)
+	}
+	return anns
 }
 
-// DecodeV2JSON decodes a Zipkin v2 JSON body (an array of spans). err is
-// set only when the body is not a syntactically valid JSON array; spans
-// that parse but are invalid (no id, no trace id, bad hex, wrong types)
-// come back in rejected, the others in spans.
-func DecodeV2JSON(body []byte, maxDepth int) (spans []*zipkinmodel.SpanModel, rejected []Rejected, err error) {
-	if err := CheckJSONDepth(body, maxDepth); err != nil {
-		return nil, nil, err
+// DecodeV2JSON decodes and translates a Zipkin v2 JSON body (an array of
+// spans). err is set only when the body is not a syntactically valid JSON
+// array or nests deeper than maxDepth; spans that parse but are invalid
+// (no id, no trace id, bad hex, wrong types) come back in rejected, the
+// others in td.
+func DecodeV2JSON(body []byte, maxDepth int) (td ptrace.Traces, rejected []Rejected, err error) {
+	if maxDepth <= 0 {
+		maxDepth = DefaultMaxJSONDepth
 	}
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		return nil, nil, errors.New("empty body: expected a JSON array of spans")
+	d := spanDecoder{sc: scanner{b: body, maxDepth: maxDepth}, intern: make(map[string]string, 64)}
+	sc := &d.sc
+	switch sc.peek() {
+	case 0:
+		return ptrace.Traces{}, nil, errors.New("empty body: expected a JSON array of spans")
+	case '[':
+	default:
+		return ptrace.Traces{}, nil, errors.New("expected a JSON array of spans")
 	}
-	if trimmed[0] != '[' {
-		return nil, nil, errors.New("expected a JSON array of spans")
-	}
-	it := jsoniter.ParseBytes(jsoniter.ConfigDefault, trimmed)
-	d := spanDecoder{it: it}
-	spans = make([]*zipkinmodel.SpanModel, 0, 16)
+	sc.beginArray()
+	b := NewBuilder()
+	var s span
 	i := 0
-	it.ReadArrayCB(func(*jsoniter.Iterator) bool {
+	for first := true; sc.nextElem(first); first = false {
 		d.err = nil
-		isNull := it.WhatIsNext() == jsoniter.NilValue
-		s := d.span()
-		if it.Error != nil {
-			return false
+		isNull := sc.peek() == 'n'
+		d.span(&s)
+		if sc.err != nil {
+			break
 		}
 		err := d.err
 		if err == nil && isNull {
 			err = errNilSpan
 		}
 		if err == nil {
-			err = Validate(s)
+			err = s.validate()
 		}
 		if err != nil {
 			rj := Rejected{Index: i, Err: err}
-			if !s.TraceID.Empty() {
-				rj.TraceID = s.TraceID.String()
+			if !s.traceID.Empty() {
+				rj.TraceID = s.traceID.String()
 			}
-			if s.ID != 0 {
-				rj.ID = s.ID.String()
+			if s.id != 0 {
+				rj.ID = zipkinmodel.ID(s.id).String()
 			}
 			rejected = append(rejected, rj)
 		} else {
-			spans = append(spans, s)
+			b.append(&s)
 		}
 		i++
-		return true
-	})
-	if it.Error != nil {
-		return nil, nil, fmt.Errorf("malformed JSON near span[%d]: %s", i, shortenN(it.Error.Error(), 200))
 	}
-	if it.WhatIsNext() != jsoniter.InvalidValue || it.Error != io.EOF {
-		return nil, nil, errors.New("malformed JSON: data after the array of spans")
+	if sc.err == nil && sc.peek() != 0 {
+		sc.fail("data after the array of spans")
 	}
-	return spans, rejected, nil
-}
-
-func shortenN(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
+	if sc.err != nil {
+		return ptrace.Traces{}, nil, fmt.Errorf("malformed JSON near span[%d]: %w", i, sc.err)
 	}
-	return s
+	return b.Traces(), rejected, nil
 }
