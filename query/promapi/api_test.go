@@ -490,3 +490,13 @@ func TestGetPostEquality(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildInfoDefaultVersion(t *testing.T) {
+	_, base := setup(t, func(o *Options) { o.BuildInfo = BuildInfo{} })
+	_, env, _ := call(t, http.MethodGet, base, "/api/v1/status/buildinfo", nil)
+	var bi BuildInfo
+	mustf(t, json.Unmarshal(env.Data, &bi), "buildinfo")
+	if !strings.HasPrefix(bi.Version, "3.") {
+		t.Fatalf("default version %q, want a Prometheus 3 version", bi.Version)
+	}
+}

@@ -233,10 +233,35 @@ func (a *API) metadata(r *http.Request) result {
 
 func (a *API) buildInfo(*http.Request) result {
 	bi := a.opts.BuildInfo
+	if bi.Version == "" {
+		bi.Version = engineVersion()
+	}
 	if bi.GoVersion == "" {
 		bi.GoVersion = runtime.Version()
 	}
 	return result{data: bi}
+}
+
+// engineVersion is the Prometheus release whose PromQL engine is linked in.
+// Clients such as Grafana read buildinfo's version as a Prometheus version
+// to decide which API features to use, so it is the sensible default.
+// Prometheus 3.x publishes its Go module as v0.3MM.P for release 3.MM.P.
+func engineVersion() string {
+	const fallback = "3.0.0"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return fallback
+	}
+	for _, d := range bi.Deps {
+		if d.Path != "github.com/prometheus/prometheus" {
+			continue
+		}
+		var minor, patch int
+		if _, err := fmt.Sscanf(d.Version, "v0.%d.%d", &minor, &patch); err == nil && minor >= 300 {
+			return fmt.Sprintf("%d.%d.%d", minor/100, minor%100, patch)
+		}
+	}
+	return fallback
 }
 
 func (a *API) config(*http.Request) result {

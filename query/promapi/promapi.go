@@ -29,7 +29,9 @@ const (
 	DefaultMaxConcurrent    = 20
 )
 
-// BuildInfo is what /api/v1/status/buildinfo reports.
+// BuildInfo is what /api/v1/status/buildinfo reports. Grafana reads Version
+// as a Prometheus version; left empty it is the version of the linked
+// Prometheus engine.
 type BuildInfo struct {
 	Version   string `json:"version"`
 	Revision  string `json:"revision"`

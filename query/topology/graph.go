@@ -3,6 +3,7 @@ package topology
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -101,6 +102,9 @@ func (c *collector) obs(k edgeKey, side string) *observation {
 
 // Graph computes the graph req asks for.
 func (a *API) Graph(ctx context.Context, req Request) (*Graph, error) {
+	if a.opts.Engine == nil || a.opts.Queryable == nil {
+		return nil, errors.New("topology: Options.Engine and Options.Queryable are required")
+	}
 	ctx, cancel := context.WithTimeout(ctx, a.opts.QueryTimeout)
 	defer cancel()
 	q := querier{api: a, ts: req.End, window: req.End.Sub(req.Start)}
