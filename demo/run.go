@@ -67,7 +67,7 @@ const (
 	spanBatchMax     = 500
 	zipkinQueue      = 64
 	zipkinWorkers    = 2
-	shutdownGrace    = 3 * time.Second
+	shutdownGrace    = 5 * time.Second
 	maxBackoff       = 30 * time.Second
 	failureLogEvery  = time.Minute
 )
@@ -271,6 +271,10 @@ loop:
 				next = now
 			}
 			for !next.After(now) {
+				if ctx.Err() != nil {
+					// A slow machine may be far behind; stop promptly.
+					break loop
+				}
 				g.emit(g.mesh.Simulate(), buffers, spanBufs, flushALS, flushSpans)
 				next = next.Add(time.Duration(g.mesh.rng.ExpFloat64() * mean))
 			}
@@ -395,7 +399,9 @@ func (g *Generator) sendALS(ctx context.Context, client accesslogv3.AccessLogSer
 			cancel()
 			stream = nil
 			g.entriesDropped.Add(n)
-			streamErr(err)
+			if ctx.Err() == nil {
+				streamErr(err)
+			}
 			continue
 		}
 		first = false
@@ -449,8 +455,11 @@ func (g *Generator) postSpans(ctx context.Context, client *http.Client, url stri
 		return nil
 	}()
 	if err != nil {
-		g.errs.Add(1)
 		g.spansDropped.Add(uint64(len(batch)))
+		if ctx.Err() != nil {
+			return // the shutdown grace ran out; not the collector's fault
+		}
+		g.errs.Add(1)
 		g.limiter.warn(g.log, "zipkin", "demo: sending spans failed", "url", url, "spans", len(batch), "err", err)
 		return
 	}
