@@ -310,8 +310,36 @@ func (e *Engine) compute(now time.Time, cur *CurrentConfig, edges []edgeSnap, sv
 		}
 	}
 	e.chainFix(cd)
+	e.ampFix(cd)
 	e.limitRecs(now, cur, cd)
 	return cd
+}
+
+// ampFix stops retries on every edge where they would push the product of
+// attempts along a path above the allowed amplification: deep chains
+// should retry at one layer, not at each.
+func (e *Engine) ampFix(cd *candidates) {
+	recs := make([]Recommendation, 0, len(cd.timeouts)+len(cd.retries))
+	for _, m := range []map[string]*Recommendation{cd.timeouts, cd.retries} {
+		for _, r := range m {
+			recs = append(recs, *r)
+		}
+	}
+	g := RecommendedGraph(recs, nil, nil, nil)
+	bySrc := map[string][]int{}
+	for i := range g.Edges {
+		bySrc[g.Edges[i].Source] = append(bySrc[g.Edges[i].Source], i)
+	}
+	for _, inc := range checkAmplification(g, bySrc, e.cfg.ChainRules.withDefaults()) {
+		n := len(inc.Path)
+		r := cd.retries[edgeID(KindRetry, inc.Path[n-2], inc.Path[n-1], "")]
+		if r == nil {
+			continue
+		}
+		r.Recommended.Retries, r.Recommended.PerTryTimeoutMs, r.Recommended.HedgeAfterMs = 0, 0, 0
+		r.Explanation += fmt.Sprintf(" No retries here: with the retries recommended upstream, %s would see %.1f attempts per request along %s (allowed %.1f); retrying at one layer is enough.",
+			inc.Path[n-1], inc.Have, strings.Join(inc.Path, " → "), inc.Need)
+	}
 }
 
 func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap) *Recommendation {

@@ -205,6 +205,7 @@ func (e *Engine) fixPublished(now time.Time, recs []Recommendation, cd *candidat
 		if len(incs) == 0 || iter == 7 {
 			return incs
 		}
+		fixed := 0
 		for _, inc := range incs {
 			var r *Recommendation
 			var to Setting
@@ -221,6 +222,13 @@ func (e *Engine) fixPublished(now time.Time, recs []Recommendation, cd *candidat
 					rs.PerTryTimeoutMs, rs.Retries = 0, 1
 					rr.Recommended = &rs
 				}
+			case "retry_amplification":
+				r = byID[edgeID(KindRetry, inc.Path[len(inc.Path)-2], inc.Path[len(inc.Path)-1], "")]
+				if r == nil {
+					continue
+				}
+				to = *r.Recommended
+				to.Retries, to.PerTryTimeoutMs, to.HedgeAfterMs = 0, 0, 0
 			case "retries_exceed_timeout":
 				r = byID[edgeID(KindRetry, inc.Path[0], inc.Path[1], "")]
 				if r == nil {
@@ -247,6 +255,10 @@ func (e *Engine) fixPublished(now time.Time, recs []Recommendation, cd *candidat
 			if p := e.pub[r.ID]; p != nil {
 				p.rec.Recommended = &to
 			}
+			fixed++
+		}
+		if fixed == 0 {
+			return incs
 		}
 	}
 	return nil
