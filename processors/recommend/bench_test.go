@@ -2,10 +2,10 @@ package recommend
 
 import (
 	"fmt"
-	"syscall"
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 )
