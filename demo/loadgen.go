@@ -94,6 +94,9 @@ func (m *Mesh) Pregenerate(requests, maxEntries int) []PodLog {
 type BlastConfig struct {
 	// Addr is the ALS server's host:port.
 	Addr string
+	// Conns is the number of gRPC connections the streams are spread over,
+	// as many Envoys would dial; 0 means 1.
+	Conns int
 	// Streams is the number of concurrent streams; 0 means 1. Stream i
 	// replays logs[i%len(logs)], so streams beyond len(logs) act as more
 	// replicas of the same Envoys.
@@ -169,12 +172,18 @@ func Blast(ctx context.Context, cfg BlastConfig, logs []PodLog) (BlastResult, er
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
-	cc, err := grpc.NewClient(cfg.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return res, fmt.Errorf("demo: blast client for %s: %w", cfg.Addr, err)
+	if cfg.Conns <= 0 {
+		cfg.Conns = 1
 	}
-	defer cc.Close()
-	client := accesslogv3.NewAccessLogServiceClient(cc)
+	clients := make([]accesslogv3.AccessLogServiceClient, min(cfg.Conns, cfg.Streams))
+	for i := range clients {
+		cc, err := grpc.NewClient(cfg.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return res, fmt.Errorf("demo: blast client for %s: %w", cfg.Addr, err)
+		}
+		defer cc.Close()
+		clients[i] = accesslogv3.NewAccessLogServiceClient(cc)
+	}
 
 	var (
 		mu     sync.Mutex
@@ -216,7 +225,7 @@ func Blast(ctx context.Context, cfg BlastConfig, logs []PodLog) (BlastResult, er
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range cfg.Streams {
-		w := &blastWorker{log: usable[i%len(usable)], client: client, chunk: cfg.ChunkMessages, interval: interval, take: take}
+		w := &blastWorker{log: usable[i%len(usable)], client: clients[i%len(clients)], chunk: cfg.ChunkMessages, interval: interval, take: take}
 		// Spread the workers over the logs' messages so they do not all
 		// send the same batch at once.
 		w.next = i / len(usable) % len(w.log.Messages)

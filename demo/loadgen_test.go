@@ -44,7 +44,7 @@ func TestBlast(t *testing.T) {
 	addr := startALS(t, als)
 	logs := NewMesh(1, fixed(calm)).Pregenerate(200, 10)
 
-	res, err := Blast(context.Background(), BlastConfig{Addr: addr, Streams: 4, MaxMessages: 200, ChunkMessages: 10}, logs)
+	res, err := Blast(context.Background(), BlastConfig{Addr: addr, Conns: 2, Streams: 4, MaxMessages: 200, ChunkMessages: 10}, logs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,6 +70,7 @@ const (
 	shutdownGrace    = 5 * time.Second
 	maxBackoff       = 30 * time.Second
 	failureLogEvery  = time.Minute
+	statsLogEvery    = time.Minute
 )
 
 // Generator runs the Bookinfo demo against real endpoints.
@@ -257,7 +258,7 @@ func (g *Generator) Run(ctx context.Context) error {
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	start := time.Now()
-	lastALS, lastSpans := start, start
+	lastALS, lastSpans, lastReport := start, start, start
 	next := start
 	mean := float64(time.Second) / g.cfg.Rate
 loop:
@@ -284,6 +285,10 @@ loop:
 				}
 				lastALS = now
 			}
+			if now.Sub(lastReport) >= statsLogEvery {
+				g.logStats("demo traffic")
+				lastReport = now
+			}
 			if now.Sub(lastSpans) >= spanFlush {
 				for p := range spanBufs {
 					flushSpans(p)
@@ -308,7 +313,15 @@ loop:
 		cancelSend()
 		<-done
 	}
+	g.logStats("demo stopped")
 	return nil
+}
+
+func (g *Generator) logStats(msg string) {
+	st := g.Stats()
+	g.log.Info(msg, "requests", st.Requests, "entries_sent", st.EntriesSent, "spans_sent", st.SpansSent,
+		"streams_opened", st.StreamsOpened, "entries_dropped", st.EntriesDropped, "spans_dropped", st.SpansDropped,
+		"errors", st.Errors)
 }
 
 func (g *Generator) emit(r *Request, buffers map[streamKey]*alsBuffer, spanBufs map[*Pod][]zipkin.SpanModel,
