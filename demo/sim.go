@@ -413,9 +413,6 @@ func (s *reqSim) call(client *Pod, parent *zipkin.ID, e *edge, hr hopReq, at tim
 			upRemote: sockAddr(server.IP, e.svc.port), upLocal: sockAddr("127.0.0.6", m.ephemeral()),
 			firstUpTx: o2 / 2,
 		}
-		if client.Kind == Router {
-			sv.downRemote = sockAddr(client.IP, upLocalPort)
-		}
 		sv.downDirect = sv.downRemote
 		if e.mtls {
 			sv.tls = mtlsProps(server, client, e.svc)
@@ -618,14 +615,12 @@ func (s *reqSim) tcp(client *Pod, e *edge, at time.Duration) tcpResult {
 	net := m.lat(120*time.Microsecond, 0.5)
 	upLocalPort := m.ephemeral()
 	cl := &alsdata.AccessLogCommon{
-		DownstreamRemoteAddress:       sockAddr(client.IP, m.ephemeral()),
-		DownstreamLocalAddress:        sockAddr(e.svc.clusterIP, e.svc.port),
-		UpstreamRemoteAddress:         sockAddr(server.IP, e.svc.port),
-		UpstreamCluster:               e.svc.outbound,
-		RouteName:                     "",
-		UpstreamRequestAttemptCount:   1,
-		AccessLogType:                 alsdata.AccessLogType_TcpConnectionEnd,
-		DownstreamDirectRemoteAddress: nil,
+		DownstreamRemoteAddress:     sockAddr(client.IP, m.ephemeral()),
+		DownstreamLocalAddress:      sockAddr(e.svc.clusterIP, e.svc.port),
+		UpstreamRemoteAddress:       sockAddr(server.IP, e.svc.port),
+		UpstreamCluster:             e.svc.outbound,
+		UpstreamRequestAttemptCount: 1,
+		AccessLogType:               alsdata.AccessLogType_TcpConnectionEnd,
 	}
 	cl.DownstreamDirectRemoteAddress = cl.DownstreamRemoteAddress
 	if m.pickFailure(e) == failUF {
