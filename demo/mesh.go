@@ -33,12 +33,6 @@ const (
 	// providers configure for HTTP and TCP access logs.
 	HTTPLogName = "http_envoy_accesslog"
 	TCPLogName  = "tcp_envoy_accesslog"
-
-	// InboundHTTPCluster is the upstream cluster of an inbound HTTP entry on
-	// port 9080 (Istio ≥1.10 names inbound clusters without the service).
-	InboundHTTPCluster = "inbound|9080||"
-	// InboundMongoCluster is the same for the mongodb port.
-	InboundMongoCluster = "inbound|27017||"
 )
 
 // ProxyKind is what Istio puts first in a node id.

@@ -83,6 +83,7 @@ type Generator struct {
 	spansSent, entriesDropped, spansDropped, errs      atomic.Uint64
 
 	limiter logLimiter
+	started atomic.Bool
 }
 
 // NewGenerator validates cfg and returns a generator ready to Run.
@@ -155,9 +156,12 @@ type alsBuffer struct {
 }
 
 // Run sends traffic until ctx ends, then flushes what is buffered (for at
-// most a few seconds) and returns nil. Stream and collector failures are
+// most a few seconds) and returns nil. A Generator runs once. Stream and collector failures are
 // retried and logged, never returned.
 func (g *Generator) Run(ctx context.Context) error {
+	if g.started.Swap(true) {
+		return errors.New("demo: a Generator runs only once")
+	}
 	// Senders outlive ctx a little so the last flush is delivered.
 	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSend()
