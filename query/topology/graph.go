@@ -83,12 +83,18 @@ type collector struct {
 	keep func(edgeKey) bool
 }
 
+// obs returns the observation of edge k from side, creating it. The key's
+// strings may point into query memory: they are cloned when stored. An
+// unknown side or a filtered edge gives nil.
 func (c *collector) obs(k edgeKey, side string) *observation {
-	if c.keep != nil && !c.keep(k) {
+	i := slices.Index(c.sides, side)
+	if i < 0 || (c.keep != nil && !c.keep(k)) {
 		return nil
 	}
+	side = c.sides[i]
 	e := c.edges[k]
 	if e == nil {
+		k = k.clone()
 		e = &edgeAcc{key: k, byside: map[string]*observation{}}
 		c.edges[k] = e
 	}
@@ -98,6 +104,14 @@ func (c *collector) obs(k edgeKey, side string) *observation {
 		e.byside[side] = o
 	}
 	return o
+}
+
+func (n nodeRef) clone() nodeRef {
+	return nodeRef{strings.Clone(n.namespace), strings.Clone(n.service), strings.Clone(n.sub)}
+}
+
+func (k edgeKey) clone() edgeKey {
+	return edgeKey{src: k.src.clone(), dst: k.dst.clone(), protocol: strings.Clone(k.protocol)}
 }
 
 // Graph computes the graph req asks for.
@@ -132,40 +146,35 @@ type querier struct {
 	window time.Duration
 }
 
-// row is one sample of a query answer, its labels copied out of the
-// engine's memory.
+// row is one sample of a query answer. Its labels point into the
+// engine's memory and are valid only during the callback: whatever is kept
+// is cloned (see collector.obs).
 type row struct {
-	m map[string]string
+	m labels.Labels
 	v float64
 }
 
-func (q querier) run(ctx context.Context, qs string) ([]row, error) {
+// each runs an instant query and calls fn for every float sample.
+func (q querier) each(ctx context.Context, qs string, fn func(row)) error {
 	qry, err := q.api.opts.Engine.NewInstantQuery(ctx, q.api.opts.Queryable, nil, qs, q.ts)
 	if err != nil {
-		return nil, fmt.Errorf("topology query %s: %w", qs, err)
+		return fmt.Errorf("topology query %s: %w", qs, err)
 	}
 	defer qry.Close()
 	res := qry.Exec(ctx)
 	if res.Err != nil {
-		return nil, fmt.Errorf("topology query %s: %w", qs, res.Err)
+		return fmt.Errorf("topology query %s: %w", qs, res.Err)
 	}
 	vec, err := res.Vector()
 	if err != nil {
-		return nil, fmt.Errorf("topology query %s: %w", qs, err)
+		return fmt.Errorf("topology query %s: %w", qs, err)
 	}
-	out := make([]row, 0, len(vec))
 	for _, s := range vec {
-		if s.H != nil || math.IsNaN(s.F) {
-			continue
+		if s.H == nil && !math.IsNaN(s.F) {
+			fn(row{m: s.Metric, v: s.F})
 		}
-		m := make(map[string]string, s.Metric.Len())
-		s.Metric.Range(func(l labels.Label) {
-			// Label strings may point into index memory released on Close.
-			m[strings.Clone(l.Name)] = strings.Clone(l.Value)
-		})
-		out = append(out, row{m: m, v: s.F})
 	}
-	return out, nil
+	return nil
 }
 
 // rangeSel is the PromQL range of the window, in milliseconds so that any
@@ -213,9 +222,9 @@ var (
 	istioNSLabels     = [2]string{"destination_service_namespace", "source_workload_namespace"}
 )
 
-func firstKnown(m map[string]string, names ...string) string {
+func firstKnown(m labels.Labels, names ...string) string {
 	for _, n := range names {
-		if v := m[n]; v != "" && v != model.Unknown {
+		if v := m.Get(n); v != "" && v != model.Unknown {
 			return v
 		}
 	}
@@ -225,7 +234,7 @@ func firstKnown(m map[string]string, names ...string) string {
 // istioEdge maps Istio labels to an edge: the canonical service names the
 // source (else its app, else workload) and the destination service names
 // the destination; what cannot be resolved is model.Unknown.
-func istioEdge(m map[string]string, protocol string) edgeKey {
+func istioEdge(m labels.Labels, protocol string) edgeKey {
 	src := nodeRef{
 		namespace: firstKnown(m, "source_workload_namespace"),
 		service:   firstKnown(m, "source_canonical_service", "source_app", "source_workload"),
@@ -240,15 +249,17 @@ func istioEdge(m map[string]string, protocol string) edgeKey {
 		}
 	}
 	if protocol == "" {
-		protocol = m["request_protocol"]
+		protocol = m.Get("request_protocol")
 	}
 	return edgeKey{src: src, dst: dst, protocol: protocol}
 }
 
-func istioPolicy(m map[string]string) string {
-	switch p := m["connection_security_policy"]; p {
-	case "mutual_tls", "none":
-		return p
+func istioPolicy(m labels.Labels) string {
+	switch m.Get("connection_security_policy") {
+	case "mutual_tls":
+		return "mutual_tls"
+	case "none":
+		return "none"
 	}
 	return "unknown"
 }
@@ -268,72 +279,62 @@ func (q querier) services(ctx context.Context, req Request) (*collector, error) 
 	peers := append(slices.Clone(istioSourceLabels), istioDestLabels...)
 	ns := req.Namespaces
 
-	reqs, err := q.run(ctx, q.sumRate("istio_requests_total",
+	if err := q.each(ctx, q.sumRate("istio_requests_total",
 		with(peers, "reporter", "request_protocol", "response_code", "grpc_response_status", "response_flags", "connection_security_policy"),
-		istioNSLabels, ns))
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range reqs {
-		o := c.obs(istioEdge(r.m, ""), r.m["reporter"])
+		istioNSLabels, ns), func(r row) {
+		o := c.obs(istioEdge(r.m, ""), r.m.Get("reporter"))
 		if o == nil {
-			continue
+			return
 		}
 		o.requests += r.v
 		if istioError(r.m) {
 			o.errors += r.v
 		}
 		o.addSecurity(istioPolicy(r.m), r.v)
-	}
-
-	buckets, err := q.run(ctx, q.sumRate("istio_request_duration_milliseconds_bucket",
-		with(peers, "reporter", "request_protocol", "le"), istioNSLabels, ns))
-	if err != nil {
+	}); err != nil {
 		return nil, err
 	}
-	for _, r := range buckets {
-		le, err := strconv.ParseFloat(r.m["le"], 64)
+
+	if err := q.each(ctx, q.sumRate("istio_request_duration_milliseconds_bucket",
+		with(peers, "reporter", "request_protocol", "le"), istioNSLabels, ns), func(r row) {
+		le, err := strconv.ParseFloat(r.m.Get("le"), 64)
 		if err != nil {
-			continue
+			return
 		}
-		if o := c.obs(istioEdge(r.m, ""), r.m["reporter"]); o != nil {
+		if o := c.obs(istioEdge(r.m, ""), r.m.Get("reporter")); o != nil {
 			o.addBucket(le, r.v)
 		}
+	}); err != nil {
+		return nil, err
 	}
 
 	// TCP: connections opened (errors are those with a response flag),
 	// bytes each way.
 	tcpBy := with(peers, "reporter")
-	opened, err := q.run(ctx, q.sumRate("istio_tcp_connections_opened_total",
-		with(tcpBy, "response_flags", "connection_security_policy"), istioNSLabels, ns))
-	if err != nil {
-		return nil, err
-	}
 	tcpOf := func(r row) *observation {
-		o := c.obs(istioEdge(r.m, "tcp"), r.m["reporter"])
+		o := c.obs(istioEdge(r.m, "tcp"), r.m.Get("reporter"))
 		if o != nil && o.tcp == nil {
 			o.tcp = &TCP{}
 		}
 		return o
 	}
-	for _, r := range opened {
+	if err := q.each(ctx, q.sumRate("istio_tcp_connections_opened_total",
+		with(tcpBy, "response_flags", "connection_security_policy"), istioNSLabels, ns), func(r row) {
 		if o := tcpOf(r); o != nil {
 			o.tcp.ConnectionsOpened += r.v
-			if f := r.m["response_flags"]; f != "" && f != "-" {
+			if f := r.m.Get("response_flags"); f != "" && f != "-" {
 				o.errors += r.v
 			}
 			o.addSecurity(istioPolicy(r.m), r.v)
 		}
+	}); err != nil {
+		return nil, err
 	}
 	for _, metric := range []string{"istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total"} {
-		rows, err := q.run(ctx, q.sumRate(metric, with(tcpBy, "connection_security_policy"), istioNSLabels, ns))
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range rows {
+		if err := q.each(ctx, q.sumRate(metric, with(tcpBy, "connection_security_policy"), istioNSLabels, ns), func(r row) {
 			o := tcpOf(r)
 			if o == nil {
-				continue
+				return
 			}
 			if metric == "istio_tcp_sent_bytes_total" {
 				o.tcp.SentBytes += r.v
@@ -341,6 +342,8 @@ func (q querier) services(ctx context.Context, req Request) (*collector, error) 
 				o.tcp.ReceivedBytes += r.v
 			}
 			o.addSecurity(istioPolicy(r.m), 0)
+		}); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil
@@ -349,14 +352,14 @@ func (q querier) services(ctx context.Context, req Request) (*collector, error) 
 // istioError says whether a request series counts failures: an HTTP 5xx, a
 // non-OK gRPC status, or an Envoy response flag (the proxy failed the
 // request itself: no upstream, timeout, circuit open...).
-func istioError(m map[string]string) bool {
-	if code := m["response_code"]; len(code) == 3 && code[0] == '5' {
+func istioError(m labels.Labels) bool {
+	if code := m.Get("response_code"); len(code) == 3 && code[0] == '5' {
 		return true
 	}
-	if g := m["grpc_response_status"]; g != "" && g != "0" && m["request_protocol"] == "grpc" {
+	if g := m.Get("grpc_response_status"); g != "" && g != "0" && m.Get("request_protocol") == "grpc" {
 		return true
 	}
-	f := m["response_flags"]
+	f := m.Get("response_flags")
 	return f != "" && f != "-"
 }
 
@@ -370,15 +373,15 @@ func (q querier) scope(ctx context.Context, req Request) (*collector, error) {
 		scopeMetric = "meshlens_endpoint_calls_total"
 	}
 	// The relation families carry no namespace; the scope family does.
-	nsRows, err := q.run(ctx, "count by (service, namespace) (count_over_time("+scopeMetric+q.rangeSel()+"))")
-	if err != nil {
-		return nil, err
-	}
 	nsOf := map[string]string{}
-	for _, r := range nsRows {
-		if cur, ok := nsOf[r.m["service"]]; !ok || r.m["namespace"] < cur {
-			nsOf[r.m["service"]] = r.m["namespace"]
+	if err := q.each(ctx, "count by (service, namespace) (count_over_time("+scopeMetric+q.rangeSel()+"))", func(r row) {
+		svc, ns := r.m.Get("service"), r.m.Get("namespace")
+		// A service name in several namespaces takes the first in order.
+		if cur, ok := nsOf[svc]; !ok || ns < cur {
+			nsOf[strings.Clone(svc)] = strings.Clone(ns)
 		}
+	}); err != nil {
+		return nil, err
 	}
 	c := &collector{
 		edges: map[edgeKey]*edgeAcc{},
@@ -405,11 +408,11 @@ func (q querier) scope(ctx context.Context, req Request) (*collector, error) {
 	if req.Level == LevelInstance {
 		by = append(by, "protocol", "tls")
 	}
-	keyOf := func(m map[string]string) edgeKey {
+	keyOf := func(m labels.Labels) edgeKey {
 		return edgeKey{
-			src:      ref(m["source_service"], m["source_"+subLabel]),
-			dst:      ref(m["destination_service"], m["destination_"+subLabel]),
-			protocol: m["protocol"],
+			src:      ref(m.Get("source_service"), m.Get("source_"+subLabel)),
+			dst:      ref(m.Get("destination_service"), m.Get("destination_"+subLabel)),
+			protocol: m.Get("protocol"),
 		}
 	}
 	var none [2]string
@@ -418,28 +421,26 @@ func (q querier) scope(ctx context.Context, req Request) (*collector, error) {
 		if part == "latency_milliseconds_bucket" {
 			groupBy = with(by, "le")
 		}
-		rows, err := q.run(ctx, q.sumRate(prefix+part, groupBy, none, nil))
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range rows {
-			o := c.obs(keyOf(r.m), r.m["detect_point"])
+		if err := q.each(ctx, q.sumRate(prefix+part, groupBy, none, nil), func(r row) {
+			o := c.obs(keyOf(r.m), r.m.Get("detect_point"))
 			if o == nil {
-				continue
+				return
 			}
 			switch part {
 			case "calls_total":
 				o.requests += r.v
 				if req.Level == LevelInstance {
-					o.addSecurity(scopeSecurity(r.m["tls"]), r.v)
+					o.addSecurity(scopeSecurity(r.m.Get("tls")), r.v)
 				}
 			case "errors_total":
 				o.errors += r.v
 			default:
-				if le, err := strconv.ParseFloat(r.m["le"], 64); err == nil {
+				if le, err := strconv.ParseFloat(r.m.Get("le"), 64); err == nil {
 					o.addBucket(le, r.v)
 				}
 			}
+		}); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil

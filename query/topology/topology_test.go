@@ -15,9 +15,10 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/meshlens/meshlens/query/promapi"
 )
 
 // Sample interval and history of the fixture. Counters grow linearly, so
@@ -207,8 +208,10 @@ func newServer(t *testing.T, mod func(*Options)) (string, time.Time) {
 	t.Helper()
 	t0 := time.Now().Add(-history - time.Minute).Truncate(time.Minute)
 	db := loadBookinfo(t, t0)
-	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute})
-	opts := Options{Engine: engine, Queryable: db}
+	// Share the Prometheus API's engine, as the server wires it.
+	prom := promapi.New(promapi.Options{Queryable: db})
+	t.Cleanup(func() { prom.Close() })
+	opts := Options{Engine: prom.Engine(), Queryable: prom.Queryable()}
 	if mod != nil {
 		mod(&opts)
 	}
