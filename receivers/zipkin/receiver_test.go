@@ -435,3 +435,42 @@ func TestReverse(t *testing.T) {
 		}
 	}
 }
+
+func FuzzGunzip(f *testing.F) {
+	f.Add(gz([]byte(goodV2)))
+	f.Add(gz(bytes.Repeat([]byte("a"), 5000)))
+	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, err := gunzip(b, 4096)
+		if err == nil && len(out) > 4096 {
+			t.Fatalf("inflated %d bytes past the limit", len(out))
+		}
+		if err != nil && statusOf(err) != 400 && statusOf(err) != 413 {
+			t.Fatalf("status %d", statusOf(err))
+		}
+	})
+}
+
+// TestLimitsWithoutContentLength: a chunked body is cut at the limit too,
+// and the span cap answers 413.
+func TestLimitsWithoutContentLength(t *testing.T) {
+	s := &sink{}
+	url := startServer(t, Config{MaxRequestBytes: 1024, MaxSpansPerRequest: 1}, s)
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/v2/spans", io.MultiReader(strings.NewReader("["), strings.NewReader(strings.Repeat(" ", 4096)+"]")))
+	req.ContentLength = -1
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("chunked oversize body: %d", resp.StatusCode)
+	}
+	two := `[` + goodV2[1:len(goodV2)-1] + `,` + goodV2[1:len(goodV2)-1] + `]`
+	if code, msg := post(t, url+"/api/v2/spans", "application/json", "", []byte(two)); code != 413 || !strings.Contains(msg, "at most 1") {
+		t.Errorf("span cap: %d %s", code, msg)
+	}
+	if len(s.spans()) != 0 {
+		t.Error("spans stored despite 413")
+	}
+}

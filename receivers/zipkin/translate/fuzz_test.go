@@ -112,6 +112,10 @@ func FuzzDecodeProto3(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		spans, rejected, err := ParseProto3(body)
 		checkParsed(t, spans, rejected, err)
+		td, rejected2, err2 := DecodeProto3(body)
+		if (err == nil) != (err2 == nil) || (err == nil && (td.SpanCount() != len(spans) || len(rejected2) != len(rejected))) {
+			t.Fatalf("DecodeProto3 and ParseProto3 disagree: %v/%v %d/%d", err, err2, td.SpanCount(), len(spans))
+		}
 	})
 }
 
