@@ -41,6 +41,10 @@ type edgeKey struct {
 // observation is what one side reported about an edge.
 type observation struct {
 	requests, errors float64
+	// unreached is the part of requests (all of them failures) that the
+	// client's proxy failed before sending: the server side cannot have
+	// seen them, so they add to its figures without double counting.
+	unreached float64
 	// buckets maps an upper bound to the cumulative rate of its bucket.
 	buckets map[float64]float64
 	// security weighs the traffic by its mTLS state: "mutual_tls", "none"
@@ -290,6 +294,9 @@ func (q querier) services(ctx context.Context, req Request) (*collector, error) 
 		if istioError(r.m) {
 			o.errors += r.v
 		}
+		if code := r.m.Get("response_code"); (code == "0" || strings.HasPrefix(code, "5")) && neverSent(r.m.Get("response_flags")) {
+			o.unreached += r.v
+		}
 		o.addSecurity(istioPolicy(r.m), r.v)
 	}); err != nil {
 		return nil, err
@@ -347,6 +354,23 @@ func (q querier) services(ctx context.Context, req Request) (*collector, error) 
 		}
 	}
 	return c, nil
+}
+
+// neverSent says whether Envoy's response flags mean the client's proxy
+// failed the request without it reaching the server's proxy: no healthy
+// upstream (UH), connection failure (UF), circuit breaker overflow (UO), no
+// route (NR) or local rate limit (RL).
+func neverSent(flags string) bool {
+	if flags == "" || flags == "-" {
+		return false
+	}
+	for f := range strings.SplitSeq(flags, ",") {
+		switch f {
+		case "UH", "UF", "UO", "NR", "RL":
+			return true
+		}
+	}
+	return false
 }
 
 // istioError says whether a request series counts failures: an HTTP 5xx, a
@@ -510,6 +534,16 @@ func (c *collector) build(req Request, maxNodes, maxEdges int) *Graph {
 				buckets = o.buckets
 			}
 		}
+		requests, errs := chosen.requests, chosen.errors
+		if side == c.sides[0] {
+			// Failures only the client side can know of.
+			for _, s := range c.sides[1:] {
+				if o := e.byside[s]; o != nil {
+					requests += o.unreached
+					errs += o.unreached
+				}
+			}
+		}
 		ed := Edge{
 			ID:        e.key.src.id() + "->" + e.key.dst.id(),
 			Source:    e.key.src.id(),
@@ -517,16 +551,16 @@ func (c *collector) build(req Request, maxNodes, maxEdges int) *Graph {
 			Protocol:  e.key.protocol,
 			Reporter:  c.outName(side),
 			Reporters: slices.Compact(sides),
-			RED:       red(chosen.requests, chosen.errors, buckets, chosen.tcp),
+			RED:       red(requests, errs, buckets, chosen.tcp),
 		}
 		if ed.Protocol != "" {
 			ed.ID += ":" + ed.Protocol
 		}
 		ed.MTLS, ed.MTLSRatio = security(chosen.security, chosen.seen)
 		src, dst := node(e.key.src), node(e.key.dst)
-		src.outbound += chosen.requests
-		dst.in.requests += chosen.requests
-		dst.in.errors += chosen.errors
+		src.outbound += requests
+		dst.in.requests += requests
+		dst.in.errors += errs
 		for le, v := range buckets {
 			dst.in.addBucket(le, v)
 		}
@@ -539,7 +573,7 @@ func (c *collector) build(req Request, maxNodes, maxEdges int) *Graph {
 			dst.in.tcp.SentBytes += chosen.tcp.SentBytes
 			dst.in.tcp.ReceivedBytes += chosen.tcp.ReceivedBytes
 		}
-		w := chosen.requests
+		w := requests
 		if chosen.tcp != nil {
 			w += chosen.tcp.ConnectionsOpened
 		}

@@ -168,7 +168,10 @@ type Edge struct {
 	// MTLSRatio is the share of traffic seen over mutual TLS.
 	MTLSRatio float64 `json:"mtlsRatio"`
 	// Reporter is the side whose figures the edge carries: "destination"
-	// (server side) when it reported, else "source" (client side).
+	// (server side) when it reported, else "source" (client side). The
+	// destination's figures also count the failures the client's proxy
+	// raised without sending the request (flags UH, UF, UO, NR, RL), which
+	// only the source reports.
 	Reporter string `json:"reporter"`
 	// Reporters lists every side that reported the edge.
 	Reporters []string `json:"reporters"`
