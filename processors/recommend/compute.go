@@ -661,8 +661,12 @@ func (e *Engine) limitRec(now time.Time, cur *CurrentConfig, s *svcSnap, lim flo
 	if len(path) > 1 {
 		fmt.Fprintf(&why, "The chain below limits it further: %s can carry only %.1f req/s of this service's traffic. ", strings.Join(path, " → "), lim)
 	}
-	fmt.Fprintf(&why, "Recommended limit %.1f req/s (burst %d) and at most %d requests in flight (twice the knee's in-flight by Little's law), so a surge is shed at the door while the bottleneck stays busy.",
-		lim, r.Recommended.Burst, r.Recommended.MaxConcurrency)
+	basis := "twice the in-flight requests at the knee, by Little's law"
+	if s.knee <= 0 {
+		basis = "twice the in-flight requests at this limit and the mean latency, by Little's law"
+	}
+	fmt.Fprintf(&why, "Recommended limit %.1f req/s (burst %d) and at most %d requests in flight (%s), so a surge is shed at the door while the bottleneck stays busy.",
+		lim, r.Recommended.Burst, r.Recommended.MaxConcurrency, basis)
 	r.Explanation = why.String()
 	if l := cur.Limits[s.name]; l != nil && ep == "" {
 		r.Current = &Setting{RatePerSecond: l.RatePerSecond, Burst: l.Burst, Source: "istio-yaml " + l.Resource}
@@ -691,8 +695,12 @@ func (e *Engine) edgeMisconfig(now time.Time, cur *CurrentConfig, es *edgeSnap, 
 			if t != nil {
 				rec = &Setting{TimeoutMs: t.Recommended.TimeoutMs}
 			}
-			mk("high", "timeout_too_low", fmt.Sprintf("The timeout in force (%.0f ms) is far below what traffic needs: %.2g%% of successful requests take longer, and %d requests (%.2g%%) ended in UT (upstream timeout) in the window.",
-				ms(es.curTimeout), 100*es.curAboveFrac, ut, 100*utRate), &Setting{TimeoutMs: ms(es.curTimeout)}, rec)
+			msg := fmt.Sprintf("The timeout in force (%.0f ms) is far below what traffic needs: %.2g%% of the requests that succeeded took longer (target %.2g%%).",
+				ms(es.curTimeout), 100*es.curAboveFrac, 100*target)
+			if ut > 0 {
+				msg += fmt.Sprintf(" %d requests (%.2g%%) were cut with UT (upstream request timeout) in the window.", ut, 100*utRate)
+			}
+			mk("high", "timeout_too_low", msg, &Setting{TimeoutMs: ms(es.curTimeout)}, rec)
 		} else if t != nil && ms(es.curTimeout) > 10*t.Recommended.TimeoutMs {
 			mk("medium", "timeout_too_high", fmt.Sprintf("The timeout in force (%.0f ms) is more than 10× what traffic needs (%.0f ms): failing requests hold callers far longer than any success takes.",
 				ms(es.curTimeout), t.Recommended.TimeoutMs), &Setting{TimeoutMs: ms(es.curTimeout)}, &Setting{TimeoutMs: t.Recommended.TimeoutMs})

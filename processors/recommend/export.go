@@ -353,6 +353,16 @@ func DiffConfig(cur *CurrentConfig, recs []Recommendation) []DiffEntry {
 				res, from = "EnvoyFilter "+l.Resource, fmt.Sprintf("%.1f req/s", l.RatePerSecond)
 			}
 			add(res, r.Service, "local_ratelimit.token_bucket", from, fmt.Sprintf("%.1f req/s", r.Recommended.RatePerSecond), firstSentence(r.Explanation))
+			if mc := r.Recommended.MaxConcurrency; mc > 0 {
+				dres, fromC := "DestinationRule "+ns+"/"+name, "none"
+				if p := cur.Policies[r.Service]; p != nil {
+					dres = "DestinationRule " + p.Resource
+					if p.HTTP2MaxRequests > 0 {
+						fromC = fmt.Sprint(p.HTTP2MaxRequests)
+					}
+				}
+				add(dres, r.Service, "trafficPolicy.connectionPool.http.http2MaxRequests", fromC, fmt.Sprint(mc), "requests in flight: twice Little's law at the knee")
+			}
 		}
 	}
 	// Several callers share one destination: report each field once per

@@ -15,7 +15,7 @@ func TestRenderIstioYAMLRoundTrip(t *testing.T) {
 			Recommended: &Setting{Retries: 1, PerTryTimeoutMs: 120, BackoffMs: 25, RetryOn: "connect-failure,503",
 				RetryBudgetPercent: 20, MinRetryConcurrency: 3}, Evidence: &Evidence{ErrorRate: 0.01}},
 		{ID: "ratelimit:reviews.default", Kind: KindRateLimit, Service: "reviews.default",
-			Recommended: &Setting{RatePerSecond: 80, Burst: 16}},
+			Recommended: &Setting{RatePerSecond: 80, Burst: 16, MaxConcurrency: 12}},
 	}
 	b, err := RenderIstioYAML(recs)
 	if err != nil {
@@ -34,7 +34,7 @@ func TestRenderIstioYAMLRoundTrip(t *testing.T) {
 	if r == nil || r.Timeout.Milliseconds() != 250 || r.Retries != 1 || r.PerTryTimeout.Milliseconds() != 120 {
 		t.Fatalf("route read back: %+v\n%s", r, b)
 	}
-	if p := c.Policies["reviews.default"]; p == nil || p.RetryBudgetPercent != 20 || !p.HasOutlierDetection {
+	if p := c.Policies["reviews.default"]; p == nil || p.RetryBudgetPercent != 20 || !p.HasOutlierDetection || p.HTTP2MaxRequests != 12 {
 		t.Fatalf("policy read back: %+v", p)
 	}
 	if l := c.Limits["reviews.default"]; l == nil || l.RatePerSecond != 80 {

@@ -1,18 +1,12 @@
 package eval
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 func TestReplayFalseTimeoutRate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replay generates millions of requests")
 	}
-	res, err := RunReplay(ReplayConfig{Seed: 42, Edges: 100, Window: 30 * time.Minute, Target: 0.001})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := sharedReplay(t)
 	for _, e := range res.PerEdge {
 		if e.TimeoutMs > 0 && (e.Realised < 0.0005 || e.Realised > 0.0015) {
 			t.Logf("outside band: %s samples=%d timeout=%.1fms realised=%.3f%% incident=%v", e.Name, e.Samples, e.TimeoutMs, 100*e.Realised, e.Incident)

@@ -7,16 +7,13 @@ func TestOverloadGoodput(t *testing.T) {
 		t.Skip("simulation")
 	}
 	cfg := OverloadConfig{Chain: DefaultChain(), Deadline: 1, Seed: 7}
-	rec, err := Calibrate(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, results := sharedOverload(t)
 	if rec == nil || rec.Recommended.RatePerSecond <= 0 || rec.Evidence.KneePerSec <= 0 {
 		t.Fatalf("no rate limit with a knee recommended for the entry service: %+v", rec)
 	}
 	t.Logf("capacity %.0f req/s: %s", Capacity(cfg.Chain), rec.Explanation)
-	for _, step := range []float64{1.4, 2} {
-		r := RunOverload(cfg, rec, step)
+	for _, r := range results {
+		step := r.Step
 		t.Logf("step %.1f×: peak %.0f, recommended %.0f, static(75%% knee) %.0f, gradient %.0f, aimd %.0f, none %.0f",
 			step, r.Peak, r.Recommended, r.Static, r.Gradient, r.AIMD, r.NoLimit)
 		if r.Recommended < 0.9*r.Peak {

@@ -1,0 +1,71 @@
+package eval
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestEvaluationReport prints every evaluation figure; run it with
+// `go test -run TestEvaluationReport -v ./processors/recommend/eval/`.
+// MESHLENS_EVAL_SEEDS=n adds n more replay seeds.
+func TestEvaluationReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("evaluation")
+	}
+	var b strings.Builder
+	r := sharedReplay(t)
+	fmt.Fprintf(&b, "\nREPLAY (seed 42, %d edges, train 30 min, evaluate next 30 min, target 0.1%%)\n", r.Edges)
+	fmt.Fprintf(&b, "  edges with a recommendation: %d (the rest had < 50,000 successes in the window)\n", r.Recommended)
+	fmt.Fprintf(&b, "  realised false-timeout rate within ±50%% of target: %d/%d = %.1f%% (median realised/target %.2f)\n",
+		r.WithinBand, r.Recommended, 100*r.ShareWithinBand, r.MedianRatio)
+	fmt.Fprintf(&b, "  seconds waiting on requests that failed anyway: no timeout %.0f, 15 s %.0f, recommended %.0f\n",
+		r.WaitNoTimeout, r.Wait15s, r.WaitRecommended)
+	fmt.Fprintf(&b, "  reduction: %.1f%% vs no timeout (Istio default), %.1f%% vs 15 s\n", 100*r.ReductionVsNoTimeout, 100*r.ReductionVs15s)
+	if n, _ := strconv.Atoi(os.Getenv("MESHLENS_EVAL_SEEDS")); n > 0 {
+		for s := 1; s <= n; s++ {
+			x, err := RunReplay(ReplayConfig{Seed: uint64(1000 + s), Edges: 100, Window: 30 * time.Minute, Target: 0.001})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "  seed %d: %d/%d = %.1f%% within band, wait reduction %.1f%% / %.1f%%\n",
+				1000+s, x.WithinBand, x.Recommended, 100*x.ShareWithinBand, 100*x.ReductionVsNoTimeout, 100*x.ReductionVs15s)
+		}
+	}
+	c, err := RunChainCheck(100, 30, 40, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "\nCHAIN CHECK (30 generated graphs × 40 services, measured self time ±30%%, capacity ±20%%, rates ±5%% noise)\n")
+	fmt.Fprintf(&b, "  seeded %d, reported %d, true positives %d: precision %.3f, recall %.3f\n", c.Seeded, c.Detected, c.TruePositives, c.Precision, c.Recall)
+	for _, k := range []string{"inverted_timeout", "retry_amplification", "limit_above_downstream"} {
+		v := c.ByKind[k]
+		fmt.Fprintf(&b, "  %-24s seeded %3d reported %3d true %3d\n", k, v[0], v[1], v[2])
+	}
+	e, err := RunChainCheck(200, 2, 30, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "  engine's own recommendations on 2 graphs' traffic: %d edge timeouts, %d inconsistencies\n", e.RecommendedEdges, e.RecommendedInconsistencies)
+
+	rec, ov := sharedOverload(t)
+	fmt.Fprintf(&b, "\nOVERLOAD (chain frontend→orders→inventory, capacity %.0f req/s, client deadline 1 s)\n", Capacity(DefaultChain()))
+	fmt.Fprintf(&b, "  engine after a calibration staircase: knee %.1f req/s, rate limit %.1f req/s, burst %d, max in flight %d\n",
+		rec.Evidence.KneePerSec, rec.Recommended.RatePerSecond, rec.Recommended.Burst, rec.Recommended.MaxConcurrency)
+	for _, o := range ov {
+		fmt.Fprintf(&b, "  step to %.1f×: goodput req/s: peak %.0f | recommended %.0f (%.1f%% of peak) | static 75%% knee (%.0f req/s) %.0f | Gradient2 %.0f | AIMD %.0f | no limit %.0f\n",
+			o.Step, o.Peak, o.Recommended, 100*o.Recommended/o.Peak, o.StaticLimit, o.Static, o.Gradient, o.AIMD, o.NoLimit)
+	}
+	rs, err := RunRetryStorm(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "\nRETRY STORM (downstream fails 100%%, 200 req/s, fast 503s)\n")
+	fmt.Fprintf(&b, "  recommended: %d retries on %q, budget %.0f%% (min %d)\n", rs.Policy.Retries, rs.Policy.RetryOn, rs.Policy.RetryBudgetPercent, rs.Policy.MinRetryConcurrency)
+	fmt.Fprintf(&b, "  attempts per request: Istio default %.2f×, recommended without budget %.2f×, with Envoy's concurrency budget %.2f×, with a rate budget %.2f×\n",
+		rs.IstioDefault, rs.NoBudget, rs.EnvoyBudget, rs.RateBudg)
+	t.Log(b.String())
+}
