@@ -106,22 +106,14 @@ export function layout(nodes, edges, opts = {}) {
   }
   for (let pass = 0; pass < 6; pass++) {
     const nb = pass % 2 ? down : up;
-    for (const ly of L) {
+    for (const ly of pass % 2 ? [...L].reverse() : L) {
       const want = ly.map((v) => {
         const ns = nb[v].length ? nb[v] : (pass % 2 ? up[v] : down[v]);
         if (!ns.length) return y[v];
         const ys = ns.map((w) => y[w]).sort((a, b) => a - b);
         return ys[(ys.length - 1) >> 1] * 0.5 + ys[ys.length >> 1] * 0.5;
       });
-      // Forward then backward pass to keep the minimum gaps.
-      for (let i = 0; i < ly.length; i++) {
-        let t = want[i];
-        if (i > 0) t = Math.max(t, y[ly[i - 1]] + gapOf(ly[i - 1]));
-        y[ly[i]] = t;
-      }
-      for (let i = ly.length - 2; i >= 0; i--) {
-        y[ly[i]] = Math.min(y[ly[i]], y[ly[i + 1]] - gapOf(ly[i]));
-      }
+      place(ly, want, ly.map(gapOf), y);
     }
   }
   let minY = Infinity, maxY = -Infinity;
@@ -132,6 +124,27 @@ export function layout(nodes, edges, opts = {}) {
   const nodePos = new Map(ids.map((id, i) => [id, {x: X(i), y: Yc(i), layer: vlayer[i]}]));
   const edgePaths = es.map(([, , e], i) => ({edge: e, points: edgeChains[i].map((v) => [X(v), Yc(v)])}));
   return {nodes: nodePos, edges: edgePaths, width: (L.length - 1) * colGap, height: maxY - minY, layers: L.length};
+}
+
+// place sets y of the nodes of one layer as close as possible (least
+// squares) to want while keeping their order and minimum gaps: isotonic
+// regression by pool-adjacent-violators on want minus the cumulative gaps.
+function place(ly, want, gaps, y) {
+  const off = new Float64Array(ly.length);
+  for (let i = 1; i < ly.length; i++) off[i] = off[i - 1] + gaps[i - 1];
+  const sum = [], cnt = [];
+  for (let i = 0; i < ly.length; i++) {
+    sum.push(want[i] - off[i]); cnt.push(1);
+    while (sum.length > 1 && sum[sum.length - 2] / cnt[cnt.length - 2] > sum[sum.length - 1] / cnt[cnt.length - 1]) {
+      sum[sum.length - 2] += sum.pop();
+      cnt[cnt.length - 2] += cnt.pop();
+    }
+  }
+  let i = 0;
+  for (let b = 0; b < sum.length; b++) {
+    const z = sum[b] / cnt[b];
+    for (let k = 0; k < cnt[b]; k++, i++) y[ly[i]] = z + off[i];
+  }
 }
 
 // crossings counts edge crossings between adjacent layers (for tests).

@@ -204,7 +204,17 @@ export function renderWaterfall(container, trace, {selected, onSelect} = {}) {
     row.dur.style.right = right > 0.7 ? `calc(${(1 - (main.startTime - t0) / total) * 100}% + 4px)` : '';
   };
   let frame = 0;
+  // Main-thread cost of each redraw, read by the scroll benchmark.
+  const perf = {draws: 0, totalMs: 0, maxMs: 0, samples: []};
+  scroller.wfPerf = perf;
   const draw = () => {
+    const t0 = performance.now();
+    drawRows();
+    const dt = performance.now() - t0;
+    perf.draws++; perf.totalMs += dt; perf.maxMs = Math.max(perf.maxMs, dt);
+    if (perf.samples.length < 5000) perf.samples.push(dt);
+  };
+  const drawRows = () => {
     frame = 0;
     spacer.style.height = `${visible.length * ROW_H}px`;
     const top = scroller.scrollTop, hgt = scroller.clientHeight || 600;
