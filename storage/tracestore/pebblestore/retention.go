@@ -46,7 +46,7 @@ func (s *Store) EnforceRetention(ctx context.Context) error {
 	}
 	if s.cfg.MaxDiskBytes > 0 {
 		for {
-			used := s.db.Metrics().DiskSpaceUsage()
+			used := s.DiskUsage()
 			bs := s.bucketsAsc()
 			if used <= uint64(s.cfg.MaxDiskBytes) || len(bs) <= 1 {
 				break
@@ -59,6 +59,20 @@ func (s *Store) EnforceRetention(ctx context.Context) error {
 		}
 	}
 	return s.pruneMeta(oldest)
+}
+
+// DiskUsage is the database's size as the size cap counts it: live
+// sstables, blob files and WAL. Files already obsolete (deleted in the
+// background after a drop) and WAL files kept for recycling are not
+// counted, so that a drop is not followed by needless further drops.
+func (s *Store) DiskUsage() uint64 {
+	m := s.db.Metrics()
+	return m.Table.Local.LiveSize + m.BlobFiles.Local.LiveSize + m.WAL.PhysicalSize
+}
+
+// TableBytes is the size of the live sstables (data after compression).
+func (s *Store) TableBytes() uint64 {
+	return s.db.Metrics().Table.Local.LiveSize
 }
 
 func (s *Store) bucketsAsc() []uint32 {
