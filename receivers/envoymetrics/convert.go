@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
@@ -31,6 +32,9 @@ type converter struct {
 type cachedName struct {
 	name string
 	tags []Tag
+	// base is the proxy labels and tags, deduplicated and sorted, for the
+	// common case of a metric without labels of its own.
+	base []labels.Label
 }
 
 func newConverter(x *tagExtractor, p Proxy, maxCache, maxName int) *converter {
@@ -56,7 +60,7 @@ func (c *converter) extract(stat string) cachedName {
 		return cn
 	}
 	name, tags := c.x.Extract(stat)
-	cn := cachedName{name: name, tags: tags}
+	cn := cachedName{name: name, tags: tags, base: c.baseLabels(tags)}
 	if len(c.cache) >= c.maxCache {
 		// Crude but bounded: a proxy whose names churn past the cache size
 		// just pays for extraction again.
@@ -191,6 +195,9 @@ func (c *converter) metric(typ dto.MetricType, cn cachedName, m *dto.Metric, ts 
 // would hide a proxy label is kept as exported_<name>, as Prometheus does
 // for scraped labels that clash with target labels.
 func (c *converter) labels(cn cachedName, m *dto.Metric, name, extraName, extraValue string) labels.Labels {
+	if len(m.GetLabel()) == 0 && cn.base != nil {
+		return c.fastLabels(cn.base, name, extraName, extraValue)
+	}
 	c.sb.Reset()
 	c.names = c.names[:0]
 	add := func(n, v string) {
@@ -220,6 +227,62 @@ func (c *converter) labels(cn cachedName, m *dto.Metric, name, extraName, extraV
 		add(n, bound(lp.GetValue()))
 	}
 	c.sb.Sort()
+	return c.sb.Labels()
+}
+
+// baseLabels merges the proxy labels and tags (proxy first on a clash),
+// sorted by name.
+func (c *converter) baseLabels(tags []Tag) []labels.Label {
+	base := make([]labels.Label, 0, len(c.proxy)+len(tags))
+	base = append(base, c.proxy...)
+	for _, t := range tags {
+		if t.Name == labels.MetricName || c.isProxyLabel(t.Name) {
+			continue
+		}
+		dup := false
+		for _, b := range base {
+			if b.Name == t.Name {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			base = append(base, labels.Label{Name: t.Name, Value: bound(t.Value)})
+		}
+	}
+	slices.SortFunc(base, func(a, b labels.Label) int { return strings.Compare(a.Name, b.Name) })
+	return base
+}
+
+// fastLabels builds name + extra + base without sorting: base is sorted,
+// and the two extra labels are merged in place.
+func (c *converter) fastLabels(base []labels.Label, name, extraName, extraValue string) labels.Labels {
+	c.sb.Reset()
+	pendName, pendExtra := true, extraName != ""
+	for _, b := range base {
+		if pendName && labels.MetricName <= b.Name {
+			c.sb.Add(labels.MetricName, name)
+			pendName = false
+		}
+		if pendExtra && extraName <= b.Name {
+			c.sb.Add(extraName, extraValue)
+			pendExtra = false
+			if b.Name == extraName {
+				continue
+			}
+		}
+		c.sb.Add(b.Name, b.Value)
+	}
+	if pendName && pendExtra && extraName < labels.MetricName {
+		c.sb.Add(extraName, extraValue)
+		pendExtra = false
+	}
+	if pendName {
+		c.sb.Add(labels.MetricName, name)
+	}
+	if pendExtra {
+		c.sb.Add(extraName, extraValue)
+	}
 	return c.sb.Labels()
 }
 

@@ -79,6 +79,9 @@ func FuzzConvertFamily(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{0x0a, 0x00})
+	if b, err := proto.Marshal(histogram("istiocustom.m.Z=.=1;.;le=.=x;.;instance=.=spoof;.;", 1000)); err == nil {
+		f.Add(b)
+	}
 	x := newTagExtractor("cluster.local", []string{"istiocustom"})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var mf dto.MetricFamily
@@ -95,8 +98,8 @@ func FuzzConvertFamily(f *testing.F) {
 			}
 			prev := ""
 			l.Range(func(lb labels.Label) {
-				if lb.Name == prev {
-					t.Fatalf("duplicate label %q in %v", lb.Name, l)
+				if lb.Name <= prev && prev != "" {
+					t.Fatalf("labels not sorted or duplicated at %q in %v", lb.Name, l)
 				}
 				prev = lb.Name
 				if lb.Name != labels.MetricName && !validLabelName(lb.Name) {
@@ -112,4 +115,26 @@ func FuzzConvertFamily(f *testing.F) {
 			t.Fatalf("emit never fails here, got %v", err)
 		}
 	})
+}
+
+// TestFastLabelsMatchSlowPath checks the presorted path against the
+// general one (sort and dedupe) on names whose tags sort before, between
+// and after __name__, le and quantile.
+func TestFastLabelsMatchSlowPath(t *testing.T) {
+	x := newTagExtractor("cluster.local", []string{"istiocustom"})
+	c := newConverter(x, proxyFromNode(&corev3.Node{Id: "p", Cluster: "svc"}), 100, 8192)
+	for _, stat := range []string{
+		"istiocustom.m.A=.=1;.;le=.=x;.;zz=.=2;.;instance=.=spoof;.;service=.=s;.;",
+		"cluster.outbound|80||a.b.svc.cluster.local.upstream_rq_200",
+		"server.live",
+	} {
+		cn := c.extract(stat)
+		for _, extra := range [][2]string{{"", ""}, {"le", "1.0"}, {"quantile", "0.5"}} {
+			fast := c.fastLabels(cn.base, cn.name, extra[0], extra[1])
+			slow := c.labels(cachedName{name: cn.name, tags: cn.tags}, &dto.Metric{}, cn.name, extra[0], extra[1])
+			if !labels.Equal(fast, slow) {
+				t.Errorf("%s %v:\nfast %v\nslow %v", stat, extra, fast, slow)
+			}
+		}
+	}
 }
