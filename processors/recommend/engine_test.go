@@ -224,3 +224,39 @@ func FuzzAddYAML(f *testing.F) {
 		_ = c.AddYAML(b, "fuzz")
 	})
 }
+
+func TestRunAndConcurrentUse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	end := time.Date(2026, 11, 2, 12, 0, 0, 0, time.UTC)
+	e, err := New(Config{RecomputeEvery: 5 * time.Millisecond, Now: func() time.Time { return end }}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+	readers := make(chan struct{})
+	go func() {
+		defer close(readers)
+		for i := 0; i < 50; i++ {
+			_ = e.Recommendations(Filter{Service: "b"})
+			_ = e.History(Filter{}, 10)
+			_, _ = e.IstioYAML(Filter{})
+			_ = e.Diff(Filter{})
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	feed(t, e, "a", "b", end, 60000, 10*time.Minute, model.DetectClient, lognormal(rng, 10, 0.3), nil)
+	<-readers
+	deadline := time.Now().Add(5 * time.Second)
+	for e.LastRecompute().IsZero() || find(e.Recommendations(Filter{}), "timeout:a.default->b.default") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the ticker never produced a recommendation")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
