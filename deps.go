@@ -17,6 +17,7 @@ import (
 	_ "github.com/openzipkin/zipkin-go/reporter/http"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/prometheus/prometheus/promql"
+	_ "github.com/prometheus/prometheus/storage/remote"
 	_ "github.com/prometheus/prometheus/tsdb"
 	_ "go.opentelemetry.io/collector/pdata/ptrace"
 	_ "go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"

@@ -22,6 +22,7 @@ import (
 	"github.com/meshlens/meshlens/processors/redmetrics"
 	"github.com/meshlens/meshlens/receivers/envoyals"
 	"github.com/meshlens/meshlens/storage/metricstore"
+	"github.com/meshlens/meshlens/storage/remotewrite"
 )
 
 // Config is meshlens's whole configuration. It is read from one YAML file
@@ -61,6 +62,9 @@ type StorageConfig struct {
 	Path    string               `yaml:"path"`
 	Metrics MetricsStorageConfig `yaml:"metrics"`
 	Traces  TraceStorageConfig   `yaml:"traces"`
+	// RemoteWrite sends every stored sample on to Prometheus remote-write
+	// receivers (Prometheus, Mimir, VictoriaMetrics, Thanos receive).
+	RemoteWrite remotewrite.Config `yaml:"remote_write"`
 }
 
 // MetricsStorageConfig bounds the embedded TSDB.
@@ -201,6 +205,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("storage.path: must name a directory"))
 	}
 	if err := c.MetricStore().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Storage.RemoteWrite.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Storage.Traces.Retention < time.Minute {

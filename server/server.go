@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/meshlens/meshlens/pipeline"
 	"github.com/meshlens/meshlens/processors/redmetrics"
 	"github.com/meshlens/meshlens/storage/metricstore"
+	"github.com/meshlens/meshlens/storage/remotewrite"
 )
 
 // Server is one running meshlens: storage, pipeline, receivers and APIs.
@@ -34,8 +36,11 @@ type Server struct {
 	tel    *pipeline.Telemetry
 
 	metrics *metricstore.Store
-	agg     *redmetrics.Aggregator
-	queue   *pipeline.Queue
+	// app is where every writer appends: the TSDB, teed to remote write
+	// when configured.
+	app   storage.Appendable
+	agg   *redmetrics.Aggregator
+	queue *pipeline.Queue
 
 	grpcServer *grpc.Server
 	mux        *http.ServeMux
@@ -89,7 +94,18 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("restore counters: %w", err)
 	}
-	s.agg = redmetrics.New(cfg.Processors.Metrics, s.metrics, restore, s.reg, logger.With("component", "aggregator"))
+	s.app = s.metrics
+	if len(cfg.Storage.RemoteWrite.Targets) > 0 {
+		rw, err := remotewrite.New(cfg.Storage.RemoteWrite, cfg.MetricStore().Path, logger, s.reg)
+		if err != nil {
+			return nil, err
+		}
+		// Closed after the final flush, before the TSDB (closers run in
+		// reverse): the queues get their flush deadline to send the rest.
+		s.closers = append(s.closers, func(context.Context) error { return rw.Close() })
+		s.app = rw.Tee(s.metrics)
+	}
+	s.agg = redmetrics.New(cfg.Processors.Metrics, s.app, restore, s.reg, logger.With("component", "aggregator"))
 
 	workers := cfg.Pipeline.Workers
 	if workers == 0 {
