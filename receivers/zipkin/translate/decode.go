@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
 	"time"
 
 	zipkinmodel "github.com/openzipkin/zipkin-go/model"
 	zipkinproto "github.com/openzipkin/zipkin-go/proto/zipkin_proto3"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -123,100 +121,6 @@ func shorten(s string) string {
 		return s[:40] + "..."
 	}
 	return s
-}
-
-// DecodeProto3 decodes and translates a Zipkin proto3 ListOfSpans with
-// the rules of ParseProto3, without going through zipkin-go's model.
-func DecodeProto3(body []byte) (ptrace.Traces, []Rejected, error) {
-	var list zipkinproto.ListOfSpans
-	if err := proto.Unmarshal(body, &list); err != nil {
-		return ptrace.Traces{}, nil, fmt.Errorf("malformed protobuf ListOfSpans: %w", err)
-	}
-	b := NewBuilder()
-	var rejected []Rejected
-	var s span
-	for i, ps := range list.Spans {
-		err := s.fromProto(ps)
-		if err == nil {
-			err = s.validate()
-		}
-		if err != nil {
-			rejected = append(rejected, Rejected{Index: i, TraceID: fmt.Sprintf("%x", ps.GetTraceId()), ID: fmt.Sprintf("%x", ps.GetId()), Err: err})
-			continue
-		}
-		b.append(&s)
-	}
-	return b.Traces(), rejected, nil
-}
-
-func protoEndpoint(e *zipkinproto.Endpoint) endpoint {
-	if e == nil {
-		return endpoint{}
-	}
-	ep := endpoint{service: e.ServiceName}
-	if e.Port > 0 && e.Port <= 65535 {
-		ep.port = uint16(e.Port)
-	}
-	if ip, ok := netip.AddrFromSlice(e.Ipv4); ok && ip.Is4() {
-		ep.ipv4 = ip.String()
-	}
-	if ip, ok := netip.AddrFromSlice(e.Ipv6); ok && ip.Is6() && !ip.Is4In6() {
-		ep.ipv6 = ip.String()
-	}
-	return ep
-}
-
-func (s *span) fromProto(ps *zipkinproto.Span) error {
-	tags, anns := s.tags[:0], s.annotations[:0]
-	*s = span{}
-	if ps == nil {
-		return errNilSpan
-	}
-	switch len(ps.TraceId) {
-	case 8:
-		s.traceID.Low = binary.BigEndian.Uint64(ps.TraceId)
-	case 16:
-		s.traceID.High = binary.BigEndian.Uint64(ps.TraceId[:8])
-		s.traceID.Low = binary.BigEndian.Uint64(ps.TraceId[8:])
-	default:
-		return fmt.Errorf("trace_id has %d bytes, want 8 or 16", len(ps.TraceId))
-	}
-	if len(ps.Id) != 8 {
-		return fmt.Errorf("id has %d bytes, want 8", len(ps.Id))
-	}
-	s.id = binary.BigEndian.Uint64(ps.Id)
-	switch len(ps.ParentId) {
-	case 0:
-	case 8:
-		s.parent = binary.BigEndian.Uint64(ps.ParentId)
-	default:
-		return fmt.Errorf("parent_id has %d bytes, want 8", len(ps.ParentId))
-	}
-	if ps.Timestamp > maxMicros || ps.Duration > maxMicros {
-		return fmt.Errorf("timestamp or duration out of range")
-	}
-	s.name, s.us, s.durUs, s.debug, s.shared = ps.Name, ps.Timestamp, ps.Duration, ps.Debug, ps.Shared
-	switch ps.Kind {
-	case zipkinproto.Span_CLIENT:
-		s.kind = string(zipkinmodel.Client)
-	case zipkinproto.Span_SERVER:
-		s.kind = string(zipkinmodel.Server)
-	case zipkinproto.Span_PRODUCER:
-		s.kind = string(zipkinmodel.Producer)
-	case zipkinproto.Span_CONSUMER:
-		s.kind = string(zipkinmodel.Consumer)
-	}
-	s.local, s.remote = protoEndpoint(ps.LocalEndpoint), protoEndpoint(ps.RemoteEndpoint)
-	for k, v := range ps.Tags {
-		tags = append(tags, tag{k, v})
-	}
-	for _, a := range ps.Annotations {
-		if a != nil && a.Timestamp <= maxMicros {
-			anns = append(anns, annotation{a.Timestamp, a.Value})
-		}
-	}
-	s.tags, s.annotations = tags, anns
-	return nil
 }
 
 // ParseProto3 decodes a Zipkin proto3 ListOfSpans. Unlike zipkin-go's

@@ -113,7 +113,9 @@ func FuzzDecodeProto3(f *testing.F) {
 		spans, rejected, err := ParseProto3(body)
 		checkParsed(t, spans, rejected, err)
 		td, rejected2, err2 := DecodeProto3(body)
-		if (err == nil) != (err2 == nil) || (err == nil && (td.SpanCount() != len(spans) || len(rejected2) != len(rejected))) {
+		// The wire walker is more lenient (invalid UTF-8 is replaced, not
+		// fatal), so only a batch ParseProto3 takes must be taken the same.
+		if err == nil && (err2 != nil || td.SpanCount() != len(spans) || len(rejected2) != len(rejected)) {
 			t.Fatalf("DecodeProto3 and ParseProto3 disagree: %v/%v %d/%d", err, err2, td.SpanCount(), len(spans))
 		}
 	})
