@@ -126,7 +126,7 @@ func syntheticMesh(n int, seed uint64) map[string]any {
 // tree whose hops are Envoy client/server pairs sharing a span id, with
 // some errors, tags and logs. If spans is set, every span gets those tags.
 func syntheticTrace(id string, n int, service string, extraTags []map[string]any) map[string]any {
-	base := uint64(time.Now().Add(-2*time.Minute).UnixMicro())
+	base := uint64(time.Now().Add(-2 * time.Minute).UnixMicro())
 	procs := map[string]any{}
 	svcs := []string{service, "reviews", "ratings", "details", "db"}
 	for i, s := range svcs {

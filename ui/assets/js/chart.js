@@ -53,9 +53,11 @@ export function lineChart(series, opts) {
     grid.append(s('line', {x1: M.l, x2: W - M.r, y1: Y(v), y2: Y(v)}),
       s('text', {x: M.l - 6, y: Y(v) + 4, 'text-anchor': 'end', class: 'tick', text: fmt(v)}));
   }
-  const xt = niceTicks(x0, x1, 6).filter((t) => t >= x0 && t <= x1);
+  const tstep = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400].find((st) => (x1 - x0) / st <= 6) || 86400;
+  const xt = [];
+  for (let t = Math.ceil(x0 / tstep) * tstep; t <= x1; t += tstep) xt.push(t);
   for (const t of xt) {
-    grid.append(s('text', {x: X(t), y: H - 8, 'text-anchor': 'middle', class: 'tick', text: fmtTime(t * 1000).slice(0, 5)}));
+    grid.append(s('text', {x: X(t), y: H - 8, 'text-anchor': 'middle', class: 'tick', text: x1 - x0 < 600 ? fmtTime(t * 1000) : fmtTime(t * 1000).slice(0, 5)}));
   }
   grid.append(s('line', {class: 'axis', x1: M.l, x2: W - M.r, y1: H - M.b, y2: H - M.b}));
   svg.append(grid);

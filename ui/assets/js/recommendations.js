@@ -58,7 +58,7 @@ export function histogram(ev) {
   if (ev.marker_ms) {
     const x = X(ev.marker_ms);
     svg.append(s('line', {class: 'marker', x1: x, x2: x, y1: M.t - 6, y2: H - M.b}),
-      s('text', {class: 'marker-label', x: Math.min(x + 4, W - 120), y: M.t, text: `${ev.percentile ? `p${ev.percentile}` : 'marker'} = ${ms(ev.marker_ms)}`}));
+      s('text', {class: 'marker-label', x: x > W - 140 ? x - 4 : x + 4, 'text-anchor': x > W - 140 ? 'end' : 'start', y: M.t - 4, text: `${ev.percentile ? `p${ev.percentile}` : 'marker'} = ${ms(ev.marker_ms)}`}));
   }
   fig.append(svg);
   return fig;

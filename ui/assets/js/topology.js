@@ -101,14 +101,19 @@ function matches(node, name) {
 // drawGraph renders the graph into an SVG with pan and zoom. It returns the
 // SVG; onSelect(kind, item) is called for clicks and Enter.
 export function drawGraph(graph, {selected, highlight = [], onSelect}) {
-  const lay = layout(graph.nodes, graph.edges);
+  const lay = layout(graph.nodes, graph.edges, {colGap: NODE_W + 180, rowGap: NODE_H + 26});
   const pad = 40;
   const full = {x: -NODE_W / 2 - pad, y: -NODE_H / 2 - pad, w: lay.width + NODE_W + 2 * pad, h: lay.height + NODE_H + 2 * pad};
+  // A small graph is not blown up: the view is at least about the size of
+  // the stage, with the graph centred in it.
+  const minW = 1100, minH = 560;
+  if (full.w < minW) { full.x -= (minW - full.w) / 2; full.w = minW; }
+  if (full.h < minH) { full.y -= (minH - full.h) / 2; full.h = minH; }
   const svg = s('svg', {class: 'graph', role: 'group', 'aria-label': `Service graph: ${graph.nodes.length} nodes, ${graph.edges.length} edges`,
     viewBox: `${full.x} ${full.y} ${full.w} ${full.h}`, dataset: {nodes: String(graph.nodes.length), edges: String(graph.edges.length)}});
   const defs = s('defs');
   for (const c of ['ok', 'warn', 'bad', 'hl']) {
-    defs.append(s('marker', {id: `arrow-${c}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse', class: `arrow ${c}`},
+    defs.append(s('marker', {id: `arrow-${c}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 11, markerHeight: 11, markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse', class: `arrow ${c}`},
       s('path', {d: 'M0,0 L10,5 L0,10 z'})));
   }
   svg.append(defs);
@@ -135,7 +140,7 @@ export function drawGraph(graph, {selected, highlight = [], onSelect}) {
     const label1 = `${num(e.requestRate || 0)} rps · p95 ${p95}`;
     const label2 = `${e.protocol || '?'} · ${mtlsText(e)}${e.errorRatio > 0 ? ` · ${pct(e.errorRatio)} err` : ''}`;
     const desc = `${src ? src.name : e.source} to ${dst ? dst.name : e.target}: ${label1}, ${label2}, ${hc.word}`;
-    const g = s('g', {class: `edge ${hc.cls}${hl ? ' hl' : ''}${selected === 'e:' + e.id ? ' selected' : ''}`, tabindex: '0', role: 'button', 'aria-label': desc, dataset: {id: e.id}});
+    const g = s('g', {class: `edge ${hc.cls}${hl ? ' hl' : ''}${selected === 'e:' + e.id ? ' selected' : ''}`, tabindex: '0', role: 'button', 'aria-label': desc, dataset: {id: e.id, source: src ? src.name : e.source, target: dst ? dst.name : e.target}});
     const d = edgePath(points);
     const width = 1.5 + 3.5 * Math.sqrt((e.requestRate || 0) / maxRate);
     g.append(s('path', {class: 'hit', d}), s('path', {class: 'line', d, 'stroke-width': width.toFixed(2), 'marker-end': `url(#arrow-${hl ? 'hl' : hc.cls})`}), s('title', {text: desc}));

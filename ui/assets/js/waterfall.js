@@ -198,10 +198,13 @@ export function renderWaterfall(container, trace, {selected, onSelect} = {}) {
       row.inner.hidden = true;
       row.dur.textContent = us(main.duration);
     }
-    const right = (hp.end - t0) / total;
-    row.dur.classList.toggle('left', right > 0.7);
-    row.dur.style.left = right > 0.7 ? '' : `calc(${right * 100}% + 4px)`;
-    row.dur.style.right = right > 0.7 ? `calc(${(1 - (main.startTime - t0) / total) * 100}% + 4px)` : '';
+    // Duration text: left of the bar when there is room, else right of
+    // it, else inside its end.
+    const startF = (hp.start - t0) / total, endF = (hp.end - t0) / total;
+    row.dur.classList.toggle('inside', startF <= 0.25 && endF >= 0.75);
+    if (startF > 0.25) { row.dur.style.left = ''; row.dur.style.right = `calc(${(1 - startF) * 100}% + 4px)`; }
+    else if (endF < 0.75) { row.dur.style.right = ''; row.dur.style.left = `calc(${endF * 100}% + 4px)`; }
+    else { row.dur.style.left = ''; row.dur.style.right = `calc(${(1 - endF) * 100}% + 4px)`; }
   };
   let frame = 0;
   // Main-thread cost of each redraw, read by the scroll benchmark.
@@ -217,6 +220,7 @@ export function renderWaterfall(container, trace, {selected, onSelect} = {}) {
   const drawRows = () => {
     frame = 0;
     spacer.style.height = `${visible.length * ROW_H}px`;
+    scroller.style.height = visible.length * ROW_H < window.innerHeight * 0.6 ? `${visible.length * ROW_H + 2}px` : '';
     const top = scroller.scrollTop, hgt = scroller.clientHeight || 600;
     const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
     const last = Math.min(visible.length - 1, Math.ceil((top + hgt) / ROW_H) + OVERSCAN);

@@ -1,0 +1,324 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Browser tests of the embedded UI in real headless Chromium. They need
+// Debian's chromium; see chromiumPath.
+
+const (
+	xssScript = `<script>window.__xss=1</script>`
+	xssImg    = `<img src=x onerror=window.__xss=1>`
+)
+
+// TestUIBookinfo starts the binary with the Bookinfo demo, opens every page
+// and checks what is drawn. Screenshots go to e2e/artifacts/TestUIBookinfo.
+func TestUIBookinfo(t *testing.T) {
+	chromiumPath(t)
+	in := start(t, t.TempDir(), "--demo")
+	base := uiServer(t, in.url(""))
+	dir := artifactDir(t)
+	b := newBrowser(t, 8*time.Minute)
+
+	bookinfo := []string{"productpage", "details", "reviews", "ratings"}
+	eventually(t, 120*time.Second, "Bookinfo traffic in the metrics", func() (bool, string) {
+		res := in.query(`sum by (destination_canonical_service) (rate(istio_requests_total{reporter="destination"}[1m]))`)
+		var got []string
+		for _, r := range res {
+			got = append(got, r.Metric["destination_canonical_service"])
+		}
+		for _, s := range bookinfo[1:] {
+			if !slices.Contains(got, s) {
+				return false, fmt.Sprintf("services with traffic: %v", got)
+			}
+		}
+		return true, ""
+	})
+
+	t.Run("topology", func(t *testing.T) {
+		b.navigate(t, base+"/#/topology?range=5m")
+		b.waitJS(t, "graph drawn", `document.body.dataset.graphRendered && document.querySelector('svg.graph')`, 30*time.Second)
+		nodes := evalJS[[]string](t, b, `[...document.querySelectorAll('svg.graph .node')].map((n) => n.dataset.name)`)
+		for _, s := range bookinfo {
+			if !slices.Contains(nodes, s) {
+				t.Errorf("graph nodes %v lack %s", nodes, s)
+			}
+		}
+		edges := evalJS[[]string](t, b, `[...document.querySelectorAll('svg.graph .edge')].map((e) => e.dataset.source + '->' + e.dataset.target)`)
+		for _, e := range []string{"productpage->details", "productpage->reviews", "reviews->ratings"} {
+			if !slices.Contains(edges, e) {
+				t.Errorf("graph edges %v lack %s", edges, e)
+			}
+		}
+		labels := evalJS[string](t, b, `[...document.querySelectorAll('svg.graph .edge-label')].map((l) => l.textContent).join(' | ')`)
+		if !strings.Contains(labels, "rps") || !strings.Contains(labels, "p95") {
+			t.Errorf("edge labels lack rate and p95: %s", labels)
+		}
+		b.screenshot(t, dir, "01-topology")
+
+		// A node's RED charts, and the selection kept in the URL.
+		b.click(t, `svg.graph .node[data-name="reviews"]`)
+		b.waitJS(t, "reviews charts", `[...document.querySelectorAll('.panel figure.chart')].some((f) => Number(f.dataset.points) > 0)`, 60*time.Second)
+		if hash := evalJS[string](t, b, `location.hash`); !strings.Contains(hash, "sel=n%3A") && !strings.Contains(hash, "sel=n:") {
+			t.Errorf("selection not in the URL: %s", hash)
+		}
+		b.screenshot(t, dir, "02-topology-node-reviews")
+
+		// Deep link: a reload shows the same selection.
+		hash := evalJS[string](t, b, `location.hash`)
+		b.navigate(t, "about:blank")
+		b.navigate(t, base+"/"+hash)
+		b.waitJS(t, "panel after reload", `document.querySelector('.panel h2') && document.querySelector('.panel h2').textContent === 'reviews'`, 30*time.Second)
+		b.checkConsole(t)
+	})
+
+	t.Run("dashboard", func(t *testing.T) {
+		b.navigate(t, base+"/#/dashboard?service=reviews&range=15m")
+		b.waitJS(t, "charts with data", `document.querySelectorAll('figure.chart').length >= 4 && [...document.querySelectorAll('figure.chart')].filter((f) => Number(f.dataset.points) > 0).length >= 3`, 60*time.Second)
+		pts := evalJS[[]int](t, b, `[...document.querySelectorAll('figure.chart')].map((f) => Number(f.dataset.points))`)
+		t.Logf("data points per chart: %v", pts)
+		if legend := evalJS[string](t, b, `[...document.querySelectorAll('figure.chart .legend')].map((l) => l.textContent).join(' ')`); !strings.Contains(legend, "p99") || !strings.Contains(legend, "p50") {
+			t.Errorf("latency legend lacks percentiles: %s", legend)
+		}
+		b.waitJS(t, "relations", `[...document.querySelectorAll('.rel table')].length >= 1`, 30*time.Second)
+		b.screenshot(t, dir, "03-dashboard-reviews")
+		b.checkConsole(t)
+	})
+
+	t.Run("traces", func(t *testing.T) {
+		if st := apiStatus(t, in.url(""), "/api/services"); st != http.StatusOK {
+			t.Skipf("the Jaeger query API is not served by the binary yet (GET /api/services: %d): wire query/jaegerapi in server/components.go", st)
+		}
+		if in.addrs["zipkin"] == "" {
+			t.Skip("the binary has no Zipkin listener yet, so the demo sends no spans")
+		}
+		eventually(t, 60*time.Second, "demo traces stored", func() (bool, string) {
+			var body struct{ Data []string }
+			if err := getJSON(in.url("/api/services"), &body); err != nil {
+				return false, err.Error()
+			}
+			return slices.Contains(body.Data, "productpage"), fmt.Sprint(body.Data)
+		})
+		b.navigate(t, base+"/#/traces?service=productpage&range=1h&limit=20")
+		b.waitJS(t, "trace results", `document.querySelector('.summary[data-traces]') && document.querySelectorAll('.trace-list li').length > 0`, 60*time.Second)
+		n := evalJS[int](t, b, `document.querySelectorAll('.scatter .pt').length`)
+		if n == 0 {
+			t.Error("the duration scatter plot has no points")
+		}
+		b.screenshot(t, dir, "04-trace-search")
+		id := evalJS[string](t, b, `new URLSearchParams(document.querySelector('.trace-list li a').getAttribute('href').split('?')[1]).get('id')`)
+		var tr struct {
+			Data []struct {
+				Spans []struct{ SpanID string } `json:"spans"`
+			}
+		}
+		if err := getJSON(in.url("/api/traces/"+url.PathEscape(id)), &tr); err != nil || len(tr.Data) != 1 {
+			t.Fatalf("GET /api/traces/%s: %v (%d traces)", id, err, len(tr.Data))
+		}
+		ids := map[string]bool{}
+		for _, s := range tr.Data[0].Spans {
+			ids[s.SpanID] = true
+		}
+		b.click(t, `.trace-list li a`)
+		b.waitJS(t, "waterfall", `document.querySelector('.wf-summary[data-spans]')`, 30*time.Second)
+		spans := evalJS[int](t, b, `Number(document.querySelector('.wf-summary').dataset.spans)`)
+		hops := evalJS[int](t, b, `Number(document.querySelector('.wf-summary').dataset.hops)`)
+		if spans != len(tr.Data[0].Spans) || hops != len(ids) {
+			t.Errorf("waterfall shows %d spans in %d rows; the API has %d spans with %d distinct span ids", spans, hops, len(tr.Data[0].Spans), len(ids))
+		}
+		b.click(t, `.wf-row.hop`)
+		b.waitJS(t, "both sides of a hop", `document.querySelectorAll('.hop-details .span-side').length >= 2`, 10*time.Second)
+		b.screenshot(t, dir, "05-trace-waterfall")
+		b.checkConsole(t)
+	})
+
+	t.Run("recommendations", func(t *testing.T) {
+		if st := apiStatus(t, in.url(""), "/api/meshlens/v1/recommendations"); st != http.StatusOK {
+			t.Skipf("the recommendations API is not served by the binary yet (status %d): wire query/recommendapi in server/components.go", st)
+		}
+		var count int
+		eventually(t, 150*time.Second, "a recommendation", func() (bool, string) {
+			var body struct{ Count int }
+			if err := getJSON(in.url("/api/meshlens/v1/recommendations"), &body); err != nil {
+				return false, err.Error()
+			}
+			count = body.Count
+			return count > 0, "no recommendations yet"
+		})
+		b.navigate(t, base+"/#/recommendations")
+		b.waitJS(t, "recommendations listed", `document.querySelectorAll('article.rec').length > 0`, 30*time.Second)
+		b.waitJS(t, "YAML", `document.querySelector('.yaml pre') || document.querySelector('.yaml .state.error')`, 30*time.Second)
+		b.screenshot(t, dir, "06-recommendations")
+		b.checkConsole(t)
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		b.navigate(t, base+"/#/errors?service=details")
+		b.waitJS(t, "error log answered", `document.querySelector('.error-log table, .error-log .state.empty, .error-log .state.error')`, 30*time.Second)
+		if st := apiStatus(t, in.url(""), "/api/meshlens/v1/errors?service=details"); st == http.StatusNotFound {
+			// The page must say so, not stay blank.
+			if !evalJS[bool](t, b, `!!document.querySelector('.error-log .state.error')`) {
+				t.Error("the errors API answers 404 but the page shows no error")
+			}
+		}
+		b.screenshot(t, dir, "07-errors")
+		b.checkConsole(t)
+	})
+
+	t.Run("xss", func(t *testing.T) {
+		if in.addrs["zipkin"] == "" || apiStatus(t, in.url(""), "/api/services") != http.StatusOK {
+			t.Skip("needs the Zipkin receiver and the Jaeger query API in the binary; TestUIEscapesHostileData covers the pages with a stub API")
+		}
+		svc := xssScript + "svc"
+		postZipkin(t, "http://"+in.addrs["zipkin"], svc, xssImg)
+		eventually(t, 30*time.Second, "hostile span stored", func() (bool, string) {
+			var body struct{ Data []string }
+			_ = getJSON(in.url("/api/services"), &body)
+			return slices.Contains(body.Data, svc), fmt.Sprint(body.Data)
+		})
+		checkEscaped(t, b, base, svc, dir)
+	})
+}
+
+func getJSON(u string, v any) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// postZipkin sends one Zipkin v2 span whose service name and tag hold markup.
+func postZipkin(t *testing.T, base, service, tagValue string) {
+	t.Helper()
+	now := time.Now().UnixMicro()
+	spans := []map[string]any{{
+		"traceId": "5af7183fb1d4cf5f5af7183fb1d4cf5f", "id": "6b221d5bc9e6496c", "name": "GET /" + xssScript, "kind": "SERVER",
+		"timestamp": now - 5000, "duration": 3000, "localEndpoint": map[string]any{"serviceName": service},
+		"tags": map[string]string{"user": tagValue, "error": "true", "http.status_code": "500"},
+	}}
+	body, _ := json.Marshal(spans)
+	resp, err := http.Post(base+"/api/v2/spans", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST zipkin span: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("POST zipkin span: %s", resp.Status)
+	}
+}
+
+// checkEscaped opens trace search and the waterfall of the hostile
+// service's trace and checks the markup is shown as text and never runs.
+func checkEscaped(t *testing.T, b *browser, base, svc, dir string) {
+	t.Helper()
+	noXSS := func(where string) {
+		t.Helper()
+		if evalJS[bool](t, b, `typeof window.__xss !== 'undefined'`) {
+			t.Errorf("%s: injected script ran (window.__xss is set)", where)
+		}
+		if n := evalJS[int](t, b, `document.querySelectorAll('main img, main script').length`); n != 0 {
+			t.Errorf("%s: %d injected img/script elements in the page", where, n)
+		}
+	}
+	b.navigate(t, base+"/#/traces?range=1h&service="+url.QueryEscape(svc))
+	b.waitJS(t, "hostile trace listed", `document.querySelectorAll('.trace-list li').length > 0`, 30*time.Second)
+	if !evalJS[bool](t, b, `document.querySelector('.trace-list').innerText.includes(`+jsString(xssScript)+`)`) {
+		t.Errorf("trace list does not show the service name literally: %q", evalJS[string](t, b, `document.querySelector('.trace-list').innerText`))
+	}
+	noXSS("trace search")
+	b.screenshot(t, dir, "xss-trace-search")
+	b.click(t, `.trace-list li a`)
+	b.waitJS(t, "waterfall", `document.querySelector('.wf-row')`, 30*time.Second)
+	b.click(t, `.wf-row`)
+	b.waitJS(t, "span details", `document.querySelector('.wf-details table')`, 10*time.Second)
+	text := evalJS[string](t, b, `document.querySelector('main').innerText`)
+	for _, want := range []string{xssScript, xssImg} {
+		if !strings.Contains(text, want) {
+			t.Errorf("waterfall does not show %q literally", want)
+		}
+	}
+	noXSS("waterfall")
+	b.screenshot(t, dir, "xss-waterfall")
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// TestUIEscapesHostileData serves the UI with stub APIs whose service
+// names, span tags, graph nodes and recommendation texts hold markup, and
+// checks every page shows it as text and runs none of it.
+func TestUIEscapesHostileData(t *testing.T) {
+	chromiumPath(t)
+	svc := xssScript + "svc"
+	const id = "00000000000000000000000000000bad"
+	hostileTags := []map[string]any{{"key": "user", "type": "string", "value": xssImg}, {"key": xssScript, "type": "string", "value": "k"}}
+	stub := &stubAPIs{
+		services: []string{svc, "reviews"},
+		traces:   map[string]map[string]any{id: syntheticTrace(id, 9, svc, hostileTags)},
+		topology: map[string]any{"level": "service", "nodes": []map[string]any{
+			{"id": "default/" + xssScript, "name": xssScript, "namespace": "default", "kind": "service", "inbound": map[string]any{"requestRate": 1, "errorRatio": 0.1}},
+			{"id": "default/" + xssImg, "name": xssImg, "namespace": xssImg, "kind": "service", "inbound": map[string]any{"requestRate": 1}},
+		}, "edges": []map[string]any{{"id": "e1", "source": "default/" + xssScript, "target": "default/" + xssImg, "protocol": xssImg, "mtls": "mutual_tls", "requestRate": 1, "errorRatio": 0.1, "latencyMs": map[string]any{"p95": 12}}}},
+		recs: []map[string]any{{"id": "r1", "kind": "timeout", "service": xssScript, "explanation": xssImg,
+			"current": map[string]any{"timeout_ms": 15000, "source": xssImg}, "recommended": map[string]any{"timeout_ms": 900},
+			"inconsistencies": []map[string]any{{"kind": "inverted_timeout", "path": []string{xssScript, xssImg}, "detail": xssImg, "have": 1, "need": 2}},
+			"evidence": map[string]any{"samples": 1000, "percentile": 99.9, "marker_ms": 850, "histogram": []map[string]any{{"lower_ms": 0, "upper_ms": 100, "count": 900}, {"lower_ms": 100, "upper_ms": 1000, "count": 100}}}}},
+	}
+	base := stub.serve(t)
+	dir := artifactDir(t)
+	b := newBrowser(t, 3*time.Minute)
+
+	checkEscaped(t, b, base, svc, dir)
+
+	b.navigate(t, base+"/#/topology")
+	b.waitJS(t, "graph", `document.body.dataset.graphRendered && document.querySelector('svg.graph .node')`, 30*time.Second)
+	names := evalJS[string](t, b, `[...document.querySelectorAll('svg.graph .node text.name')].map((n) => n.textContent).join(' ')`)
+	if !strings.Contains(names, "<script>") || !strings.Contains(names, "<img") {
+		t.Errorf("node names not shown literally: %q", names)
+	}
+	b.click(t, `svg.graph .edge`)
+	b.waitJS(t, "edge panel", `document.querySelector('.panel h2')`, 10*time.Second)
+	if got := evalJS[string](t, b, `document.querySelector('.panel h2').textContent`); got != xssScript+" → "+xssImg {
+		t.Errorf("edge panel title = %q", got)
+	}
+	if evalJS[bool](t, b, `typeof window.__xss !== 'undefined' || document.querySelectorAll('main img, main script').length > 0`) {
+		t.Error("topology: injected markup ran or became elements")
+	}
+	b.screenshot(t, dir, "xss-topology")
+	// The selected edge is in the URL: a reload shows it again.
+	hash := evalJS[string](t, b, `location.hash`)
+	b.navigate(t, "about:blank")
+	b.navigate(t, base+"/"+hash)
+	b.waitJS(t, "edge panel after reload", `document.querySelector('.panel h2') && document.querySelector('.panel h2').textContent === `+jsString(xssScript+" → "+xssImg), 10*time.Second)
+
+	b.navigate(t, base+"/#/recommendations")
+	b.waitJS(t, "recommendation", `document.querySelector('article.rec')`, 30*time.Second)
+	text := evalJS[string](t, b, `document.querySelector('main').innerText`)
+	if !strings.Contains(text, xssImg) || !strings.Contains(text, xssScript) {
+		t.Errorf("recommendation text not shown literally: %q", text)
+	}
+	if evalJS[bool](t, b, `typeof window.__xss !== 'undefined' || document.querySelectorAll('main img, main script').length > 0`) {
+		t.Error("recommendations: injected markup ran or became elements")
+	}
+	if n := evalJS[int](t, b, `document.querySelectorAll('.histogram rect.bar').length`); n != 2 {
+		t.Errorf("evidence histogram has %d bars, want 2", n)
+	}
+	b.screenshot(t, dir, "xss-recommendations")
+	b.checkConsole(t)
+}
