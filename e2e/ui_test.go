@@ -278,7 +278,7 @@ func TestUIEscapesHostileData(t *testing.T) {
 		recs: []map[string]any{{"id": "r1", "kind": "timeout", "service": xssScript, "explanation": xssImg,
 			"current": map[string]any{"timeout_ms": 15000, "source": xssImg}, "recommended": map[string]any{"timeout_ms": 900},
 			"inconsistencies": []map[string]any{{"kind": "inverted_timeout", "path": []string{xssScript, xssImg}, "detail": xssImg, "have": 1, "need": 2}},
-			"evidence": map[string]any{"samples": 1000, "percentile": 99.9, "marker_ms": 850, "histogram": []map[string]any{{"lower_ms": 0, "upper_ms": 100, "count": 900}, {"lower_ms": 100, "upper_ms": 1000, "count": 100}}}}},
+			"evidence":        map[string]any{"samples": 1000, "percentile": 99.9, "marker_ms": 850, "histogram": []map[string]any{{"lower_ms": 0, "upper_ms": 100, "count": 900}, {"lower_ms": 100, "upper_ms": 1000, "count": 100}}}}},
 	}
 	base := stub.serve(t)
 	dir := artifactDir(t)
