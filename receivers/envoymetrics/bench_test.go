@@ -62,6 +62,7 @@ func BenchmarkConvertAppend(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "samples/s")
 }
 
 // BenchmarkExtractUncached is the cost of tag extraction for a stat name

@@ -14,8 +14,20 @@
 // the stream's first message: service, namespace, instance (the pod) and
 // workload.
 //
+// Histograms become _bucket{le}/_sum/_count series (with the +Inf bucket
+// Envoy leaves implicit) and summaries {quantile}/_sum/_count; le and
+// quantile values are written as Prometheus 3 normalises them at scrape
+// ("10.0", "+Inf"). Samples carry the message's timestamps, or the receive
+// time when a metric has none; each message is one appender transaction.
+//
 // Counters are stored as sent: the Envoy sink must report cumulative
-// counters (its default), not report_counters_as_deltas.
+// counters (its default), not report_counters_as_deltas. With
+// emit_tags_as_labels the names arrive already tag-extracted and are not
+// extracted again.
+//
+// Series limits (Config.MaxSeriesPerProxy, MaxSeriesTotal) count the
+// distinct series of connected proxies; a proxy's count is released when
+// its last stream ends.
 package envoymetrics
 
 import (

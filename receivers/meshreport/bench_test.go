@@ -44,4 +44,5 @@ func BenchmarkDecodeConvert(b *testing.B) {
 			b.Fatal(err, len(calls))
 		}
 	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "metrics/s")
 }

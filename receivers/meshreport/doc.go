@@ -14,6 +14,27 @@
 //     as unknown fields; a message with no batch and unknown bytes is
 //     re-read as one HTTPServiceMeshMetric.
 //
+// Conversion: service and instance names go to the two sides' Identity
+// (an empty side is left for processors/identity); instance properties
+// "namespace", "version", "workload", "cluster", "ip", "principal" and
+// "pod" fill the matching Identity fields. Start is startTime (else
+// endTime - latency, else the receive time); Duration is latency when set,
+// else endTime - startTime. responseCode is the HTTP status; for gRPC,
+// status=true is gRPC OK and status=false codes.Unknown (2), since the
+// probe sends no gRPC code. tlsMode "NONE"/"mTLS"/"TLS" (any case) maps to
+// model.TLSNone/TLSMutual/TLSSimple, anything else to none.
+// internalErrorCode becomes the Envoy response flags ("-" meaning none).
+// TCP receivedBytes/sentBytes become RequestBytes/ResponseBytes, and a TCP
+// record counts as one opened and closed connection.
+// internalRequestLatencyNanos and internalResponseLatencyNanos have no
+// place in model.Call and are dropped.
+//
+// A metric is rejected, with a logged reason naming the field, when both
+// service names are empty, endTime is before startTime, a timestamp is
+// negative or outside years 2000-2200, latency is negative, the protocol or
+// detect point enum is unknown, responseCode is outside 0-999, a byte count
+// is negative, or a name exceeds 4096 bytes. The rest of its batch is kept.
+//
 // The older, package-less protocol of SkyWalking 6 (/ServiceMeshMetricService/collect
 // with service and instance IDs) is not served.
 //
