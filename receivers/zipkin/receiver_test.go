@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	zipkinproto "github.com/openzipkin/zipkin-go/proto/zipkin_proto3"
 	reporterhttp "github.com/openzipkin/zipkin-go/reporter/http"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -473,4 +476,53 @@ func TestLimitsWithoutContentLength(t *testing.T) {
 	if len(s.spans()) != 0 {
 		t.Error("spans stored despite 413")
 	}
+}
+
+func TestTelemetry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	mux := http.NewServeMux()
+	New(Config{}, &sink{}, pipeline.NewTelemetry(reg), nil).Register(mux)
+	mixed := `[` + goodV2[1:len(goodV2)-1] + `,{"traceId":"463ac35c9f6413ad","name":"no id"}]`
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/v2/spans", strings.NewReader(mixed)))
+	if rec.Code != 400 {
+		t.Fatalf("status %d", rec.Code)
+	}
+	want := `
+# HELP meshlens_receiver_accepted_items_total Items (log entries, spans, metric samples) accepted by a receiver.
+# TYPE meshlens_receiver_accepted_items_total counter
+meshlens_receiver_accepted_items_total{receiver="zipkin",transport="http"} 1
+# HELP meshlens_receiver_refused_items_total Items a receiver refused, by reason (malformed, overloaded, shutting_down, ...).
+# TYPE meshlens_receiver_refused_items_total counter
+meshlens_receiver_refused_items_total{reason="malformed",receiver="zipkin",transport="http"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "meshlens_receiver_accepted_items_total", "meshlens_receiver_refused_items_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// BenchmarkHandlerV2JSON measures the whole HTTP handler (body read,
+// decode, translate) on 100 Envoy-like spans, per span.
+func BenchmarkHandlerV2JSON(b *testing.B) {
+	ts := time.Unix(1700000000, 0)
+	var spans []zipkinmodel.SpanModel
+	for i := 0; i < 34; i++ {
+		for _, s := range envoyHop(ts) {
+			s.ID += zipkinmodel.ID(i << 16)
+			spans = append(spans, s)
+		}
+	}
+	body, _ := json.Marshal(spans)
+	mux := http.NewServeMux()
+	New(Config{}, pipeline.TraceConsumerFunc(func(context.Context, ptrace.Traces) error { return nil }), nil, nil).Register(mux)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for i := 0; i < b.N; i++ {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/v2/spans", bytes.NewReader(body)))
+		if rec.Code != 202 {
+			b.Fatal(rec.Code, rec.Body.String())
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
 }
