@@ -10,6 +10,7 @@ import (
 	"github.com/meshlens/meshlens/demo"
 	"github.com/meshlens/meshlens/pipeline"
 	"github.com/meshlens/meshlens/query/promapi"
+	"github.com/meshlens/meshlens/query/topology"
 	"github.com/meshlens/meshlens/receivers/envoyals"
 )
 
@@ -44,6 +45,12 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		},
 	})
 	prom.Register(s.mux)
+	s.closers = append(s.closers, func(context.Context) error { return prom.Close() })
+	topology.New(topology.Options{
+		Engine:    prom.Engine(),
+		Queryable: s.metrics,
+		Logger:    s.logger.With("component", "topology"),
+	}).Register(s.mux)
 	return nil
 }
 
@@ -111,7 +118,9 @@ func loopback(addr string) string {
 }
 
 func buildInfo() promapi.BuildInfo {
-	bi := promapi.BuildInfo{Version: "dev", Branch: "main"}
+	// Grafana reads the version as a Prometheus version; leaving it empty
+	// reports the linked PromQL engine's version instead.
+	bi := promapi.BuildInfo{Branch: "main"}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		bi.GoVersion = info.GoVersion
 		if info.Main.Version != "" && info.Main.Version != "(devel)" {
@@ -132,6 +141,9 @@ func buildInfo() promapi.BuildInfo {
 // Version is the module version the binary was built from.
 func Version() string {
 	bi := buildInfo()
+	if bi.Version == "" {
+		bi.Version = "dev"
+	}
 	if bi.Revision != "" {
 		return bi.Version + " (" + bi.Revision + ")"
 	}
