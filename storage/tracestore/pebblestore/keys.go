@@ -16,6 +16,7 @@ import (
 //	b|bkt(4)|T|trace(16)|1|span(8)|kind(1)|start(8)         span value (see encodeSpanValue)
 //	b|bkt(4)|I|idx(1)|fields|start(8)|trace|span|kind       time-ordered index, value uvarint duration
 //	b|bkt(4)|D|lp(svc)|lp(op)|dur(8)|start(8)|trace|span|kind   duration index (op "" = any)
+//	x|epoch(4)|trace(16)|bkt(4)   the buckets holding a trace (epoch = bkt/epochBuckets)
 //	m|v|svc                  -> bkt(4) of last sighting (service list)
 //	m|o|lp(svc)|kind(1)|op   -> bkt(4) (operations)
 //	m|r|lp(svc)|remote       -> bkt(4) (remote services)
@@ -27,6 +28,12 @@ import (
 const (
 	pfxBucket = 'b'
 	pfxMeta   = 'm'
+	pfxLocate = 'x'
+
+	// epochBuckets buckets share one locator epoch: GetTrace seeks once
+	// per epoch (3 for 72h of 1h buckets) instead of once per bucket, and
+	// an epoch's locators are dropped with its last bucket.
+	epochBuckets = 24
 
 	secTrace    = 'T'
 	secIndex    = 'I'
@@ -155,4 +162,13 @@ func parseSpanValue(v []byte) (spanHeader, error) {
 	h.service = string(v[w : w+int(n)])
 	h.proto = v[w+int(n):]
 	return h, nil
+}
+
+func locatePrefix(b []byte, epoch uint32, id pcommon.TraceID) []byte {
+	b = appendU32(append(b, pfxLocate), epoch)
+	return append(b, id[:]...)
+}
+
+func locateKey(b []byte, bkt uint32, id pcommon.TraceID) []byte {
+	return appendU32(locatePrefix(b, bkt/epochBuckets, id), bkt)
 }

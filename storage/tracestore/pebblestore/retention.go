@@ -95,9 +95,28 @@ func (s *Store) dropBucket(ctx context.Context, b uint32) error {
 	s.mu.Lock()
 	delete(s.buckets, b)
 	delete(s.depCache, b)
+	epochLive := false
+	for o := range s.buckets {
+		if o/epochBuckets == b/epochBuckets {
+			epochLive = true
+		}
+	}
 	s.mu.Unlock()
 	if err := s.db.Compact(ctx, lo, hi, false); err != nil {
 		return fmt.Errorf("compact bucket %d: %w", b, err)
+	}
+	if epochLive {
+		// Locators naming b stay until the epoch goes; lookups skip
+		// buckets that no longer exist.
+		return nil
+	}
+	elo := appendU32([]byte{pfxLocate}, b/epochBuckets)
+	ehi := prefixEnd(elo)
+	if err := s.db.DeleteRange(elo, ehi, pebble.Sync); err != nil {
+		return fmt.Errorf("drop locators of epoch %d: %w", b/epochBuckets, err)
+	}
+	if err := s.db.Compact(ctx, elo, ehi, false); err != nil {
+		return fmt.Errorf("compact locators of epoch %d: %w", b/epochBuckets, err)
 	}
 	return nil
 }

@@ -122,7 +122,7 @@ func (s *Store) FindTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon
 
 // FindTraces implements tracestore.Reader.
 func (s *Store) FindTraces(ctx context.Context, q tracestore.Query) ([]*tracestore.Trace, error) {
-	ids, buckets, err := s.findTraceIDs(ctx, q)
+	ids, _, err := s.findTraceIDs(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (s *Store) FindTraces(ctx context.Context, q tracestore.Query) ([]*tracesto
 	defer it.Close()
 	out := make([]*tracestore.Trace, 0, len(ids))
 	for _, id := range ids {
-		t, err := s.getTrace(it, id, buckets)
+		t, err := s.getTrace(it, id)
 		if err != nil {
 			continue
 		}

@@ -42,7 +42,7 @@ type Config struct {
 	MaxScan int
 	// RetentionInterval is how often expired buckets are dropped. Default 1m.
 	RetentionInterval time.Duration
-	// CacheBytes is Pebble's block cache. Default 64 MiB.
+	// CacheBytes is Pebble's block cache. Default 128 MiB.
 	CacheBytes int64
 	// AutocompleteKeys are the span tag keys whose values are kept for
 	// GetTagValues (Zipkin's autocompleteValues).
@@ -76,7 +76,7 @@ func (c *Config) defaults() {
 		c.RetentionInterval = time.Minute
 	}
 	if c.CacheBytes <= 0 {
-		c.CacheBytes = 64 << 20
+		c.CacheBytes = 128 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -336,6 +336,13 @@ func (w *writer) add(td ptrace.Traces) error {
 				sp := ss.Spans().At(k)
 				bkt := w.s.bucketOf(uint64(sp.StartTimestamp()))
 				rk := resDoneKey{bkt, sp.TraceID(), hash}
+				if lk := (resDoneKey{bkt: bkt, trace: sp.TraceID()}); !w.resDone[lk] {
+					w.key = locateKey(w.key[:0], bkt, sp.TraceID())
+					if err := w.batch.Set(w.key, nil, nil); err != nil {
+						return err
+					}
+					w.resDone[lk] = true
+				}
 				if !w.resDone[rk] {
 					if resBytes == nil {
 						var err error
@@ -475,10 +482,46 @@ func (s *Store) GetTrace(ctx context.Context, id pcommon.TraceID) (*tracestore.T
 		return nil, err
 	}
 	defer it.Close()
-	return s.getTrace(it, id, s.bucketsDesc(0, ^uint32(0)))
+	return s.getTrace(it, id)
 }
 
-func (s *Store) getTrace(it *pebble.Iterator, id pcommon.TraceID, buckets []uint32) (*tracestore.Trace, error) {
+// locate lists the existing buckets holding spans of trace id, newest
+// first, from the locator keys of every live epoch.
+func (s *Store) locate(it *pebble.Iterator, id pcommon.TraceID) ([]uint32, error) {
+	s.mu.RLock()
+	epochs := map[uint32]bool{}
+	for b := range s.buckets {
+		epochs[b/epochBuckets] = true
+	}
+	s.mu.RUnlock()
+	var out []uint32
+	var prefix []byte
+	for e := range epochs {
+		prefix = locatePrefix(prefix[:0], e, id)
+		it.SetBounds(prefix, prefixEnd(prefix))
+		for ok := it.First(); ok; ok = it.Next() {
+			k := it.Key()
+			if len(k) == len(prefix)+4 {
+				out = append(out, binary.BigEndian.Uint32(k[len(prefix):]))
+			}
+		}
+		if err := it.Error(); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.RLock()
+	out = slices.DeleteFunc(out, func(b uint32) bool { _, ok := s.buckets[b]; return !ok })
+	s.mu.RUnlock()
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out, nil
+}
+
+func (s *Store) getTrace(it *pebble.Iterator, id pcommon.TraceID) (*tracestore.Trace, error) {
+	buckets, err := s.locate(it, id)
+	if err != nil {
+		return nil, err
+	}
 	a := tracestore.NewAssembler()
 	resources := map[uint64]ptrace.ResourceSpans{}
 	var um ptrace.ProtoUnmarshaler
