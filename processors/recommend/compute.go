@@ -569,7 +569,7 @@ func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
 	g := &ChainGraph{Services: map[string]ChainService{}}
 	own := map[string]float64{}
 	for _, s := range cd.svcs {
-		if s.endpoint != "" || s.name == model_unknown {
+		if s.endpoint != "" || isUnknown(s.name) {
 			continue
 		}
 		own[s.name] = s.ownLimit(e.cfg.Headroom)
@@ -586,6 +586,12 @@ func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
 	})
 	car := NewCarrier(g)
 	svcLimit := map[string]float64{}
+	hasCallers := map[string]bool{}
+	for k := range cd.edgeRate {
+		if !isUnknown(k[0]) {
+			hasCallers[k[1]] = true
+		}
+	}
 	for _, s := range cd.svcs {
 		if s.endpoint != "" || s.minutes < 10 || own[s.name] <= 0 {
 			continue
@@ -593,7 +599,11 @@ func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
 		lim, path := car.Carry(s.name)
 		lim = math.Floor(lim*10) / 10
 		svcLimit[s.name] = lim
-		cd.limits[edgeID(KindRateLimit, s.name, "", "")] = e.limitRec(now, cur, s, lim, path, "")
+		r := e.limitRec(now, cur, s, lim, path, "")
+		cd.limits[edgeID(KindRateLimit, s.name, "", "")] = r
+		if m := e.missingLimit(now, cur, s, r, hasCallers[s.name]); m != nil {
+			cd.other = append(cd.other, *m)
+		}
 	}
 	for _, s := range cd.svcs {
 		if s.endpoint == "" || s.minutes < 10 || s.peakPerSec <= 0 {
@@ -606,6 +616,28 @@ func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
 		}
 		cd.limits[edgeID(KindRateLimit, s.name, "", s.endpoint)] = e.limitRec(now, cur, s, math.Floor(o*10)/10, path, s.endpoint)
 	}
+}
+
+// missingLimit flags a service without a rate limit in force whose traffic
+// has reached its knee, or an entry service (called only from outside the
+// mesh) without one: a surge or a retry storm reaches it unchecked.
+func (e *Engine) missingLimit(now time.Time, cur *CurrentConfig, s *svcSnap, r *Recommendation, hasCallers bool) *Recommendation {
+	if !cur.Loaded || cur.Limits[s.name] != nil {
+		return nil
+	}
+	sev, why := "", ""
+	switch {
+	case s.knee > 0 && s.peakPerSec >= 0.9*s.knee:
+		sev, why = "high", fmt.Sprintf("%s has no rate limit and its traffic has already reached its knee (peak %.1f req/s, latency climbs from %.1f req/s).", s.name, s.peakPerSec, s.knee)
+	case !hasCallers:
+		sev, why = "medium", fmt.Sprintf("%s is an entry service (called from outside the mesh) with no rate limit: a surge reaches it and everything behind it unchecked.", s.name)
+	default:
+		return nil
+	}
+	return &Recommendation{ID: "misconfig:" + s.name + ":missing_limit", Kind: KindMisconfig, Service: s.name, Severity: sev,
+		Current: &Setting{Disabled: true, Source: "none"}, Recommended: r.Recommended, UpdatedAt: now,
+		Explanation: why + fmt.Sprintf(" Recommended: %.1f req/s, at most %d in flight.", r.Recommended.RatePerSecond, r.Recommended.MaxConcurrency),
+		Evidence:    r.Evidence}
 }
 
 // capacity is the highest load the service was seen to serve once its
@@ -635,7 +667,14 @@ func (s *svcSnap) maxConcurrency(limit float64) int {
 	return 0
 }
 
-const model_unknown = "unknown"
+// unknownService is model.Unknown: the name of an unresolved peer.
+const unknownService = "unknown"
+
+// isUnknown reports whether a full service name is the unresolved peer.
+func isUnknown(full string) bool {
+	n, _, _ := strings.Cut(full, ".")
+	return n == unknownService
+}
 
 func (e *Engine) limitRec(now time.Time, cur *CurrentConfig, s *svcSnap, lim float64, path []string, ep string) *Recommendation {
 	id := edgeID(KindRateLimit, s.name, "", ep)

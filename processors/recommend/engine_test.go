@@ -260,3 +260,34 @@ func TestRunAndConcurrentUse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMissingLimitAndRetryStorm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 13))
+	end := time.Date(2026, 11, 2, 12, 0, 0, 0, time.UTC)
+	e, _ := New(Config{Now: func() time.Time { return end }}, nil, nil)
+	cur := NewCurrentConfig()
+	cur.Loaded = true
+	cur.Routes["api.default"] = &RouteSetting{Retries: 4, RetryOn: "5xx", HasRetries: true, Resource: "default/api"}
+	if err := e.SetCurrentConfig(cur); err != nil {
+		t.Fatal(err)
+	}
+	// Traffic from outside the mesh (unknown source) into api, 10% failing.
+	for _, dp := range []model.DetectPoint{model.DetectClient, model.DetectServer} {
+		feed(t, e, model.Unknown, "api", end, 60000, 20*time.Minute, dp, lognormal(rng, 10, 0.3), func(i int) (int, string) {
+			if i%10 == 0 {
+				return 503, ""
+			}
+			return 200, ""
+		})
+	}
+	e.Recompute(end)
+	mis := e.Recommendations(Filter{Kind: KindMisconfig, Service: "api"})
+	var storm, missing bool
+	for _, r := range mis {
+		storm = storm || strings.HasSuffix(r.ID, ":retry_storm")
+		missing = missing || (strings.HasSuffix(r.ID, ":missing_limit") && r.Recommended.RatePerSecond > 0)
+	}
+	if !storm || !missing {
+		t.Fatalf("want retry_storm and missing_limit flags, got %+v", mis)
+	}
+}

@@ -141,7 +141,7 @@ func RenderIstioYAML(recs []Recommendation) ([]byte, error) {
 				if r := p.retry[s]; r != nil && (minRetry == nil || r.Recommended.Retries < minRetry.Recommended.Retries) {
 					minRetry = r
 				}
-				if s == model_unknown {
+				if isUnknown(s) {
 					continue
 				}
 				sn, _ := splitName(s)

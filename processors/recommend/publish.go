@@ -355,7 +355,7 @@ func (e *Engine) chainItems(now time.Time, cur *CurrentConfig, recs []Recommenda
 	}
 	roots := make([]string, 0)
 	for s := range children {
-		if !hasIn[s] || s == model_unknown {
+		if !hasIn[s] || isUnknown(s) {
 			roots = append(roots, s)
 		}
 	}
