@@ -103,6 +103,7 @@ type Receiver struct {
 	x       *tagExtractor
 	limiter *seriesLimiter
 	now     func() time.Time
+	warns   logThrottle
 }
 
 // New returns a receiver that appends to app. tel may be nil in tests;
@@ -119,6 +120,7 @@ func New(cfg Config, app storage.Appendable, tel *pipeline.Telemetry, logger *sl
 		x:       newTagExtractor(cfg.ClusterDomain, cfg.CustomNamespaces),
 		limiter: newSeriesLimiter(cfg.MaxSeriesPerProxy, cfg.MaxSeriesTotal),
 		now:     time.Now,
+		warns:   logThrottle{interval: 10 * time.Second},
 	}
 	if tel != nil {
 		r.tel = tel.Receiver("envoymetrics", "grpc")
@@ -189,7 +191,9 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 	}
 	if len(fams) > r.cfg.MaxFamiliesPerMessage {
 		r.refused(len(fams), "malformed")
-		log.Warn("refused metrics message", "families", len(fams), "limit", r.cfg.MaxFamiliesPerMessage)
+		if ok, n := r.warns.allow(r.now()); ok {
+			log.Warn("refused metrics message", "families", len(fams), "limit", r.cfg.MaxFamiliesPerMessage, "warnings_suppressed", n)
+		}
 		return nil
 	}
 	app := r.app.Appender(ctx)
@@ -242,12 +246,12 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 	r.refused(bad, "malformed")
 	r.refused(limited, "series_limit")
 	r.refused(rejected, "rejected_by_storage")
-	if bad > 0 {
-		log.Warn("skipped malformed metrics", "count", bad, "first_error", firstBad)
-	}
-	if limited > 0 {
-		log.Warn("series limit reached; samples of new series refused", "refused", limited,
-			"max_series_per_proxy", r.cfg.MaxSeriesPerProxy, "max_series_total", r.cfg.MaxSeriesTotal)
+	if bad > 0 || limited > 0 {
+		if ok, n := r.warns.allow(r.now()); ok {
+			log.Warn("refused samples", "malformed", bad, "first_malformed", firstBad, "series_limit", limited,
+				"max_series_per_proxy", r.cfg.MaxSeriesPerProxy, "max_series_total", r.cfg.MaxSeriesTotal,
+				"warnings_suppressed", n)
+		}
 	}
 	if rejected > 0 {
 		log.Debug("storage rejected samples", "count", rejected, "first_error", firstRejection)

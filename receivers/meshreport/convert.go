@@ -1,7 +1,6 @@
 package meshreport
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -30,10 +29,6 @@ func (e *invalidError) Error() string { return e.field + ": " + e.reason }
 func invalid(field, format string, args ...any) error {
 	return &invalidError{field: field, reason: fmt.Sprintf(format, args...)}
 }
-
-// errNoMetrics is returned for a stream message that holds neither batch
-// form nor a legacy single metric.
-var errNoMetrics = errors.New("message holds neither httpMetrics, tcpMetrics nor a legacy ServiceMeshMetric")
 
 // legacyMetric re-reads a pre-9.x single ServiceMeshMetric that arrived in a
 // ServiceMeshMetrics frame (see the package doc). It returns nil when the

@@ -39,6 +39,7 @@ type Receiver struct {
 	tel    *pipeline.ReceiverTelemetry
 	logger *slog.Logger
 	now    func() time.Time
+	warns  logThrottle
 }
 
 // New returns a receiver that hands every stream message's calls to next.
@@ -53,6 +54,7 @@ func New(cfg Config, next pipeline.CallConsumer, tel *pipeline.Telemetry, logger
 		next:   next,
 		logger: logger.With("receiver", "meshreport"),
 		now:    time.Now,
+		warns:  logThrottle{interval: 10 * time.Second},
 	}
 	if tel != nil {
 		r.tel = tel.Receiver("meshreport", "grpc")
@@ -86,7 +88,9 @@ func (r *Receiver) Collect(stream grpc.ClientStreamingServer[meshpb.ServiceMeshM
 			// One unusable message does not end the stream: the probe
 			// cannot fix it by retrying, and later messages may be fine.
 			r.refused(max(1, countMetrics(msg)), "malformed")
-			r.logger.Warn("refused stream message", "error", err)
+			if ok, n := r.warns.allow(r.now()); ok {
+				r.logger.Warn("refused stream message", "error", err, "warnings_suppressed", n)
+			}
 			continue
 		}
 		if len(calls) == 0 {
@@ -155,7 +159,8 @@ func (r *Receiver) convert(msg *meshpb.ServiceMeshMetrics, calls []model.Call) (
 			return calls, err
 		}
 		if legacy == nil {
-			return calls, errNoMetrics
+			// An empty message carries nothing; it is not an error.
+			return calls, nil
 		}
 		calls = append(calls, model.Call{})
 		if err := convertHTTP(legacy, now, &calls[len(calls)-1]); err != nil {
@@ -165,7 +170,10 @@ func (r *Receiver) convert(msg *meshpb.ServiceMeshMetrics, calls []model.Call) (
 	}
 	if bad > 0 {
 		r.refused(bad, "malformed")
-		r.logger.Warn("skipped invalid service mesh metrics", "invalid", bad, "kept", len(calls), "first_error", firstErr)
+		if ok, n := r.warns.allow(now); ok {
+			r.logger.Warn("skipped invalid service mesh metrics", "invalid", bad, "kept", len(calls),
+				"first_error", firstErr, "warnings_suppressed", n)
+		}
 	}
 	return calls, nil
 }
@@ -198,11 +206,11 @@ func Convert(msg *meshpb.ServiceMeshMetrics, now time.Time) ([]model.Call, []err
 		}
 	default:
 		legacy, err := legacyMetric(msg)
-		if err == nil && legacy == nil {
-			err = errNoMetrics
-		}
 		if err != nil {
 			return nil, []error{err}
+		}
+		if legacy == nil {
+			return nil, nil
 		}
 		add(0, func(c *model.Call) error { return convertHTTP(legacy, now, c) })
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -285,5 +286,51 @@ func TestBatchLimit(t *testing.T) {
 	m := httpBatch(&meshpb.HTTPServiceMeshMetric{SourceServiceName: "a"}, &meshpb.HTTPServiceMeshMetric{SourceServiceName: "a"}, &meshpb.HTTPServiceMeshMetric{SourceServiceName: "a"})
 	if _, err := r.convert(m, nil); err == nil || !strings.Contains(err.Error(), "limit of 2") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestInvalidMetricLoggedWithField(t *testing.T) {
+	var buf syncBuffer
+	s := &sink{}
+	r := New(Config{}, s, nil, slog.New(slog.NewTextHandler(&buf, nil)))
+	calls, err := r.convert(httpBatch(
+		&meshpb.HTTPServiceMeshMetric{SourceServiceName: "ok", StartTime: t0, EndTime: t0 + 1},
+		&meshpb.HTTPServiceMeshMetric{SourceServiceName: "x", StartTime: t0 + 10, EndTime: t0},
+	), nil)
+	if err != nil || len(calls) != 1 {
+		t.Fatalf("calls %d, err %v", len(calls), err)
+	}
+	if out := buf.String(); !strings.Contains(out, "metric 1: endTime") || !strings.Contains(out, "before startTime") {
+		t.Fatalf("log does not name the field: %s", out)
+	}
+	// A second bad message within the throttle interval is counted, not logged.
+	_, _ = r.convert(httpBatch(&meshpb.HTTPServiceMeshMetric{}), nil)
+	if n := strings.Count(buf.String(), "skipped invalid"); n != 1 {
+		t.Fatalf("%d warnings logged, want 1 (throttled)", n)
+	}
+}
+
+func TestEmptyMessageIgnored(t *testing.T) {
+	r := New(Config{}, &sink{}, nil, nil)
+	calls, err := r.convert(&meshpb.ServiceMeshMetrics{}, nil)
+	if err != nil || len(calls) != 0 {
+		t.Fatalf("calls %v, err %v", calls, err)
 	}
 }
