@@ -291,3 +291,37 @@ func TestMissingLimitAndRetryStorm(t *testing.T) {
 		t.Fatalf("want retry_storm and missing_limit flags, got %+v", mis)
 	}
 }
+
+// TestNoFlappingOnSteadyTraffic recomputes every 30 s over two hours of
+// stationary traffic: once published, no value may change.
+func TestNoFlappingOnSteadyTraffic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	now := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
+	e, _ := New(Config{Now: func() time.Time { return now }}, nil, nil)
+	edges := []struct {
+		dst    string
+		median float64
+		sigma  float64
+	}{{"a", 5, 0.2}, {"b", 40, 0.5}, {"c", 200, 0.8}}
+	for step := 0; step < 240; step++ {
+		now = now.Add(30 * time.Second)
+		for _, ed := range edges {
+			feed(t, e, "src", ed.dst, now, 3000, 30*time.Second, model.DetectClient, lognormal(rng, ed.median, ed.sigma), nil)
+		}
+		e.Recompute(now)
+	}
+	changes := 0
+	for _, c := range e.History(Filter{Kind: KindTimeout}, 0) {
+		if strings.HasPrefix(c.Reason, "changed") || strings.HasPrefix(c.Reason, "withdrawn") {
+			changes++
+			t.Logf("%s %s: %s", c.At.Format(time.TimeOnly), c.ID, c.Reason)
+		}
+	}
+	// One per edge and one per endpoint.
+	if got := len(e.Recommendations(Filter{Kind: KindTimeout})); got != 2*len(edges) {
+		t.Fatalf("%d timeouts published, want %d", got, 2*len(edges))
+	}
+	if changes > 0 {
+		t.Fatalf("%d changes on stationary traffic over 240 recomputations", changes)
+	}
+}
