@@ -148,8 +148,10 @@ func (r *Receiver) refused(n int, reason string) {
 // StreamMetrics reads one proxy's stream. The first message must identify
 // the proxy (Envoy always sends its node there); later identifiers are
 // ignored. Each message is appended and committed on its own, so a failing
-// storage loses at most the message in flight, and the stream ends with
-// UNAVAILABLE so that Envoy reconnects.
+// storage loses at most the message in flight, and the stream ends with the
+// status pipeline.GRPCStatus gives the error (UNAVAILABLE for a storage
+// failure, RESOURCE_EXHAUSTED for pipeline.ErrOverloaded) so that Envoy
+// reconnects.
 func (r *Receiver) StreamMetrics(stream grpc.ClientStreamingServer[metricsv3.StreamMetricsMessage, metricsv3.StreamMetricsResponse]) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
@@ -230,8 +232,9 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 			if rerr := app.Rollback(); rerr != nil {
 				log.Warn("rollback failed", "error", rerr)
 			}
-			r.refused(ok, "unavailable")
-			return status.Error(codes.Unavailable, "envoymetrics: append: "+err.Error())
+			err = fmt.Errorf("envoymetrics: append: %w", err)
+			r.refused(ok, pipeline.Reason(err))
+			return pipeline.GRPCStatus(err)
 		}
 		bad += b
 		if firstBad == nil {
@@ -239,8 +242,9 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 		}
 	}
 	if err := app.Commit(); err != nil {
-		r.refused(ok, "unavailable")
-		return status.Error(codes.Unavailable, "envoymetrics: commit: "+err.Error())
+		err = fmt.Errorf("envoymetrics: commit: %w", err)
+		r.refused(ok, pipeline.Reason(err))
+		return pipeline.GRPCStatus(err)
 	}
 	r.accepted(ok)
 	r.refused(bad, "malformed")

@@ -3,6 +3,7 @@ package envoymetrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -333,27 +334,38 @@ meshlens_receiver_refused_items_total{reason="series_limit",receiver="envoymetri
 	}
 }
 
-type failingAppendable struct{}
+type failingAppendable struct{ err error }
 
-func (failingAppendable) Appender(context.Context) storage.Appender { return failingAppender{} }
+func (f failingAppendable) Appender(context.Context) storage.Appender { return failingAppender{err: f.err} }
 
-type failingAppender struct{ storage.Appender }
+type failingAppender struct {
+	storage.Appender
+	err error
+}
 
-func (failingAppender) Append(storage.SeriesRef, labels.Labels, int64, float64) (storage.SeriesRef, error) {
-	return 0, errors.New("disk full")
+func (f failingAppender) Append(storage.SeriesRef, labels.Labels, int64, float64) (storage.SeriesRef, error) {
+	return 0, f.err
 }
 func (failingAppender) Rollback() error { return nil }
 
-func TestStorageFailureIsUnavailable(t *testing.T) {
-	client := startServer(t, New(Config{}, failingAppendable{}, nil, nil))
-	stream, _ := client.StreamMetrics(context.Background())
-	_ = stream.Send(&metricsv3.StreamMetricsMessage{
-		Identifier:   &metricsv3.StreamMetricsMessage_Identifier{Node: &corev3.Node{Id: "x"}},
-		EnvoyMetrics: []*dto.MetricFamily{counter("server.c", 1, 0)},
-	})
-	_, err := stream.CloseAndRecv()
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("err = %v, want UNAVAILABLE", err)
+func TestStorageFailureStatus(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want codes.Code
+	}{
+		{errors.New("disk full"), codes.Unavailable},
+		{fmt.Errorf("head full: %w", pipeline.ErrOverloaded), codes.ResourceExhausted},
+	} {
+		client := startServer(t, New(Config{}, failingAppendable{err: tt.err}, nil, nil))
+		stream, _ := client.StreamMetrics(context.Background())
+		_ = stream.Send(&metricsv3.StreamMetricsMessage{
+			Identifier:   &metricsv3.StreamMetricsMessage_Identifier{Node: &corev3.Node{Id: "x"}},
+			EnvoyMetrics: []*dto.MetricFamily{counter("server.c", 1, 0)},
+		})
+		_, err := stream.CloseAndRecv()
+		if status.Code(err) != tt.want {
+			t.Errorf("storage error %v: stream error %v, want %v", tt.err, err, tt.want)
+		}
 	}
 }
 
