@@ -336,7 +336,9 @@ meshlens_receiver_refused_items_total{reason="series_limit",receiver="envoymetri
 
 type failingAppendable struct{ err error }
 
-func (f failingAppendable) Appender(context.Context) storage.Appender { return failingAppender{err: f.err} }
+func (f failingAppendable) Appender(context.Context) storage.Appender {
+	return failingAppender{err: f.err}
+}
 
 type failingAppender struct {
 	storage.Appender
