@@ -163,6 +163,7 @@ type published struct {
 
 type engineMetrics struct {
 	calls, dropped prometheus.Counter
+	badTime        prometheus.Counter
 	edges          prometheus.Gauge
 	recompute      prometheus.Histogram
 	changes        prometheus.Counter
@@ -198,6 +199,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Engine, erro
 			Help: "Calls the recommendation engine has recorded."}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshlens_recommend_dropped_calls_total",
 			Help: "Calls not recorded because the edge or service cap was reached."}),
+		badTime: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshlens_recommend_bad_timestamp_calls_total",
+			Help: "Calls not recorded because they ended more than 5 minutes in the future or more than 7 days ago."}),
 		edges: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshlens_recommend_edges",
 			Help: "Edge series kept by the recommendation engine."}),
 		recompute: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "meshlens_recommend_recompute_seconds",
@@ -206,7 +209,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Engine, erro
 			Help: "Published recommendation changes."}),
 	}
 	if reg != nil {
-		if err := errors.Join(reg.Register(m.calls), reg.Register(m.dropped), reg.Register(m.edges),
+		if err := errors.Join(reg.Register(m.calls), reg.Register(m.dropped), reg.Register(m.badTime), reg.Register(m.edges),
 			reg.Register(m.recompute), reg.Register(m.changes)); err != nil {
 			return nil, fmt.Errorf("recommend: register metrics: %w", err)
 		}
@@ -220,9 +223,13 @@ var _ pipeline.CallConsumer = (*Engine)(nil)
 // ConsumeCalls records calls. It keeps nothing of the slice.
 func (e *Engine) ConsumeCalls(_ context.Context, calls []model.Call) error {
 	slotNs := int64(e.cfg.Slot)
+	// A call stamped far in the future would rotate its series past all
+	// its data, one from before the history is useless: both are dropped.
+	now := e.cfg.Now()
+	newest, oldest := now.Add(5*time.Minute), now.Add(-HistoryHours*time.Hour)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var dropped int
+	var dropped, badTime int
 	for i := range calls {
 		c := &calls[i]
 		if c.Protocol == model.ProtocolTCP || c.Destination.IsUnknown() {
@@ -233,6 +240,10 @@ func (e *Engine) ConsumeCalls(_ context.Context, calls []model.Call) error {
 			v = viewServer
 		}
 		t := c.Start.Add(c.Duration)
+		if t.After(newest) || t.Before(oldest) {
+			badTime++
+			continue
+		}
 		if t.After(e.latest) {
 			e.latest = t
 		}
@@ -271,8 +282,12 @@ func (e *Engine) ConsumeCalls(_ context.Context, calls []model.Call) error {
 			}
 		}
 	}
-	e.metrics.calls.Add(float64(len(calls) - dropped))
+	e.metrics.calls.Add(float64(len(calls) - dropped - badTime))
 	e.metrics.dropped.Add(float64(dropped))
+	e.metrics.badTime.Add(float64(badTime))
+	if badTime > 0 {
+		e.log.Debug("recommend: calls with a timestamp outside [now-7d, now+5m] dropped", "count", badTime)
+	}
 	e.metrics.edges.Set(float64(len(e.edges)))
 	return nil
 }

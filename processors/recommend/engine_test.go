@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/meshlens/meshlens/model"
 )
 
@@ -323,5 +326,32 @@ func TestNoFlappingOnSteadyTraffic(t *testing.T) {
 	}
 	if changes > 0 {
 		t.Fatalf("%d changes on stationary traffic over 240 recomputations", changes)
+	}
+}
+
+func TestBadTimestampsDoNotWipeAnEdge(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	end := time.Date(2026, 11, 2, 12, 0, 0, 0, time.UTC)
+	reg := prometheus.NewRegistry()
+	e, err := New(Config{Now: func() time.Time { return end }}, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(t, e, "a", "b", end, 60000, 20*time.Minute, model.DetectClient, lognormal(rng, 10, 0.3), nil)
+	bad := []model.Call{
+		{Source: model.Identity{Service: "a", Namespace: "default"}, Destination: model.Identity{Service: "b", Namespace: "default"},
+			Start: end.AddDate(70, 0, 0), Duration: time.Millisecond, StatusCode: 200, GRPCStatus: -1},
+		{Source: model.Identity{Service: "a", Namespace: "default"}, Destination: model.Identity{Service: "b", Namespace: "default"},
+			Duration: time.Millisecond, StatusCode: 200, GRPCStatus: -1}, // zero Start
+	}
+	if err := e.ConsumeCalls(context.Background(), bad); err != nil {
+		t.Fatal(err)
+	}
+	e.Recompute(end)
+	if find(e.Recommendations(Filter{}), "timeout:a.default->b.default") == nil {
+		t.Fatal("a call stamped 70 years ahead wiped the edge's window")
+	}
+	if got := testutil.ToFloat64(e.metrics.badTime); got != 2 {
+		t.Fatalf("bad-timestamp counter %v, want 2", got)
 	}
 }
