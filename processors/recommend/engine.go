@@ -393,7 +393,11 @@ func (e *Engine) History(f Filter, limit int) []Change {
 	e.pubMu.RLock()
 	defer e.pubMu.RUnlock()
 	n := len(e.history)
-	out := make([]Change, 0, min(n, max(limit, 0)+n*boolInt(limit <= 0)))
+	size := n
+	if limit > 0 && limit < n {
+		size = limit
+	}
+	out := make([]Change, 0, size)
 	for i := 0; i < n; i++ {
 		// history is a ring: the newest entry is just before histPos.
 		c := e.history[(e.histPos-1-i+2*n)%n]
@@ -409,13 +413,6 @@ func (e *Engine) History(f Filter, limit int) []Change {
 		}
 	}
 	return out
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // LastRecompute is when recommendations were last computed.
