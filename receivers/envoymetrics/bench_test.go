@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/service/metrics/v3"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
 )
 
 // typicalMessage is one flush of a sidecar: counters, gauges and
@@ -73,4 +75,35 @@ func BenchmarkExtractUncached(b *testing.B) {
 	for b.Loop() {
 		x.Extract("cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_200")
 	}
+}
+
+// BenchmarkAppendTSDB is BenchmarkConvertAppend into a real TSDB head (a
+// temp dir), each flush one second after the previous; per sample.
+func BenchmarkAppendTSDB(b *testing.B) {
+	opts := tsdb.DefaultOptions()
+	db, err := tsdb.Open(b.TempDir(), nil, nil, opts, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	r := New(Config{}, db, nil, nil)
+	p := proxyFromNode(&corev3.Node{Id: "sidecar~10.0.0.1~productpage-v1-x.default~default.svc.cluster.local", Cluster: "productpage.default"})
+	ps := r.limiter.acquire(p.key())
+	conv := newConverter(r.x, p, 80000, 8192)
+	ts := time.Now().Add(-time.Hour).UnixMilli()
+	msg, n := typicalMessage(ts)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += n {
+		ts += 1000
+		for _, mf := range msg.GetEnvoyMetrics() {
+			for _, m := range mf.GetMetric() {
+				m.TimestampMs = &ts
+			}
+		}
+		if err := r.appendMessage(context.Background(), conv, ps, msg, r.logger); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "samples/s")
 }
