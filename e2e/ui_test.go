@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // Browser tests of the embedded UI in real headless Chromium. They need
@@ -82,8 +85,17 @@ func TestUIBookinfo(t *testing.T) {
 	})
 
 	t.Run("dashboard", func(t *testing.T) {
-		b.navigate(t, base+"/#/dashboard?service=reviews&range=15m")
-		b.waitJS(t, "charts with data", `document.querySelectorAll('figure.chart').length >= 4 && [...document.querySelectorAll('figure.chart')].filter((f) => Number(f.dataset.points) > 0).length >= 3`, 60*time.Second)
+		// Charts do not refresh by themselves: reload until the rate chart
+		// has a few points (one per 10 s flush).
+		for deadline := time.Now().Add(90 * time.Second); ; {
+			b.navigate(t, "about:blank")
+			b.navigate(t, base+"/#/dashboard?service=reviews&range=5m")
+			b.waitJS(t, "charts with data", `document.querySelectorAll('figure.chart').length >= 4 && [...document.querySelectorAll('figure.chart')].filter((f) => Number(f.dataset.points) > 0).length >= 3`, 60*time.Second)
+			if evalJS[int](t, b, `Number(document.querySelector('figure.chart').dataset.points)`) >= 4 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Second)
+		}
 		pts := evalJS[[]int](t, b, `[...document.querySelectorAll('figure.chart')].map((f) => Number(f.dataset.points))`)
 		t.Logf("data points per chart: %v", pts)
 		if legend := evalJS[string](t, b, `[...document.querySelectorAll('figure.chart .legend')].map((l) => l.textContent).join(' ')`); !strings.Contains(legend, "p99") || !strings.Contains(legend, "p50") {
@@ -243,8 +255,12 @@ func checkEscaped(t *testing.T, b *browser, base, svc, dir string) {
 	b.screenshot(t, dir, "xss-trace-search")
 	b.click(t, `.trace-list li a`)
 	b.waitJS(t, "waterfall", `document.querySelector('.wf-row')`, 30*time.Second)
-	b.click(t, `.wf-row`)
-	b.waitJS(t, "span details", `document.querySelector('.wf-details table')`, 10*time.Second)
+	// Keyboard: focus the tree, move down one row, Enter shows its details.
+	evalJS[bool](t, b, `(document.querySelector('.wf-scroll').focus(), true)`)
+	if err := chromedp.Do(b.ctx, chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent("\r")); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS(t, "span details by keyboard", `document.querySelector('.wf-details table') && document.querySelector('.wf-row.active').id === 'wf-1'`, 10*time.Second)
 	text := evalJS[string](t, b, `document.querySelector('main').innerText`)
 	for _, want := range []string{xssScript, xssImg} {
 		if !strings.Contains(text, want) {
@@ -301,6 +317,13 @@ func TestUIEscapesHostileData(t *testing.T) {
 		t.Error("topology: injected markup ran or became elements")
 	}
 	b.screenshot(t, dir, "xss-topology")
+	// Keyboard: focus a node and press Enter.
+	evalJS[bool](t, b, `(document.querySelector('svg.graph .node').focus(), true)`)
+	if err := chromedp.Do(b.ctx, chromedp.KeyEvent("\r")); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS(t, "node panel by keyboard", `document.querySelector('.panel h2') && document.querySelector('.panel h2').textContent === `+jsString(xssScript), 10*time.Second)
+	b.click(t, `svg.graph .edge`)
 	// The selected edge is in the URL: a reload shows it again.
 	hash := evalJS[string](t, b, `location.hash`)
 	b.navigate(t, "about:blank")

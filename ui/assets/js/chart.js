@@ -4,7 +4,7 @@
 import {h, s, showTip, hideTip} from './dom.js';
 import {time as fmtTime} from './format.js';
 
-const W = 640, H = 220, M = {l: 56, r: 12, t: 10, b: 26};
+const M = {l: 56, r: 12, t: 10, b: 26};
 const DASHES = ['', '6 3', '2 3', '10 3 2 3', '1 2'];
 
 function niceTicks(min, max, n = 5) {
@@ -21,6 +21,8 @@ function niceTicks(min, max, n = 5) {
 // series: [{name, points: [[unixSec, value], ...]}]
 // opts: {title, unit, fmt(v), yMin, yMax, onZoom(startSec, endSec)}
 export function lineChart(series, opts) {
+  // Compact charts (side panel) use a smaller drawing so text keeps its size.
+  const W = opts.compact ? 420 : 640, H = opts.compact ? 190 : 220;
   const fmt = opts.fmt || ((v) => String(v));
   const all = series.flatMap((x) => x.points).filter((p) => Number.isFinite(p[1]));
   const npoints = all.length;

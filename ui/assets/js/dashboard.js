@@ -81,7 +81,14 @@ export async function view(root, params, signal) {
   try {
     const res = await api.promQuery(`group by (service, namespace) (meshlens_service_calls_total{detect_point="server"})`, range.end, signal);
     services = res.map((r) => ({service: r.metric.service, namespace: r.metric.namespace || ''})).sort((a, b) => a.service.localeCompare(b.service));
-    for (const sv of services) if (sv.service !== params.service) svcSelect.append(h('option', {value: sv.service, text: sv.namespace ? `${sv.service} (${sv.namespace})` : sv.service}));
+    for (const sv of services) {
+      const opt = h('option', {value: sv.service, text: sv.namespace ? `${sv.service} (${sv.namespace})` : sv.service});
+      if (sv.service === params.service && (!params.namespace || sv.namespace === params.namespace)) opt.selected = true;
+      svcSelect.append(opt);
+    }
+    if (params.service && !services.some((x) => x.service === params.service)) {
+      svcSelect.append(h('option', {value: params.service, text: `${params.service} (no traffic in range)`, selected: true}));
+    }
   } catch (e) {
     if (e.name === 'AbortError') return;
     body.append(errorBox(e, 'the service list'));

@@ -24,6 +24,30 @@ function cell(key, v) {
   return typeof v === 'object' ? JSON.stringify(v) : String(v);
 }
 
+// summary counts the failed requests of the last hour by status code and
+// response flag, from istio_requests_total (what Grafana would show).
+async function summary(box, params, signal) {
+  const m = {reporter: 'destination', destination_canonical_service: params.service};
+  const extra = [`response_code=~${api.q(params.code ? params.code.replace(/[^0-9x]/gi, '').replace(/x/gi, '.') : '5..|4..|0')}`];
+  if (params.flag) extra.push(`response_flags=~${api.q(`.*${params.flag.replace(/[^A-Z,]/g, '')}.*`)}`);
+  const sel = api.sel(m).slice(0, -1) + ',' + extra.join(',') + '}';
+  const query = `sum by (response_code, response_flags, source_canonical_service) (increase(istio_requests_total${sel}[1h]))`;
+  replace(box, h('h2', {text: 'Failed requests in the last hour, by code and flag'}), loading('the error breakdown'));
+  try {
+    const res = (await api.promQuery(query, undefined, signal)).filter((r) => Number(r.value[1]) >= 0.5)
+      .sort((a, b) => Number(b.value[1]) - Number(a.value[1]));
+    if (!res.length) { replace(box, box.firstChild, empty('No failed requests in the last hour.')); return; }
+    replace(box, box.firstChild, table([
+      {label: 'Code', render: (r) => r.metric.response_code},
+      {label: 'Response flag', render: (r) => r.metric.response_flags},
+      {label: 'Caller', render: (r) => r.metric.source_canonical_service || '—'},
+      {label: 'Requests', num: true, render: (r) => Math.round(Number(r.value[1])).toString()},
+    ], res), h('p', {class: 'hint'}, 'Query: ', h('code', {text: query})));
+  } catch (e) {
+    if (e.name !== 'AbortError') replace(box, box.firstChild, errorBox(e, 'the error breakdown'));
+  }
+}
+
 export async function view(root, params, signal) {
   const svc = h('input', {type: 'text', name: 'service', value: params.service || '', placeholder: 'reviews'});
   const code = h('input', {type: 'text', name: 'code', value: params.code || '', placeholder: '503', size: 6});
@@ -36,8 +60,10 @@ export async function view(root, params, signal) {
     if (target === window.location.hash) window.dispatchEvent(new HashChangeEvent('hashchange')); else window.location.hash = target.slice(1);
   });
   const out = h('section', {class: 'error-log', 'aria-label': 'Error records'});
-  replace(root, h('h1', {text: 'Error log'}), form, out);
+  const breakdown = h('section', {class: 'error-breakdown', 'aria-label': 'Errors by code and flag'});
+  replace(root, h('h1', {text: 'Error log'}), form, breakdown, out);
   if (!params.service) { out.append(empty('Enter a service to see its error records.')); return; }
+  summary(breakdown, params, signal);
   out.append(loading('error records'));
   try {
     const body = await api.errorRecords({service: params.service, code: params.code, flag: params.flag}, signal);

@@ -30,7 +30,7 @@ function chartBox(title) {
 
 // render fills container with the four RED charts; each loads on its own
 // and shows its own error.
-export function render(container, prefix, labels, params, signal) {
+export function render(container, prefix, labels, params, signal, {compact = false} = {}) {
   const range = tr.resolve(params);
   const step = tr.step(range);
   const qs = queries(prefix, labels, step);
@@ -49,7 +49,7 @@ export function render(container, prefix, labels, params, signal) {
     Promise.all(d.q.map((q) => promRange(q, range.start, range.end, step, signal)))
       .then((results) => {
         const series = results.flatMap((res, i) => matrixToSeries(res, () => d.names[i]));
-        replace(box, lineChart(series, {title: d.title, unit: d.unit, fmt: d.fmt, yMin: d.yMin, yMax: d.yMax, onZoom}));
+        replace(box, lineChart(series, {title: d.title, unit: d.unit, fmt: d.fmt, yMin: d.yMin, yMax: d.yMax, onZoom, compact}));
         box.dataset.query = d.q.join('\n');
       })
       .catch((e) => { if (e.name !== 'AbortError') replace(box, h('h3', {text: d.title}), errorBox(e, d.title)); });

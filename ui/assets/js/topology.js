@@ -8,7 +8,7 @@ import * as router from './router.js';
 import * as tr from './timerange.js';
 import {num, pct, ms, dateTime} from './format.js';
 
-const NODE_W = 176, NODE_H = 44;
+const NODE_W = 156, NODE_H = 42;
 const LABEL_LIMIT = 150; // edges; above it labels show on hover only
 
 export function health(ratio) {
@@ -101,14 +101,9 @@ function matches(node, name) {
 // drawGraph renders the graph into an SVG with pan and zoom. It returns the
 // SVG; onSelect(kind, item) is called for clicks and Enter.
 export function drawGraph(graph, {selected, highlight = [], onSelect}) {
-  const lay = layout(graph.nodes, graph.edges, {colGap: NODE_W + 180, rowGap: NODE_H + 26});
-  const pad = 40;
+  const lay = layout(graph.nodes, graph.edges, {colGap: NODE_W + 160, rowGap: NODE_H + 26});
+  const pad = 30;
   const full = {x: -NODE_W / 2 - pad, y: -NODE_H / 2 - pad, w: lay.width + NODE_W + 2 * pad, h: lay.height + NODE_H + 2 * pad};
-  // A small graph is not blown up: the view is at least about the size of
-  // the stage, with the graph centred in it.
-  const minW = 1100, minH = 560;
-  if (full.w < minW) { full.x -= (minW - full.w) / 2; full.w = minW; }
-  if (full.h < minH) { full.y -= (minH - full.h) / 2; full.h = minH; }
   const svg = s('svg', {class: 'graph', role: 'group', 'aria-label': `Service graph: ${graph.nodes.length} nodes, ${graph.edges.length} edges`,
     viewBox: `${full.x} ${full.y} ${full.w} ${full.h}`, dataset: {nodes: String(graph.nodes.length), edges: String(graph.edges.length)}});
   const defs = s('defs');
@@ -137,7 +132,8 @@ export function drawGraph(graph, {selected, highlight = [], onSelect}) {
     const hl = isHL(e);
     const src = nodeById.get(e.source), dst = nodeById.get(e.target);
     const p95 = e.latencyMs ? ms(e.latencyMs.p95) : 'no latency';
-    const label1 = `${num(e.requestRate || 0)} rps · p95 ${p95}`;
+    const tcp = e.tcp && !(e.requestRate > 0) ? (e.tcp.sentBytesPerSecond || 0) + (e.tcp.receivedBytesPerSecond || 0) : null;
+    const label1 = tcp !== null ? `${num(tcp)} B/s · ${num(e.tcp.connectionsOpenedPerSecond || 0)} conn/s` : `${num(e.requestRate || 0)} rps · p95 ${p95}`;
     const label2 = `${e.protocol || '?'} · ${mtlsText(e)}${e.errorRatio > 0 ? ` · ${pct(e.errorRatio)} err` : ''}`;
     const desc = `${src ? src.name : e.source} to ${dst ? dst.name : e.target}: ${label1}, ${label2}, ${hc.word}`;
     const g = s('g', {class: `edge ${hc.cls}${hl ? ' hl' : ''}${selected === 'e:' + e.id ? ' selected' : ''}`, tabindex: '0', role: 'button', 'aria-label': desc, dataset: {id: e.id, source: src ? src.name : e.source, target: dst ? dst.name : e.target}});
@@ -147,7 +143,7 @@ export function drawGraph(graph, {selected, highlight = [], onSelect}) {
     edgeLayer.append(g);
     const [lx, ly] = labelPoint(points);
     const lab = s('g', {class: `edge-label ${hc.cls}${showLabels ? '' : ' on-hover'}`, transform: `translate(${lx},${ly})`, 'aria-hidden': 'true'},
-      s('rect', {x: -78, y: -17, width: 156, height: 32, rx: 4}),
+      s('rect', {x: -72, y: -17, width: 144, height: 32, rx: 4}),
       s('text', {y: -4, 'text-anchor': 'middle', text: label1}),
       s('text', {y: 10, 'text-anchor': 'middle', class: 'sub', text: (hc.cls !== 'ok' ? hc.glyph + ' ' : '') + label2}));
     labelLayer.append(lab);
@@ -170,8 +166,8 @@ export function drawGraph(graph, {selected, highlight = [], onSelect}) {
       transform: `translate(${p.x - NODE_W / 2},${p.y - NODE_H / 2})`, tabindex: '0', role: 'button', 'aria-label': label, dataset: {id: n.id, name: n.name}});
     g.append(s('rect', {width: NODE_W, height: NODE_H, rx: 8}),
       s('text', {x: 10, y: 18, class: 'glyph', 'aria-hidden': 'true', text: hc.glyph}),
-      s('text', {x: 26, y: 18, class: 'name', text: trunc(n.name, 21)}),
-      s('text', {x: 26, y: 34, class: 'sub', text: trunc(sub, 28)}),
+      s('text', {x: 24, y: 18, class: 'name', text: trunc(n.name, 18)}),
+      s('text', {x: 24, y: 33, class: 'sub', text: trunc(sub, 25)}),
       s('title', {text: `${n.name}${n.service ? ` (${n.service})` : ''}\n${sub}`}));
     if (hlNodes.has(n.id)) g.append(s('text', {x: NODE_W - 8, y: 18, 'text-anchor': 'end', class: 'badge', text: '⚠'}));
     const pick = () => onSelect('node', n);
@@ -181,6 +177,18 @@ export function drawGraph(graph, {selected, highlight = [], onSelect}) {
   }
   enablePanZoom(svg, full);
   return svg;
+}
+
+// initialView fits the graph into the SVG's box, but never magnifies a
+// small graph and never shrinks a big one below a readable 0.6: then it
+// starts at the left (the callers) and the rest is a pan or zoom away.
+function initialView(svg, full) {
+  const cw = svg.clientWidth || 900, ch = svg.clientHeight || 500;
+  const scale = Math.max(0.6, Math.min(1, cw / full.w, ch / full.h));
+  const w = cw / scale, h = ch / scale;
+  const x = w >= full.w ? full.x - (w - full.w) / 2 : full.x;
+  const y = full.y - (h - full.h) / 2;
+  return {x, y, w, h};
 }
 
 function enablePanZoom(svg, full) {
@@ -213,7 +221,21 @@ function enablePanZoom(svg, full) {
   });
   svg.addEventListener('pointerup', () => { drag = null; svg.classList.remove('panning'); });
   svg.zoomBy = zoom;
-  svg.fit = () => { vb = {...full}; apply(); };
+  svg.fit = () => {
+    const cw = svg.clientWidth || 900, ch = svg.clientHeight || 500;
+    const scale = Math.min(cw / full.w, ch / full.h);
+    vb = {w: cw / scale, h: ch / scale};
+    vb.x = full.x - (vb.w - full.w) / 2; vb.y = full.y - (vb.h - full.h) / 2;
+    apply();
+  };
+  svg.reset = () => {
+    // Size the box to the graph so a short graph leaves no empty band.
+    const sc = Math.max(0.6, Math.min(1, (svg.clientWidth || 900) / full.w));
+    const maxH = Math.max(420, window.innerHeight - 260);
+    svg.style.height = `${Math.round(Math.max(320, Math.min(maxH, full.h * sc + 24)))}px`;
+    vb = initialView(svg, full);
+    apply();
+  };
 }
 
 function legend() {
@@ -273,7 +295,7 @@ export async function view(root, params, signal) {
   } catch (e) {
     if (e.name === 'AbortError') return;
     if (e.status === 404) {
-      notice.append(h('p', {class: 'state warn', role: 'status', text: `The topology API is not available (${e.message}); showing the service graph built from istio_* metrics.`}));
+      notice.append(h('p', {class: 'state warn', role: 'status', text: `The topology API is not available (${e.message}); showing the service-level graph built from istio_* metrics.`}));
       try { graph = await fromIstio(params, range, signal); } catch (e2) {
         if (e2.name !== 'AbortError') replace(stage, errorBox(e2, 'the service graph'));
         return;
@@ -309,7 +331,8 @@ export async function view(root, params, signal) {
     const zoomBar = h('div', {class: 'zoombar', role: 'group', 'aria-label': 'Zoom'},
       h('button', {type: 'button', class: 'btn', 'aria-label': 'Zoom in', onclick: () => svg.zoomBy(1 / 1.3)}, '+'),
       h('button', {type: 'button', class: 'btn', 'aria-label': 'Zoom out', onclick: () => svg.zoomBy(1.3)}, '−'),
-      h('button', {type: 'button', class: 'btn', onclick: () => svg.fit()}, 'Fit'));
+      h('button', {type: 'button', class: 'btn', onclick: () => svg.fit()}, 'Fit all'),
+      h('button', {type: 'button', class: 'btn', onclick: () => svg.reset()}, 'Reset'));
     replace(stage, zoomBar, svg, legend(),
       h('p', {class: 'summary', text: `${graph.nodes.length} ${level} nodes, ${graph.edges.length} edges${graph.fallback ? ' (from istio_* metrics)' : ''}. Click or press Enter on a node or edge for its charts.`}));
     return svg;
@@ -321,7 +344,8 @@ export async function view(root, params, signal) {
     if (el) el.classList.add('selected');
     showPanel(panel, graph, kind, item, router.current().params, signal);
   };
-  renderAll();
+  const svg = renderAll();
+  svg.reset();
   requestAnimationFrame(() => {
     performance.mark('meshlens:graph-rendered');
     document.body.dataset.graphRendered = String(Date.now());
@@ -365,7 +389,7 @@ function showPanel(panel, graph, kind, item, params, signal) {
         h('a', {href: router.href('recommendations', {service: item.service || item.name}), text: 'Recommendations'}), ' · ',
         h('a', {href: router.href('errors', {service: item.service || item.name}), text: 'Error log'})),
       charts);
-    red.render(charts, sc.prefix, sc.labels, params, signal);
+    red.render(charts, sc.prefix, sc.labels, params, signal, {compact: true});
   } else {
     const src = graph.nodes.find((n) => n.id === item.source) || {name: item.source}, dst = graph.nodes.find((n) => n.id === item.target) || {name: item.target};
     const sc = relationScope(src, dst);
@@ -376,7 +400,7 @@ function showPanel(panel, graph, kind, item, params, signal) {
       h('p', {class: 'links'}, h('a', {href: router.href('traces', {service: src.service || src.name, range: params.range}), text: 'Traces from the caller'}), ' · ',
         h('a', {href: router.href('recommendations', {service: dst.service || dst.name}), text: 'Recommendations'})),
       charts);
-    red.render(charts, sc.prefix, sc.labels, params, signal);
+    red.render(charts, sc.prefix, sc.labels, params, signal, {compact: true});
   }
   panel.focus?.();
 }
