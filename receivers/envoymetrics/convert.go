@@ -31,13 +31,13 @@ type converter struct {
 
 type cachedName struct {
 	name string
-	tags []Tag
+	tags []tag
 	// base is the proxy labels and tags, deduplicated and sorted, for the
 	// common case of a metric without labels of its own.
 	base []labels.Label
 }
 
-func newConverter(x *tagExtractor, p Proxy, maxCache, maxName int) *converter {
+func newConverter(x *tagExtractor, p proxyIdentity, maxCache, maxName int) *converter {
 	c := &converter{x: x, cache: map[string]cachedName{}, maxCache: maxCache, maxName: maxName,
 		sb: labels.NewScratchBuilder(16)}
 	for _, l := range []labels.Label{
@@ -232,7 +232,7 @@ func (c *converter) labels(cn cachedName, m *dto.Metric, name, extraName, extraV
 
 // baseLabels merges the proxy labels and tags (proxy first on a clash),
 // sorted by name.
-func (c *converter) baseLabels(tags []Tag) []labels.Label {
+func (c *converter) baseLabels(tags []tag) []labels.Label {
 	base := make([]labels.Label, 0, len(c.proxy)+len(tags))
 	base = append(base, c.proxy...)
 	for _, t := range tags {

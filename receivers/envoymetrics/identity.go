@@ -7,10 +7,10 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// Proxy is the identity of the Envoy that opened a stream, taken from the
+// proxyIdentity is the identity of the Envoy that opened a stream, taken from the
 // node in the stream's first message. Its fields become the labels
 // service, namespace, instance and workload of every series it sends.
-type Proxy struct {
+type proxyIdentity struct {
 	// ID is the node ID (Istio: "sidecar~10.1.2.3~pod.ns~ns.svc.cluster.local").
 	ID        string
 	Service   string
@@ -32,8 +32,8 @@ const (
 // WORKLOAD_NAME) and falls back on the node ID and cluster that every Envoy
 // sends: Istio's "<service>.<namespace>" cluster, or a plain service-cluster
 // for Envoys outside Istio.
-func proxyFromNode(node *corev3.Node) Proxy {
-	p := Proxy{ID: node.GetId()}
+func proxyFromNode(node *corev3.Node) proxyIdentity {
+	p := proxyIdentity{ID: node.GetId()}
 	md := node.GetMetadata().GetFields()
 	str := func(f map[string]*structpb.Value, k string) string { return f[k].GetStringValue() }
 
@@ -82,7 +82,7 @@ func proxyFromNode(node *corev3.Node) Proxy {
 }
 
 // key names the proxy for per-proxy series limits.
-func (p Proxy) key() string {
+func (p proxyIdentity) key() string {
 	if p.ID != "" {
 		return p.ID
 	}

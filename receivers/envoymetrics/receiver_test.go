@@ -375,14 +375,14 @@ func TestProxyFromNode(t *testing.T) {
 	tests := []struct {
 		name string
 		node *corev3.Node
-		want Proxy
+		want proxyIdentity
 	}{
 		{"istio metadata", istioNode(t, "reviews-v2-abc", "bookinfo", "reviews"),
-			Proxy{ID: "sidecar~10.1.2.3~reviews-v2-abc.bookinfo~bookinfo.svc.cluster.local", Service: "reviews", Namespace: "bookinfo", Instance: "reviews-v2-abc", Workload: "reviews-v1"}},
+			proxyIdentity{ID: "sidecar~10.1.2.3~reviews-v2-abc.bookinfo~bookinfo.svc.cluster.local", Service: "reviews", Namespace: "bookinfo", Instance: "reviews-v2-abc", Workload: "reviews-v1"}},
 		{"istio id and cluster only", &corev3.Node{Id: "sidecar~10.0.0.1~ratings-v1-x.default~default.svc.cluster.local", Cluster: "ratings.default"},
-			Proxy{ID: "sidecar~10.0.0.1~ratings-v1-x.default~default.svc.cluster.local", Service: "ratings", Namespace: "default", Instance: "ratings-v1-x"}},
+			proxyIdentity{ID: "sidecar~10.0.0.1~ratings-v1-x.default~default.svc.cluster.local", Service: "ratings", Namespace: "default", Instance: "ratings-v1-x"}},
 		{"plain envoy", &corev3.Node{Id: "edge-1", Cluster: "front-proxy"},
-			Proxy{ID: "edge-1", Service: "front-proxy", Instance: "edge-1"}},
+			proxyIdentity{ID: "edge-1", Service: "front-proxy", Instance: "edge-1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

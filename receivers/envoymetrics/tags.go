@@ -6,8 +6,8 @@ import (
 	"strings"
 )
 
-// Tag is one label extracted from an Envoy stat name.
-type Tag struct {
+// tag is one label extracted from an Envoy stat name.
+type tag struct {
 	Name, Value string
 }
 
@@ -108,9 +108,9 @@ type span struct{ start, end int }
 
 // Extract returns the Prometheus metric name of the stat and the tags
 // extracted from it (with Prometheus-safe label names), in a stable order.
-func (x *tagExtractor) Extract(stat string) (string, []Tag) {
+func (x *tagExtractor) Extract(stat string) (string, []tag) {
 	var (
-		tags []Tag
+		tags []tag
 		cut  []span
 	)
 	seen := map[string]bool{}
@@ -124,7 +124,7 @@ func (x *tagExtractor) Extract(stat string) (string, []Tag) {
 				continue
 			}
 			seen[name] = true
-			tags = append(tags, Tag{Name: name, Value: rest[m[4]:m[5]]})
+			tags = append(tags, tag{Name: name, Value: rest[m[4]:m[5]]})
 			cut = append(cut, span{m[0], m[1]})
 		}
 		base := strings.Trim(removeSpans(rest, cut), "._")
@@ -150,7 +150,7 @@ func (x *tagExtractor) Extract(stat string) (string, []Tag) {
 			vs, ve = m[4], m[5]
 		}
 		seen[r.name] = true
-		tags = append(tags, Tag{Name: sanitizeLabelName(r.name), Value: stat[vs:ve]})
+		tags = append(tags, tag{Name: sanitizeLabelName(r.name), Value: stat[vs:ve]})
 		cut = append(cut, span{m[2], m[3]})
 	}
 	// Istio's in-name tags may also appear on non-custom stats when a
@@ -162,7 +162,7 @@ func (x *tagExtractor) Extract(stat string) (string, []Tag) {
 				continue
 			}
 			seen[name] = true
-			tags = append(tags, Tag{Name: name, Value: stat[m[4]:m[5]]})
+			tags = append(tags, tag{Name: name, Value: stat[m[4]:m[5]]})
 			cut = append(cut, span{m[0], m[1]})
 		}
 	}
