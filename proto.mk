@@ -15,7 +15,9 @@ proto-tools:
 	GOBIN=$(PROTO_GOBIN) GOFLAGS=-mod=mod go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
 proto: proto-tools
-	PATH=$(PROTO_GOBIN):$$PATH protoc -I $(MESHREPORT_PROTO_DIR) \
+	# -I . registers the files under their repository paths, which no
+	# other package's protos can collide with in the global registry.
+	PATH=$(PROTO_GOBIN):$$PATH protoc -I . \
 		--go_out=. --go_opt=module=github.com/meshlens/meshlens \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/meshlens/meshlens \
 		$(MESHREPORT_PROTO_DIR)/common.proto $(MESHREPORT_PROTO_DIR)/service-mesh.proto

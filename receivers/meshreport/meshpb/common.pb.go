@@ -7,7 +7,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: common.proto
+// source: receivers/meshreport/proto/common.proto
 
 package meshpb
 
@@ -61,11 +61,11 @@ func (x DetectPoint) String() string {
 }
 
 func (DetectPoint) Descriptor() protoreflect.EnumDescriptor {
-	return file_common_proto_enumTypes[0].Descriptor()
+	return file_receivers_meshreport_proto_common_proto_enumTypes[0].Descriptor()
 }
 
 func (DetectPoint) Type() protoreflect.EnumType {
-	return &file_common_proto_enumTypes[0]
+	return &file_receivers_meshreport_proto_common_proto_enumTypes[0]
 }
 
 func (x DetectPoint) Number() protoreflect.EnumNumber {
@@ -74,7 +74,7 @@ func (x DetectPoint) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DetectPoint.Descriptor instead.
 func (DetectPoint) EnumDescriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{0}
+	return file_receivers_meshreport_proto_common_proto_rawDescGZIP(), []int{0}
 }
 
 // KeyStringValuePair is a free-form property, used for instance properties.
@@ -88,7 +88,7 @@ type KeyStringValuePair struct {
 
 func (x *KeyStringValuePair) Reset() {
 	*x = KeyStringValuePair{}
-	mi := &file_common_proto_msgTypes[0]
+	mi := &file_receivers_meshreport_proto_common_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +100,7 @@ func (x *KeyStringValuePair) String() string {
 func (*KeyStringValuePair) ProtoMessage() {}
 
 func (x *KeyStringValuePair) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[0]
+	mi := &file_receivers_meshreport_proto_common_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +113,7 @@ func (x *KeyStringValuePair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyStringValuePair.ProtoReflect.Descriptor instead.
 func (*KeyStringValuePair) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{0}
+	return file_receivers_meshreport_proto_common_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *KeyStringValuePair) GetKey() string {
@@ -142,7 +142,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_common_proto_msgTypes[1]
+	mi := &file_receivers_meshreport_proto_common_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +154,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[1]
+	mi := &file_receivers_meshreport_proto_common_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +167,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{1}
+	return file_receivers_meshreport_proto_common_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Command) GetCommand() string {
@@ -194,7 +194,7 @@ type Commands struct {
 
 func (x *Commands) Reset() {
 	*x = Commands{}
-	mi := &file_common_proto_msgTypes[2]
+	mi := &file_receivers_meshreport_proto_common_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +206,7 @@ func (x *Commands) String() string {
 func (*Commands) ProtoMessage() {}
 
 func (x *Commands) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[2]
+	mi := &file_receivers_meshreport_proto_common_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +219,7 @@ func (x *Commands) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commands.ProtoReflect.Descriptor instead.
 func (*Commands) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{2}
+	return file_receivers_meshreport_proto_common_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Commands) GetCommands() []*Command {
@@ -229,11 +229,11 @@ func (x *Commands) GetCommands() []*Command {
 	return nil
 }
 
-var File_common_proto protoreflect.FileDescriptor
+var File_receivers_meshreport_proto_common_proto protoreflect.FileDescriptor
 
-const file_common_proto_rawDesc = "" +
+const file_receivers_meshreport_proto_common_proto_rawDesc = "" +
 	"\n" +
-	"\fcommon.proto\x12\rskywalking.v3\"<\n" +
+	"'receivers/meshreport/proto/common.proto\x12\rskywalking.v3\"<\n" +
 	"\x12KeyStringValuePair\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"Z\n" +
@@ -250,26 +250,26 @@ const file_common_proto_rawDesc = "" +
 	"\x05proxy\x10\x02B:Z8github.com/meshlens/meshlens/receivers/meshreport/meshpbb\x06proto3"
 
 var (
-	file_common_proto_rawDescOnce sync.Once
-	file_common_proto_rawDescData []byte
+	file_receivers_meshreport_proto_common_proto_rawDescOnce sync.Once
+	file_receivers_meshreport_proto_common_proto_rawDescData []byte
 )
 
-func file_common_proto_rawDescGZIP() []byte {
-	file_common_proto_rawDescOnce.Do(func() {
-		file_common_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_common_proto_rawDesc), len(file_common_proto_rawDesc)))
+func file_receivers_meshreport_proto_common_proto_rawDescGZIP() []byte {
+	file_receivers_meshreport_proto_common_proto_rawDescOnce.Do(func() {
+		file_receivers_meshreport_proto_common_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_receivers_meshreport_proto_common_proto_rawDesc), len(file_receivers_meshreport_proto_common_proto_rawDesc)))
 	})
-	return file_common_proto_rawDescData
+	return file_receivers_meshreport_proto_common_proto_rawDescData
 }
 
-var file_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
-var file_common_proto_goTypes = []any{
+var file_receivers_meshreport_proto_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_receivers_meshreport_proto_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_receivers_meshreport_proto_common_proto_goTypes = []any{
 	(DetectPoint)(0),           // 0: skywalking.v3.DetectPoint
 	(*KeyStringValuePair)(nil), // 1: skywalking.v3.KeyStringValuePair
 	(*Command)(nil),            // 2: skywalking.v3.Command
 	(*Commands)(nil),           // 3: skywalking.v3.Commands
 }
-var file_common_proto_depIdxs = []int32{
+var file_receivers_meshreport_proto_common_proto_depIdxs = []int32{
 	1, // 0: skywalking.v3.Command.args:type_name -> skywalking.v3.KeyStringValuePair
 	2, // 1: skywalking.v3.Commands.commands:type_name -> skywalking.v3.Command
 	2, // [2:2] is the sub-list for method output_type
@@ -279,27 +279,27 @@ var file_common_proto_depIdxs = []int32{
 	0, // [0:2] is the sub-list for field type_name
 }
 
-func init() { file_common_proto_init() }
-func file_common_proto_init() {
-	if File_common_proto != nil {
+func init() { file_receivers_meshreport_proto_common_proto_init() }
+func file_receivers_meshreport_proto_common_proto_init() {
+	if File_receivers_meshreport_proto_common_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_common_proto_rawDesc), len(file_common_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_receivers_meshreport_proto_common_proto_rawDesc), len(file_receivers_meshreport_proto_common_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_common_proto_goTypes,
-		DependencyIndexes: file_common_proto_depIdxs,
-		EnumInfos:         file_common_proto_enumTypes,
-		MessageInfos:      file_common_proto_msgTypes,
+		GoTypes:           file_receivers_meshreport_proto_common_proto_goTypes,
+		DependencyIndexes: file_receivers_meshreport_proto_common_proto_depIdxs,
+		EnumInfos:         file_receivers_meshreport_proto_common_proto_enumTypes,
+		MessageInfos:      file_receivers_meshreport_proto_common_proto_msgTypes,
 	}.Build()
-	File_common_proto = out.File
-	file_common_proto_goTypes = nil
-	file_common_proto_depIdxs = nil
+	File_receivers_meshreport_proto_common_proto = out.File
+	file_receivers_meshreport_proto_common_proto_goTypes = nil
+	file_receivers_meshreport_proto_common_proto_depIdxs = nil
 }

@@ -12,7 +12,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: service-mesh.proto
+// source: receivers/meshreport/proto/service-mesh.proto
 
 package meshpb
 
@@ -62,11 +62,11 @@ func (x Protocol) String() string {
 }
 
 func (Protocol) Descriptor() protoreflect.EnumDescriptor {
-	return file_service_mesh_proto_enumTypes[0].Descriptor()
+	return file_receivers_meshreport_proto_service_mesh_proto_enumTypes[0].Descriptor()
 }
 
 func (Protocol) Type() protoreflect.EnumType {
-	return &file_service_mesh_proto_enumTypes[0]
+	return &file_receivers_meshreport_proto_service_mesh_proto_enumTypes[0]
 }
 
 func (x Protocol) Number() protoreflect.EnumNumber {
@@ -75,7 +75,7 @@ func (x Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Protocol.Descriptor instead.
 func (Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_service_mesh_proto_rawDescGZIP(), []int{0}
+	return file_receivers_meshreport_proto_service_mesh_proto_rawDescGZIP(), []int{0}
 }
 
 // ServiceMeshMetrics is one batch: either HTTP (and gRPC) calls, or TCP
@@ -93,7 +93,7 @@ type ServiceMeshMetrics struct {
 
 func (x *ServiceMeshMetrics) Reset() {
 	*x = ServiceMeshMetrics{}
-	mi := &file_service_mesh_proto_msgTypes[0]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -105,7 +105,7 @@ func (x *ServiceMeshMetrics) String() string {
 func (*ServiceMeshMetrics) ProtoMessage() {}
 
 func (x *ServiceMeshMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_service_mesh_proto_msgTypes[0]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -118,7 +118,7 @@ func (x *ServiceMeshMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceMeshMetrics.ProtoReflect.Descriptor instead.
 func (*ServiceMeshMetrics) Descriptor() ([]byte, []int) {
-	return file_service_mesh_proto_rawDescGZIP(), []int{0}
+	return file_receivers_meshreport_proto_service_mesh_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *ServiceMeshMetrics) GetMetrics() isServiceMeshMetrics_Metrics {
@@ -194,7 +194,7 @@ type HTTPServiceMeshMetric struct {
 
 func (x *HTTPServiceMeshMetric) Reset() {
 	*x = HTTPServiceMeshMetric{}
-	mi := &file_service_mesh_proto_msgTypes[1]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +206,7 @@ func (x *HTTPServiceMeshMetric) String() string {
 func (*HTTPServiceMeshMetric) ProtoMessage() {}
 
 func (x *HTTPServiceMeshMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_service_mesh_proto_msgTypes[1]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +219,7 @@ func (x *HTTPServiceMeshMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServiceMeshMetric.ProtoReflect.Descriptor instead.
 func (*HTTPServiceMeshMetric) Descriptor() ([]byte, []int) {
-	return file_service_mesh_proto_rawDescGZIP(), []int{1}
+	return file_receivers_meshreport_proto_service_mesh_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *HTTPServiceMeshMetric) GetStartTime() int64 {
@@ -358,7 +358,7 @@ type HTTPServiceMeshMetrics struct {
 
 func (x *HTTPServiceMeshMetrics) Reset() {
 	*x = HTTPServiceMeshMetrics{}
-	mi := &file_service_mesh_proto_msgTypes[2]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +370,7 @@ func (x *HTTPServiceMeshMetrics) String() string {
 func (*HTTPServiceMeshMetrics) ProtoMessage() {}
 
 func (x *HTTPServiceMeshMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_service_mesh_proto_msgTypes[2]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +383,7 @@ func (x *HTTPServiceMeshMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServiceMeshMetrics.ProtoReflect.Descriptor instead.
 func (*HTTPServiceMeshMetrics) Descriptor() ([]byte, []int) {
-	return file_service_mesh_proto_rawDescGZIP(), []int{2}
+	return file_receivers_meshreport_proto_service_mesh_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HTTPServiceMeshMetrics) GetMetrics() []*HTTPServiceMeshMetric {
@@ -417,7 +417,7 @@ type TCPServiceMeshMetric struct {
 
 func (x *TCPServiceMeshMetric) Reset() {
 	*x = TCPServiceMeshMetric{}
-	mi := &file_service_mesh_proto_msgTypes[3]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +429,7 @@ func (x *TCPServiceMeshMetric) String() string {
 func (*TCPServiceMeshMetric) ProtoMessage() {}
 
 func (x *TCPServiceMeshMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_service_mesh_proto_msgTypes[3]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +442,7 @@ func (x *TCPServiceMeshMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TCPServiceMeshMetric.ProtoReflect.Descriptor instead.
 func (*TCPServiceMeshMetric) Descriptor() ([]byte, []int) {
-	return file_service_mesh_proto_rawDescGZIP(), []int{3}
+	return file_receivers_meshreport_proto_service_mesh_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TCPServiceMeshMetric) GetStartTime() int64 {
@@ -560,7 +560,7 @@ type TCPServiceMeshMetrics struct {
 
 func (x *TCPServiceMeshMetrics) Reset() {
 	*x = TCPServiceMeshMetrics{}
-	mi := &file_service_mesh_proto_msgTypes[4]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +572,7 @@ func (x *TCPServiceMeshMetrics) String() string {
 func (*TCPServiceMeshMetrics) ProtoMessage() {}
 
 func (x *TCPServiceMeshMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_service_mesh_proto_msgTypes[4]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +585,7 @@ func (x *TCPServiceMeshMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TCPServiceMeshMetrics.ProtoReflect.Descriptor instead.
 func (*TCPServiceMeshMetrics) Descriptor() ([]byte, []int) {
-	return file_service_mesh_proto_rawDescGZIP(), []int{4}
+	return file_receivers_meshreport_proto_service_mesh_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TCPServiceMeshMetrics) GetMetrics() []*TCPServiceMeshMetric {
@@ -604,7 +604,7 @@ type MeshProbeDownstream struct {
 
 func (x *MeshProbeDownstream) Reset() {
 	*x = MeshProbeDownstream{}
-	mi := &file_service_mesh_proto_msgTypes[5]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +616,7 @@ func (x *MeshProbeDownstream) String() string {
 func (*MeshProbeDownstream) ProtoMessage() {}
 
 func (x *MeshProbeDownstream) ProtoReflect() protoreflect.Message {
-	mi := &file_service_mesh_proto_msgTypes[5]
+	mi := &file_receivers_meshreport_proto_service_mesh_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,14 +629,14 @@ func (x *MeshProbeDownstream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeshProbeDownstream.ProtoReflect.Descriptor instead.
 func (*MeshProbeDownstream) Descriptor() ([]byte, []int) {
-	return file_service_mesh_proto_rawDescGZIP(), []int{5}
+	return file_receivers_meshreport_proto_service_mesh_proto_rawDescGZIP(), []int{5}
 }
 
-var File_service_mesh_proto protoreflect.FileDescriptor
+var File_receivers_meshreport_proto_service_mesh_proto protoreflect.FileDescriptor
 
-const file_service_mesh_proto_rawDesc = "" +
+const file_receivers_meshreport_proto_service_mesh_proto_rawDesc = "" +
 	"\n" +
-	"\x12service-mesh.proto\x12\rskywalking.v3\x1a\fcommon.proto\"\xb2\x01\n" +
+	"-receivers/meshreport/proto/service-mesh.proto\x12\rskywalking.v3\x1a'receivers/meshreport/proto/common.proto\"\xb2\x01\n" +
 	"\x12ServiceMeshMetrics\x12I\n" +
 	"\vhttpMetrics\x18\x01 \x01(\v2%.skywalking.v3.HTTPServiceMeshMetricsH\x00R\vhttpMetrics\x12F\n" +
 	"\n" +
@@ -692,20 +692,20 @@ const file_service_mesh_proto_rawDesc = "" +
 	"\acollect\x12!.skywalking.v3.ServiceMeshMetrics\x1a\".skywalking.v3.MeshProbeDownstream\"\x00(\x01B:Z8github.com/meshlens/meshlens/receivers/meshreport/meshpbb\x06proto3"
 
 var (
-	file_service_mesh_proto_rawDescOnce sync.Once
-	file_service_mesh_proto_rawDescData []byte
+	file_receivers_meshreport_proto_service_mesh_proto_rawDescOnce sync.Once
+	file_receivers_meshreport_proto_service_mesh_proto_rawDescData []byte
 )
 
-func file_service_mesh_proto_rawDescGZIP() []byte {
-	file_service_mesh_proto_rawDescOnce.Do(func() {
-		file_service_mesh_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_service_mesh_proto_rawDesc), len(file_service_mesh_proto_rawDesc)))
+func file_receivers_meshreport_proto_service_mesh_proto_rawDescGZIP() []byte {
+	file_receivers_meshreport_proto_service_mesh_proto_rawDescOnce.Do(func() {
+		file_receivers_meshreport_proto_service_mesh_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_receivers_meshreport_proto_service_mesh_proto_rawDesc), len(file_receivers_meshreport_proto_service_mesh_proto_rawDesc)))
 	})
-	return file_service_mesh_proto_rawDescData
+	return file_receivers_meshreport_proto_service_mesh_proto_rawDescData
 }
 
-var file_service_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_service_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
-var file_service_mesh_proto_goTypes = []any{
+var file_receivers_meshreport_proto_service_mesh_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_receivers_meshreport_proto_service_mesh_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_receivers_meshreport_proto_service_mesh_proto_goTypes = []any{
 	(Protocol)(0),                  // 0: skywalking.v3.Protocol
 	(*ServiceMeshMetrics)(nil),     // 1: skywalking.v3.ServiceMeshMetrics
 	(*HTTPServiceMeshMetric)(nil),  // 2: skywalking.v3.HTTPServiceMeshMetric
@@ -716,7 +716,7 @@ var file_service_mesh_proto_goTypes = []any{
 	(DetectPoint)(0),               // 7: skywalking.v3.DetectPoint
 	(*KeyStringValuePair)(nil),     // 8: skywalking.v3.KeyStringValuePair
 }
-var file_service_mesh_proto_depIdxs = []int32{
+var file_receivers_meshreport_proto_service_mesh_proto_depIdxs = []int32{
 	3,  // 0: skywalking.v3.ServiceMeshMetrics.httpMetrics:type_name -> skywalking.v3.HTTPServiceMeshMetrics
 	5,  // 1: skywalking.v3.ServiceMeshMetrics.tcpMetrics:type_name -> skywalking.v3.TCPServiceMeshMetrics
 	0,  // 2: skywalking.v3.HTTPServiceMeshMetric.protocol:type_name -> skywalking.v3.Protocol
@@ -737,13 +737,13 @@ var file_service_mesh_proto_depIdxs = []int32{
 	0,  // [0:11] is the sub-list for field type_name
 }
 
-func init() { file_service_mesh_proto_init() }
-func file_service_mesh_proto_init() {
-	if File_service_mesh_proto != nil {
+func init() { file_receivers_meshreport_proto_service_mesh_proto_init() }
+func file_receivers_meshreport_proto_service_mesh_proto_init() {
+	if File_receivers_meshreport_proto_service_mesh_proto != nil {
 		return
 	}
-	file_common_proto_init()
-	file_service_mesh_proto_msgTypes[0].OneofWrappers = []any{
+	file_receivers_meshreport_proto_common_proto_init()
+	file_receivers_meshreport_proto_service_mesh_proto_msgTypes[0].OneofWrappers = []any{
 		(*ServiceMeshMetrics_HttpMetrics)(nil),
 		(*ServiceMeshMetrics_TcpMetrics)(nil),
 	}
@@ -751,18 +751,18 @@ func file_service_mesh_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_service_mesh_proto_rawDesc), len(file_service_mesh_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_receivers_meshreport_proto_service_mesh_proto_rawDesc), len(file_receivers_meshreport_proto_service_mesh_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_service_mesh_proto_goTypes,
-		DependencyIndexes: file_service_mesh_proto_depIdxs,
-		EnumInfos:         file_service_mesh_proto_enumTypes,
-		MessageInfos:      file_service_mesh_proto_msgTypes,
+		GoTypes:           file_receivers_meshreport_proto_service_mesh_proto_goTypes,
+		DependencyIndexes: file_receivers_meshreport_proto_service_mesh_proto_depIdxs,
+		EnumInfos:         file_receivers_meshreport_proto_service_mesh_proto_enumTypes,
+		MessageInfos:      file_receivers_meshreport_proto_service_mesh_proto_msgTypes,
 	}.Build()
-	File_service_mesh_proto = out.File
-	file_service_mesh_proto_goTypes = nil
-	file_service_mesh_proto_depIdxs = nil
+	File_receivers_meshreport_proto_service_mesh_proto = out.File
+	file_receivers_meshreport_proto_service_mesh_proto_goTypes = nil
+	file_receivers_meshreport_proto_service_mesh_proto_depIdxs = nil
 }

@@ -12,7 +12,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.2
 // - protoc             v3.21.12
-// source: service-mesh.proto
+// source: receivers/meshreport/proto/service-mesh.proto
 
 package meshpb
 
@@ -125,5 +125,5 @@ var ServiceMeshMetricService_ServiceDesc = grpc.ServiceDesc{
 			ClientStreams: true,
 		},
 	},
-	Metadata: "service-mesh.proto",
+	Metadata: "receivers/meshreport/proto/service-mesh.proto",
 }
