@@ -68,10 +68,11 @@ func (r *Receiver) Register(s *grpc.Server) {
 }
 
 // Collect reads the stream to its end. Each message's valid metrics go to
-// the next stage as one batch; invalid ones (and a message that holds no
-// metrics, or more than Config.MaxMetricsPerMessage) are counted, logged
-// with the field at fault, and skipped. A pipeline error ends the stream with the
-// status pipeline.GRPCStatus gives it, so the probe knows whether to retry.
+// the next stage as one batch; invalid ones (and a whole message over
+// Config.MaxMetricsPerMessage, or a legacy metric that does not decode) are
+// counted, logged with the field at fault, and skipped; an empty message is
+// ignored. A pipeline error ends the stream with the status
+// pipeline.GRPCStatus gives it, so the probe knows whether to retry.
 func (r *Receiver) Collect(stream grpc.ClientStreamingServer[meshpb.ServiceMeshMetrics, meshpb.MeshProbeDownstream]) error {
 	ctx := stream.Context()
 	var calls []model.Call
