@@ -33,7 +33,7 @@ func (s *Server) buildComponents(ctx context.Context) error {
 	}
 
 	prom := promapi.New(promapi.Options{
-		Queryable:    s.metrics,
+		Queryable:    s.queryable,
 		Logger:       s.logger.With("component", "promapi"),
 		Registerer:   s.reg,
 		QueryTimeout: s.cfg.Query.Timeout,
@@ -48,7 +48,7 @@ func (s *Server) buildComponents(ctx context.Context) error {
 	s.closers = append(s.closers, func(context.Context) error { return prom.Close() })
 	topology.New(topology.Options{
 		Engine:    prom.Engine(),
-		Queryable: s.metrics,
+		Queryable: s.queryable,
 		Logger:    s.logger.With("component", "topology"),
 	}).Register(s.mux)
 	return nil

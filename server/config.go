@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshlens/meshlens/processors/redmetrics"
 	"github.com/meshlens/meshlens/receivers/envoyals"
+	"github.com/meshlens/meshlens/storage/downsample"
 	"github.com/meshlens/meshlens/storage/metricstore"
 	"github.com/meshlens/meshlens/storage/remotewrite"
 )
@@ -71,6 +72,9 @@ type StorageConfig struct {
 type MetricsStorageConfig struct {
 	Retention time.Duration `yaml:"retention"`
 	MaxBytes  int64         `yaml:"max_bytes"`
+	// Downsample keeps coarser copies for longer and serves them
+	// transparently for ranges the raw samples no longer cover.
+	Downsample downsample.Config `yaml:"downsample"`
 }
 
 // TraceStorageConfig bounds the embedded trace store.
@@ -154,7 +158,7 @@ func DefaultConfig() Config {
 		},
 		Storage: StorageConfig{
 			Path:    "./data",
-			Metrics: MetricsStorageConfig{Retention: 7 * 24 * time.Hour},
+			Metrics: MetricsStorageConfig{Retention: 7 * 24 * time.Hour, Downsample: downsample.DefaultConfig()},
 			Traces:  TraceStorageConfig{Retention: 72 * time.Hour, MaxBytes: 10 << 30},
 		},
 		Pipeline: PipelineConfig{
@@ -205,6 +209,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("storage.path: must name a directory"))
 	}
 	if err := c.MetricStore().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Storage.Metrics.Downsample.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Storage.RemoteWrite.Validate(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/meshlens/meshlens/model"
 	"github.com/meshlens/meshlens/pipeline"
 	"github.com/meshlens/meshlens/processors/redmetrics"
+	"github.com/meshlens/meshlens/storage/downsample"
 	"github.com/meshlens/meshlens/storage/metricstore"
 	"github.com/meshlens/meshlens/storage/remotewrite"
 )
@@ -38,9 +40,13 @@ type Server struct {
 	metrics *metricstore.Store
 	// app is where every writer appends: the TSDB, teed to remote write
 	// when configured.
-	app   storage.Appendable
-	agg   *redmetrics.Aggregator
-	queue *pipeline.Queue
+	app storage.Appendable
+	// queryable is what every query reads: the TSDB, with downsampled
+	// levels behind it when enabled.
+	queryable  storage.Queryable
+	downsample *downsample.Store
+	agg        *redmetrics.Aggregator
+	queue      *pipeline.Queue
 
 	grpcServer *grpc.Server
 	mux        *http.ServeMux
@@ -48,6 +54,7 @@ type Server struct {
 	listeners  []boundListener
 
 	stopDemo context.CancelFunc
+	cancel   context.CancelFunc // stops the background loops
 
 	closers []func(context.Context) error // run in reverse order after the pipeline drained
 	ready   atomic.Bool
@@ -89,6 +96,17 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 		return nil, err
 	}
 	s.closers = append(s.closers, func(context.Context) error { return s.metrics.Close() })
+
+	s.queryable = s.metrics
+	if ds := cfg.Storage.Metrics.Downsample; ds.Enabled && len(ds.Levels) > 0 {
+		s.downsample, err = downsample.Open(ds, filepath.Join(cfg.Storage.Path, "metrics-downsampled"), s.metrics,
+			cfg.Storage.Metrics.Retention, logger, s.reg)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, func(context.Context) error { return s.downsample.Close() })
+		s.queryable = s.downsample
+	}
 
 	restore, err := s.metrics.LastValues(ctx, redmetrics.SeriesPattern, 24*time.Hour)
 	if err != nil {
@@ -163,6 +181,8 @@ func (s *Server) routes() {
 // Start binds every listener and starts serving. It returns once all
 // listeners are bound, logging one line per listener.
 func (s *Server) Start(ctx context.Context) error {
+	// Background loops end with Shutdown, whatever happens to the caller's ctx.
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.queue.Start()
 	bind := func(proto, name, addr, what string) (net.Listener, error) {
 		if addr == "" {
@@ -203,6 +223,13 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.agg.Run(ctx)
 	}()
+	if s.downsample != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.downsample.Run(ctx)
+		}()
+	}
 	s.startBackground(ctx)
 	s.ready.Store(true)
 	return nil
@@ -258,10 +285,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.queue.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
 	if err := s.agg.Flush(ctx, time.Now()); err != nil {
 		errs = append(errs, fmt.Errorf("final flush: %w", err))
 	}
-	s.wg.Wait()
 	errs = append(errs, s.closeAll(ctx))
 	return errors.Join(errs...)
 }
