@@ -195,6 +195,11 @@ func (c *CurrentConfig) addVirtualService(doc []byte, file string) error {
 	if err := yaml.Unmarshal(doc, &vs); err != nil {
 		return err
 	}
+	c.addVS(&vs, file)
+	return nil
+}
+
+func (c *CurrentConfig) addVS(vs *networkingv1.VirtualService, file string) {
 	res := vs.Namespace + "/" + vs.Name
 	for _, r := range vs.Spec.GetHttp() {
 		for _, d := range r.GetRoute() {
@@ -222,7 +227,6 @@ func (c *CurrentConfig) addVirtualService(doc []byte, file string) error {
 			c.Routes[k] = rs
 		}
 	}
-	return nil
 }
 
 func (c *CurrentConfig) addDestinationRule(doc []byte, file string) error {
@@ -230,6 +234,11 @@ func (c *CurrentConfig) addDestinationRule(doc []byte, file string) error {
 	if err := yaml.Unmarshal(doc, &dr); err != nil {
 		return err
 	}
+	c.addDR(&dr, file)
+	return nil
+}
+
+func (c *CurrentConfig) addDR(dr *networkingv1.DestinationRule, file string) {
 	tp := dr.Spec.GetTrafficPolicy()
 	ps := &PolicySetting{Resource: dr.Namespace + "/" + dr.Name, File: file}
 	if od := tp.GetOutlierDetection(); od != nil {
@@ -245,7 +254,6 @@ func (c *CurrentConfig) addDestinationRule(doc []byte, file string) error {
 	}
 	ps.HTTP2MaxRequests = int(tp.GetConnectionPool().GetHttp().GetHttp2MaxRequests())
 	c.Policies[hostKey(dr.Spec.GetHost(), dr.Namespace)] = ps
-	return nil
 }
 
 // addEnvoyFilter reads local rate limits: any patch value holding a
@@ -256,6 +264,10 @@ func (c *CurrentConfig) addEnvoyFilter(doc []byte, file string) error {
 	if err := yaml.Unmarshal(doc, &ef); err != nil {
 		return err
 	}
+	return c.addEF(&ef, file)
+}
+
+func (c *CurrentConfig) addEF(ef *networkingv1alpha3.EnvoyFilter, file string) error {
 	app := ef.Spec.GetWorkloadSelector().GetLabels()["app"]
 	if app == "" {
 		return nil
