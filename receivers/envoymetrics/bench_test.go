@@ -54,7 +54,7 @@ func BenchmarkConvertAppend(b *testing.B) {
 	r := New(Config{}, nopAppendable{}, nil, nil)
 	p := proxyFromNode(&corev3.Node{Id: "sidecar~10.0.0.1~productpage-v1-x.default~default.svc.cluster.local", Cluster: "productpage.default"})
 	ps := r.limiter.acquire(p.key())
-	conv := newConverter(r.x, p, 80000, 8192)
+	conv := newConverter(r.names, p, 8192)
 	msg, n := typicalMessage(1700000000000)
 	log := r.logger
 	b.ReportAllocs()
@@ -89,7 +89,7 @@ func BenchmarkAppendTSDB(b *testing.B) {
 	r := New(Config{}, db, nil, nil)
 	p := proxyFromNode(&corev3.Node{Id: "sidecar~10.0.0.1~productpage-v1-x.default~default.svc.cluster.local", Cluster: "productpage.default"})
 	ps := r.limiter.acquire(p.key())
-	conv := newConverter(r.x, p, 80000, 8192)
+	conv := newConverter(r.names, p, 8192)
 	ts := time.Now().Add(-time.Hour).UnixMilli()
 	msg, n := typicalMessage(ts)
 	b.ReportAllocs()

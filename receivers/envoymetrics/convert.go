@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
@@ -16,36 +17,81 @@ import (
 // emitter itself and return nil.
 type emitFunc func(l labels.Labels, t int64, v float64) error
 
-// converter turns MetricFamilies from one proxy into samples. It caches the
-// tag extraction of stat names, because a proxy sends the same few
-// thousand names at every flush; it is used by one stream at a time.
+// converter turns MetricFamilies from one proxy into samples. It is used by
+// one stream at a time.
 type converter struct {
-	x        *tagExtractor
-	proxy    []labels.Label
-	cache    map[string]cachedName
-	maxCache int
-	maxName  int
-	sb       labels.ScratchBuilder
-	names    []string
+	names   *nameCache
+	proxy   []labels.Label // sorted
+	maxName int
+	sb      labels.ScratchBuilder
+	scratch []labels.Label
+	seen    []string
 }
 
+// cachedName is the tag extraction of one stat name.
 type cachedName struct {
 	name string
 	tags []tag
-	// base is the proxy labels and tags, deduplicated and sorted, for the
-	// common case of a metric without labels of its own.
-	base []labels.Label
+	// sortedTags are the tags as labels, deduplicated and sorted by name,
+	// for the common case of a metric without labels of its own.
+	sortedTags []labels.Label
 }
 
-func newConverter(x *tagExtractor, p proxyIdentity, maxCache, maxName int) *converter {
-	c := &converter{x: x, cache: map[string]cachedName{}, maxCache: maxCache, maxName: maxName,
-		sb: labels.NewScratchBuilder(16)}
+// nameCache holds tag extractions for all streams: proxies send the same
+// few thousand names at every flush, and most names recur across the
+// proxies of a mesh, so one shared, bounded cache saves both the regexes
+// and the memory of a cache per proxy.
+type nameCache struct {
+	x   *tagExtractor
+	max int
+	mu  sync.RWMutex
+	m   map[string]*cachedName
+}
+
+func newNameCache(x *tagExtractor, max int) *nameCache {
+	return &nameCache{x: x, max: max, m: map[string]*cachedName{}}
+}
+
+func (nc *nameCache) get(stat string) *cachedName {
+	nc.mu.RLock()
+	cn := nc.m[stat]
+	nc.mu.RUnlock()
+	if cn != nil {
+		return cn
+	}
+	name, tags := nc.x.Extract(stat)
+	cn = &cachedName{name: name, tags: tags, sortedTags: sortedTagLabels(tags)}
+	nc.mu.Lock()
+	if len(nc.m) >= nc.max {
+		// Crude but bounded: names that churn past the cache size just
+		// pay for extraction again.
+		clear(nc.m)
+	}
+	nc.m[strings.Clone(stat)] = cn
+	nc.mu.Unlock()
+	return cn
+}
+
+func sortedTagLabels(tags []tag) []labels.Label {
+	out := make([]labels.Label, 0, len(tags))
+	for _, t := range tags {
+		if t.Name == labels.MetricName || slices.ContainsFunc(out, func(l labels.Label) bool { return l.Name == t.Name }) {
+			continue
+		}
+		out = append(out, labels.Label{Name: t.Name, Value: bound(t.Value)})
+	}
+	slices.SortFunc(out, func(a, b labels.Label) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func newConverter(names *nameCache, p proxyIdentity, maxName int) *converter {
+	c := &converter{names: names, maxName: maxName, sb: labels.NewScratchBuilder(16)}
 	for _, l := range []labels.Label{
-		{Name: LabelService, Value: p.Service}, {Name: LabelNamespace, Value: p.Namespace},
-		{Name: LabelInstance, Value: p.Instance}, {Name: LabelWorkload, Value: p.Workload},
+		{Name: LabelInstance, Value: p.Instance}, {Name: LabelNamespace, Value: p.Namespace},
+		{Name: LabelService, Value: p.Service}, {Name: LabelWorkload, Value: p.Workload},
 	} {
 		if l.Value != "" {
-			c.proxy = append(c.proxy, l)
+			c.proxy = append(c.proxy, l) // already in name order
 		}
 	}
 	return c
@@ -54,21 +100,6 @@ func newConverter(x *tagExtractor, p proxyIdentity, maxCache, maxName int) *conv
 // errMalformed marks a metric that cannot be stored; the family's other
 // metrics are kept.
 var errMalformed = errors.New("malformed metric")
-
-func (c *converter) extract(stat string) cachedName {
-	if cn, ok := c.cache[stat]; ok {
-		return cn
-	}
-	name, tags := c.x.Extract(stat)
-	cn := cachedName{name: name, tags: tags, base: c.baseLabels(tags)}
-	if len(c.cache) >= c.maxCache {
-		// Crude but bounded: a proxy whose names churn past the cache size
-		// just pays for extraction again.
-		clear(c.cache)
-	}
-	c.cache[stat] = cn
-	return cn
-}
 
 // family converts one MetricFamily. It returns how many metrics were
 // malformed (and skipped) with the first such error, or a storage error
@@ -83,14 +114,14 @@ func (c *converter) family(mf *dto.MetricFamily, defaultTs int64, emit emitFunc)
 	}
 	// With emit_tags_as_labels Envoy sends the tag-extracted name and the
 	// tags as labels: extracting again would misread the shortened name.
-	var cn cachedName
+	var cn *cachedName
 	if hasLabels(mf) {
-		cn = cachedName{name: sanitizeMetricName("envoy_" + stat)}
-		if rest, ok := c.x.customNamespace(stat); ok {
+		cn = &cachedName{name: sanitizeMetricName("envoy_" + stat)}
+		if rest, ok := c.names.x.customNamespace(stat); ok {
 			cn.name = sanitizeMetricName(rest)
 		}
 	} else {
-		cn = c.extract(stat)
+		cn = c.names.get(stat)
 	}
 	for _, m := range mf.GetMetric() {
 		ts := m.GetTimestampMs()
@@ -119,7 +150,7 @@ func hasLabels(mf *dto.MetricFamily) bool {
 	return false
 }
 
-func (c *converter) metric(typ dto.MetricType, cn cachedName, m *dto.Metric, ts int64, emit emitFunc) error {
+func (c *converter) metric(typ dto.MetricType, cn *cachedName, m *dto.Metric, ts int64, emit emitFunc) error {
 	switch typ {
 	case dto.MetricType_COUNTER:
 		if m.GetCounter() == nil {
@@ -194,19 +225,19 @@ func (c *converter) metric(typ dto.MetricType, cn cachedName, m *dto.Metric, ts 
 // name repeats, the earlier source wins, except that a metric label that
 // would hide a proxy label is kept as exported_<name>, as Prometheus does
 // for scraped labels that clash with target labels.
-func (c *converter) labels(cn cachedName, m *dto.Metric, name, extraName, extraValue string) labels.Labels {
-	if len(m.GetLabel()) == 0 && cn.base != nil {
-		return c.fastLabels(cn.base, name, extraName, extraValue)
+func (c *converter) labels(cn *cachedName, m *dto.Metric, name, extraName, extraValue string) labels.Labels {
+	if len(m.GetLabel()) == 0 && cn.sortedTags != nil {
+		return c.fastLabels(c.withProxy(cn.sortedTags), name, extraName, extraValue)
 	}
 	c.sb.Reset()
-	c.names = c.names[:0]
+	c.seen = c.seen[:0]
 	add := func(n, v string) {
-		for _, seen := range c.names {
-			if seen == n {
+		for _, s := range c.seen {
+			if s == n {
 				return
 			}
 		}
-		c.names = append(c.names, n)
+		c.seen = append(c.seen, n)
 		c.sb.Add(n, v)
 	}
 	add(labels.MetricName, name)
@@ -230,32 +261,31 @@ func (c *converter) labels(cn cachedName, m *dto.Metric, name, extraName, extraV
 	return c.sb.Labels()
 }
 
-// baseLabels merges the proxy labels and tags (proxy first on a clash),
-// sorted by name.
-func (c *converter) baseLabels(tags []tag) []labels.Label {
-	base := make([]labels.Label, 0, len(c.proxy)+len(tags))
-	base = append(base, c.proxy...)
-	for _, t := range tags {
-		if t.Name == labels.MetricName || c.isProxyLabel(t.Name) {
-			continue
-		}
-		dup := false
-		for _, b := range base {
-			if b.Name == t.Name {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			base = append(base, labels.Label{Name: t.Name, Value: bound(t.Value)})
+// withProxy merges the proxy labels and sorted tags (proxy first on a
+// clash) into the converter's scratch slice, sorted by name.
+func (c *converter) withProxy(tags []labels.Label) []labels.Label {
+	out := c.scratch[:0]
+	i, j := 0, 0
+	for i < len(c.proxy) || j < len(tags) {
+		switch {
+		case j == len(tags) || (i < len(c.proxy) && c.proxy[i].Name < tags[j].Name):
+			out = append(out, c.proxy[i])
+			i++
+		case i == len(c.proxy) || tags[j].Name < c.proxy[i].Name:
+			out = append(out, tags[j])
+			j++
+		default: // same name: the proxy's identity wins
+			out = append(out, c.proxy[i])
+			i++
+			j++
 		}
 	}
-	slices.SortFunc(base, func(a, b labels.Label) int { return strings.Compare(a.Name, b.Name) })
-	return base
+	c.scratch = out
+	return out
 }
 
 // fastLabels builds name + extra + base without sorting: base is sorted,
-// and the two extra labels are merged in place.
+// and the two extra labels are merged in place (extra wins on a clash).
 func (c *converter) fastLabels(base []labels.Label, name, extraName, extraValue string) labels.Labels {
 	c.sb.Reset()
 	pendName, pendExtra := true, extraName != ""

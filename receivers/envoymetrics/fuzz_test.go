@@ -88,7 +88,7 @@ func FuzzConvertFamily(f *testing.F) {
 		if err := proto.Unmarshal(data, &mf); err != nil {
 			return
 		}
-		c := newConverter(x, proxyFromNode(&corev3.Node{Id: "p", Cluster: "svc"}), 100, 8192)
+		c := newConverter(newNameCache(x, 100), proxyFromNode(&corev3.Node{Id: "p", Cluster: "svc"}), 8192)
 		_, _, err := c.family(&mf, 1000, func(l labels.Labels, _ int64, _ float64) error {
 			if !validMetricName(l.Get(labels.MetricName)) {
 				t.Fatalf("invalid name in %v", l)
@@ -122,16 +122,16 @@ func FuzzConvertFamily(f *testing.F) {
 // and after __name__, le and quantile.
 func TestFastLabelsMatchSlowPath(t *testing.T) {
 	x := newTagExtractor("cluster.local", []string{"istiocustom"})
-	c := newConverter(x, proxyFromNode(&corev3.Node{Id: "p", Cluster: "svc"}), 100, 8192)
+	c := newConverter(newNameCache(x, 100), proxyFromNode(&corev3.Node{Id: "p", Cluster: "svc", Metadata: nil}), 8192)
 	for _, stat := range []string{
 		"istiocustom.m.A=.=1;.;le=.=x;.;zz=.=2;.;instance=.=spoof;.;service=.=s;.;",
 		"cluster.outbound|80||a.b.svc.cluster.local.upstream_rq_200",
 		"server.live",
 	} {
-		cn := c.extract(stat)
+		cn := c.names.get(stat)
 		for _, extra := range [][2]string{{"", ""}, {"le", "1.0"}, {"quantile", "0.5"}} {
-			fast := c.fastLabels(cn.base, cn.name, extra[0], extra[1])
-			slow := c.labels(cachedName{name: cn.name, tags: cn.tags}, &dto.Metric{}, cn.name, extra[0], extra[1])
+			fast := c.labels(cn, &dto.Metric{}, cn.name, extra[0], extra[1])
+			slow := c.labels(&cachedName{name: cn.name, tags: cn.tags}, &dto.Metric{}, cn.name, extra[0], extra[1])
 			if !labels.Equal(fast, slow) {
 				t.Errorf("%s %v:\nfast %v\nslow %v", stat, extra, fast, slow)
 			}

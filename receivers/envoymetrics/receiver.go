@@ -62,6 +62,9 @@ type Config struct {
 	MaxFamiliesPerMessage int
 	// MaxStatNameLength refuses longer stat names. Default 8192.
 	MaxStatNameLength int
+	// MaxCachedNames bounds the tag-extraction cache shared by all
+	// streams. Default 200000.
+	MaxCachedNames int
 	// ClusterDomain is the Kubernetes cluster domain used to find where an
 	// Istio cluster name ends (".svc.<domain>"). Default "cluster.local".
 	ClusterDomain string
@@ -83,6 +86,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxStatNameLength <= 0 {
 		c.MaxStatNameLength = 8192
 	}
+	if c.MaxCachedNames <= 0 {
+		c.MaxCachedNames = 200000
+	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "cluster.local"
 	}
@@ -101,6 +107,7 @@ type Receiver struct {
 	tel     *pipeline.ReceiverTelemetry
 	logger  *slog.Logger
 	x       *tagExtractor
+	names   *nameCache
 	limiter *seriesLimiter
 	now     func() time.Time
 	warns   logThrottle
@@ -113,11 +120,13 @@ func New(cfg Config, app storage.Appendable, tel *pipeline.Telemetry, logger *sl
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	x := newTagExtractor(cfg.ClusterDomain, cfg.CustomNamespaces)
 	r := &Receiver{
 		cfg:     cfg,
 		app:     app,
 		logger:  logger.With("receiver", "envoymetrics"),
-		x:       newTagExtractor(cfg.ClusterDomain, cfg.CustomNamespaces),
+		x:       x,
+		names:   newNameCache(x, cfg.MaxCachedNames),
 		limiter: newSeriesLimiter(cfg.MaxSeriesPerProxy, cfg.MaxSeriesTotal),
 		now:     time.Now,
 		warns:   logThrottle{interval: 10 * time.Second},
@@ -169,7 +178,7 @@ func (r *Receiver) StreamMetrics(stream grpc.ClientStreamingServer[metricsv3.Str
 	proxy := proxyFromNode(node)
 	ps := r.limiter.acquire(proxy.key())
 	defer r.limiter.release(proxy.key())
-	conv := newConverter(r.x, proxy, 4*r.cfg.MaxSeriesPerProxy, r.cfg.MaxStatNameLength)
+	conv := newConverter(r.names, proxy, r.cfg.MaxStatNameLength)
 	log := r.logger.With("proxy", proxy.ID)
 
 	for msg := first; ; {

@@ -392,3 +392,35 @@ func TestProxyFromNode(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedNameCacheKeepsProxyLabels: two proxies send the same stat (so
+// the second hits the shared tag-extraction cache); each series carries
+// its own proxy's identity.
+func TestSharedNameCacheKeepsProxyLabels(t *testing.T) {
+	db := openTSDB(t)
+	client := startServer(t, New(Config{}, db, nil, nil))
+	ts := time.Now().Add(-time.Second).UnixMilli()
+	for _, app := range []string{"productpage", "reviews"} {
+		stream, err := client.StreamMetrics(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&metricsv3.StreamMetricsMessage{
+			Identifier:   &metricsv3.StreamMetricsMessage_Identifier{Node: istioNode(t, app+"-v1-x", "default", app)},
+			EnvoyMetrics: []*dto.MetricFamily{counter("cluster.xds-grpc.upstream_cx_total", 5, ts)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.CloseAndRecv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := query(t, db, `envoy_cluster_upstream_cx_total{envoy_cluster_name="xds-grpc"}`, time.Now())
+	got := map[string]string{}
+	for _, s := range v {
+		got[s.Metric.Get("service")] = s.Metric.Get("instance")
+	}
+	if len(got) != 2 || got["productpage"] != "productpage-v1-x" || got["reviews"] != "reviews-v1-x" {
+		t.Fatalf("series %v", v)
+	}
+}
