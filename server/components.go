@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshlens/meshlens/demo"
 	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/processors/redmetrics"
 	"github.com/meshlens/meshlens/query/promapi"
 	"github.com/meshlens/meshlens/query/topology"
 	"github.com/meshlens/meshlens/receivers/envoyals"
@@ -39,6 +40,13 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		QueryTimeout: s.cfg.Query.Timeout,
 		MaxSamples:   s.cfg.Query.MaxSamples,
 		BuildInfo:    buildInfo(),
+		Metadata: func() map[string][]promapi.MetadataEntry {
+			out := map[string][]promapi.MetadataEntry{}
+			for name, m := range redmetrics.Metadata() {
+				out[name] = []promapi.MetadataEntry{{Type: m.Type, Help: m.Help, Unit: m.Unit}}
+			}
+			return out
+		},
 		ConfigYAML: func() string {
 			out, _ := yaml.Marshal(s.cfg)
 			return string(out)

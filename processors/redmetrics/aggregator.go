@@ -279,4 +279,3 @@ func (s *statusText) get(code int) string {
 }
 
 func labelFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
-

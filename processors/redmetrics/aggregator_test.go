@@ -165,7 +165,7 @@ func TestAggregatorRestoresCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	for q, want := range map[string]float64{
-		`sum(istio_requests_total)`: 2,
+		`sum(istio_requests_total)`:                               2,
 		`sum(istio_request_duration_milliseconds_bucket{le="1"})`: 2,
 		`sum(meshlens_service_calls_total)`:                       2,
 	} {
@@ -214,4 +214,20 @@ func BenchmarkAggregateCalls(b *testing.B) {
 		_ = a.ConsumeCalls(context.Background(), calls)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(calls)), "ns/call")
+}
+
+func TestMetadataCoversEveryFamily(t *testing.T) {
+	md := Metadata()
+	for name, want := range map[string]string{
+		"istio_requests_total":                        "counter",
+		"istio_request_duration_milliseconds":         "histogram",
+		"meshlens_endpoint_relation_calls_total":      "counter",
+		"meshlens_service_latency_milliseconds":       "histogram",
+		"traces_service_graph_request_server_seconds": "histogram",
+	} {
+		m, ok := md[name]
+		if !ok || m.Type != want || m.Help == "" {
+			t.Errorf("metadata[%s] = %+v, want type %s with help", name, m, want)
+		}
+	}
 }

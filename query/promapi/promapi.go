@@ -209,4 +209,5 @@ func (a *API) Register(mux *http.ServeMux) {
 	get("/api/v1/rules", a.rules)
 	get("/api/v1/alerts", a.alerts)
 	get("/api/v1/alertmanagers", a.alertmanagers)
+	mux.HandleFunc("GET /federate", a.federate)
 }
