@@ -299,11 +299,12 @@ func (e *Engine) compute(now time.Time, cur *CurrentConfig, edges []edgeSnap, sv
 	}
 	for _, id := range ids {
 		es := best[id]
-		if t := e.timeoutRec(now, cur, es); t != nil {
+		t := e.timeoutRec(now, cur, es)
+		if t != nil {
 			cd.timeouts[t.ID] = t
-			if r := e.retryRec(now, cur, es, t); r != nil {
-				cd.retries[r.ID] = r
-			}
+		}
+		if r := e.retryRec(now, cur, es, t); r != nil {
+			cd.retries[r.ID] = r
 		}
 		if es.endpoint == "" {
 			cd.other = append(cd.other, e.edgeMisconfig(now, cur, es, cd.timeouts[edgeID(KindTimeout, es.src, es.dst, "")])...)
@@ -396,11 +397,20 @@ func (e *Engine) currentTimeout(cur *CurrentConfig, es *edgeSnap) *Setting {
 	return &Setting{Disabled: true, Source: "istio-default"}
 }
 
+// minRetrySamples is the traffic an edge needs in the window before a
+// retry policy is recommended without a timeout to fit it in.
+const minRetrySamples = 1000
+
 func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Recommendation) *Recommendation {
-	if !es.p99OK {
+	retriable := es.c.cls[clsConnect] + es.c.cls[clsReset] + es.c.cls[clsUnavailable] + es.c.cls[clsGateway]
+	switch {
+	case t != nil && es.p99OK:
+	case t == nil && retriable > 0 && es.c.total >= minRetrySamples:
+		// Too few samples for a timeout, but retriable failures were seen:
+		// a fast-failure policy needs no percentile.
+	default:
 		return nil
 	}
-	T := t.Recommended.TimeoutMs
 	backoff := ms(e.cfg.Backoff)
 	idemShare := 0.0
 	if n := es.c.idem + es.c.nonIdem; n > 0 {
@@ -409,7 +419,17 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 	idem := idemShare >= 0.99
 	set := &Setting{RetryBudgetPercent: e.cfg.RetryBudgetPercent, MinRetryConcurrency: e.cfg.MinRetryConcurrency, BackoffMs: backoff}
 	var why strings.Builder
-	if idem {
+	if t == nil {
+		set.Retries = 1
+		if idem {
+			set.RetryOn = "connect-failure,refused-stream,unavailable,503"
+		} else {
+			set.RetryOn = "connect-failure,refused-stream"
+		}
+		fmt.Fprintf(&why, "%d of %d requests in the window failed in ways a retry can fix; with too few samples to set a timeout (and so a per-try timeout) safely, retry once on fast failures only (%s). ",
+			retriable, es.c.total, set.RetryOn)
+	} else if idem {
+		T := t.Recommended.TimeoutMs
 		set.RetryOn = "connect-failure,refused-stream,unavailable,cancelled,reset,503"
 		perTry := roundUpMs(ms(es.p99))
 		r := int(math.Floor((T - perTry) / (perTry + backoff)))
@@ -446,14 +466,14 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 	fmt.Fprintf(&why, "A retry budget of %.0f%% of requests (at least %d concurrent) bounds amplification to %.2f×.",
 		e.cfg.RetryBudgetPercent, e.cfg.MinRetryConcurrency, 1+e.cfg.RetryBudgetPercent/100)
 	rate := float64(es.c.total) / es.window.Seconds()
-	if idem && es.p50 > 0 && float64(es.p99)/float64(es.p50) >= 5 && rate < e.cfg.HedgeMaxRate {
+	if t != nil && idem && es.p50 > 0 && float64(es.p99)/float64(es.p50) >= 5 && rate < e.cfg.HedgeMaxRate {
 		set.HedgeAfterMs = roundUpMs(ms(es.p95))
 		fmt.Fprintf(&why, " The tail is long (p99/p50 = %.1f) and load low (%.1f req/s): hedging a second request after %.0f ms (p95) would cut tail latency for about 5%% extra load.",
 			float64(es.p99)/float64(es.p50), rate, set.HedgeAfterMs)
 	}
 	r := &Recommendation{
 		ID: edgeID(KindRetry, es.src, es.dst, es.endpoint), Kind: KindRetry, Service: es.dst,
-		Edge: t.Edge, Recommended: set, Explanation: why.String(), UpdatedAt: now,
+		Edge: &Edge{Source: es.src, Destination: es.dst, Endpoint: es.endpoint}, Recommended: set, Explanation: why.String(), UpdatedAt: now,
 		Evidence: &Evidence{WindowSeconds: es.window.Seconds(), Samples: es.c.total, Percentile: 99, MarkerMs: set.PerTryTimeoutMs,
 			P50Ms: ms(es.p50), P99Ms: ms(es.p99), Failures: f, Idempotent: idemShare, ErrorRate: errRate(&es.c), RatePerSec: rate},
 	}

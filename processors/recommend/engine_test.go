@@ -355,3 +355,40 @@ func TestBadTimestampsDoNotWipeAnEdge(t *testing.T) {
 		t.Fatalf("bad-timestamp counter %v, want 2", got)
 	}
 }
+
+// TestDemoRateTraffic is traffic at the demo's default rate (about 10
+// req/s per edge): too few samples for p99.9, but 503 bursts still get a
+// fast-failure retry policy, and a 1% target gets a p99 timeout.
+func TestDemoRateTraffic(t *testing.T) {
+	end := time.Date(2026, 11, 2, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name        string
+		target      float64
+		wantTimeout bool
+	}{{"default target", 0, false}, {"1% target", 0.01, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(41, 42))
+			e, _ := New(Config{TargetFalseTimeout: tc.target, Now: func() time.Time { return end }}, nil, nil)
+			feed(t, e, "productpage", "details", end, 18000, 30*time.Minute, model.DetectClient, lognormal(rng, 3, 0.3),
+				func(i int) (int, string) {
+					if i%600 < 60 && rng.Float64() < 0.3 { // 503 bursts
+						return 503, ""
+					}
+					return 200, ""
+				})
+			e.Recompute(end)
+			recs := e.Recommendations(Filter{Service: "details"})
+			r := find(recs, "retry:productpage.default->details.default")
+			if r == nil || !strings.Contains(r.Recommended.RetryOn, "503") || r.Recommended.RetryBudgetPercent != 20 {
+				t.Fatalf("no fast-failure retry policy for the 503 bursts: %+v", r)
+			}
+			if got := find(recs, "timeout:productpage.default->details.default") != nil; got != tc.wantTimeout {
+				t.Fatalf("timeout recommended = %v, want %v", got, tc.wantTimeout)
+			}
+			y, err := e.IstioYAML(Filter{Service: "details"})
+			if err != nil || !strings.Contains(string(y), "retryOn: connect-failure,refused-stream,unavailable,503") {
+				t.Fatalf("retry policy not exported: %v\n%s", err, y)
+			}
+		})
+	}
+}

@@ -122,22 +122,30 @@ func RenderIstioYAML(recs []Recommendation) ([]byte, error) {
 	for _, p := range plans(recs) {
 		name, ns := splitName(p.svc)
 		host := fqdn(p.svc)
-		if len(p.timeout) > 0 {
+		if len(p.timeout) > 0 || len(p.retry) > 0 {
 			vs := &networkingv1.VirtualService{
 				TypeMeta:   metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "VirtualService"},
 				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/managed-by": "meshlens"}},
 			}
 			vs.Spec.Hosts = []string{host}
-			srcs := make([]string, 0, len(p.timeout))
+			srcs := make([]string, 0, len(p.timeout)+len(p.retry))
 			for s := range p.timeout {
 				srcs = append(srcs, s)
+			}
+			for s := range p.retry {
+				if p.timeout[s] == nil {
+					srcs = append(srcs, s)
+				}
 			}
 			sort.Strings(srcs)
 			var maxT float64
 			var minRetry *Recommendation
 			for _, s := range srcs {
-				t := p.timeout[s]
-				maxT = math.Max(maxT, t.Recommended.TimeoutMs)
+				var tmo *durationpb.Duration
+				if t := p.timeout[s]; t != nil {
+					maxT = math.Max(maxT, t.Recommended.TimeoutMs)
+					tmo = pbDur(t.Recommended.TimeoutMs)
+				}
 				if r := p.retry[s]; r != nil && (minRetry == nil || r.Recommended.Retries < minRetry.Recommended.Retries) {
 					minRetry = r
 				}
@@ -149,16 +157,19 @@ func RenderIstioYAML(recs []Recommendation) ([]byte, error) {
 					Name:    "from-" + sn,
 					Match:   []*istionet.HTTPMatchRequest{{SourceLabels: map[string]string{"app": sn}}},
 					Route:   []*istionet.HTTPRouteDestination{{Destination: &istionet.Destination{Host: host}}},
-					Timeout: pbDur(t.Recommended.TimeoutMs),
+					Timeout: tmo,
 					Retries: httpRetry(p.retry[s]),
 				})
 			}
-			vs.Spec.Http = append(vs.Spec.Http, &istionet.HTTPRoute{
+			def := &istionet.HTTPRoute{
 				Name:    "default",
 				Route:   []*istionet.HTTPRouteDestination{{Destination: &istionet.Destination{Host: host}}},
-				Timeout: pbDur(maxT),
 				Retries: httpRetry(minRetry),
-			})
+			}
+			if maxT > 0 {
+				def.Timeout = pbDur(maxT)
+			}
+			vs.Spec.Http = append(vs.Spec.Http, def)
 			if err := write(vs, "VirtualService "+p.svc); err != nil {
 				return nil, err
 			}
