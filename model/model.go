@@ -188,6 +188,17 @@ type EndpointRelation struct {
 	DetectPoint         DetectPoint
 }
 
+// Origin says which kind of telemetry a call was derived from.
+type Origin uint8
+
+// Origins. The zero value is an access log, the mesh's own account of a
+// request; spans describe the same requests again when a mesh sends both.
+const (
+	OriginAccessLog Origin = iota
+	OriginMeshReport
+	OriginSpan
+)
+
 // Call is the normalised record of one request (or, for TCP, one
 // connection) between two identities, as observed from DetectPoint.
 type Call struct {
@@ -234,6 +245,9 @@ type Call struct {
 	// closing, or both (a short connection logged once at its end).
 	ConnOpened bool
 	ConnClosed bool
+
+	// Origin is the kind of telemetry the call was derived from.
+	Origin Origin
 }
 
 // IsError reports whether the call failed: an HTTP status of 500 or more, a

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/meshlens/meshlens/model"
+	"github.com/meshlens/meshlens/processors/spancalls"
 )
 
 // Config configures the aggregator.
@@ -97,6 +99,9 @@ type Aggregator struct {
 	epoch   uint64
 	restore map[uint64]float64
 	fam     families
+	// logged is the flush epoch in which each service last appeared in an
+	// access log or mesh report (bounded by MaxSeriesPerFamily).
+	logged map[string]uint64
 
 	flushMu sync.Mutex // one flush at a time; refs belong to the flusher
 	buf     []float64
@@ -122,6 +127,7 @@ func New(cfg Config, app storage.Appendable, restore map[uint64]float64, reg pro
 		restore: restore,
 		epoch:   1,
 		fam:     newFamilies(cfg.MaxSeriesPerFamily),
+		logged:  map[string]uint64{},
 		flushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_aggregator_flushes_total", Help: "Aggregation flushes to storage."}),
 		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{
@@ -148,6 +154,71 @@ func (a *Aggregator) ConsumeCalls(_ context.Context, calls []model.Call) error {
 	defer a.mu.Unlock()
 	for i := range calls {
 		a.fam.add(&calls[i], a)
+	}
+	return nil
+}
+
+func (a *Aggregator) markLogged(service string) {
+	if service == "" || service == model.Unknown {
+		return
+	}
+	if _, ok := a.logged[service]; ok || len(a.logged) < a.cfg.MaxSeriesPerFamily {
+		a.logged[service] = a.epoch
+	}
+}
+
+// loggedRecently reports whether service appeared in access logs within
+// StaleAfter. Istio names a span's service "<canonical>.<namespace>", so
+// the name before the first dot is tried too.
+func (a *Aggregator) loggedRecently(service string) bool {
+	if service == "" || service == model.Unknown {
+		return false
+	}
+	stale := uint64(a.cfg.StaleAfter / a.cfg.FlushInterval)
+	for _, name := range []string{service, strings.SplitN(service, ".", 2)[0]} {
+		if e, ok := a.logged[name]; ok && a.epoch-e <= stale {
+			return true
+		}
+	}
+	return false
+}
+
+// ConsumeSpanMetrics aggregates span metrics (traces_span_metrics_*) and
+// paired service-graph edges (traces_service_graph_*). An edge touching a
+// service that access logs already cover is skipped, as the logs count
+// those requests.
+func (a *Aggregator) ConsumeSpanMetrics(_ context.Context, spans []spancalls.SpanMetric, edges []spancalls.GraphEdge) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := &a.fam
+	for i := range spans {
+		s := &spans[i]
+		e := f.spans.get(spanKey{service: s.ServiceName, name: s.SpanName, kind: s.SpanKind, status: s.StatusCode}, a.epoch, a.restore)
+		if e == nil {
+			continue
+		}
+		e.add(f.smCalls, 1)
+		e.observe(&f.smDur, float64(s.Duration)/1e6)
+	}
+	for i := range edges {
+		ed := &edges[i]
+		if a.loggedRecently(ed.Client) || a.loggedRecently(ed.Server) {
+			continue
+		}
+		e := f.graph.get(graphKey{client: ed.Client, server: ed.Server, connType: ed.ConnectionType}, a.epoch, a.restore)
+		if e == nil {
+			continue
+		}
+		e.add(f.gReq, 1)
+		if ed.Failed {
+			e.add(f.gFailed, 1)
+		}
+		if ed.ServerDuration > 0 {
+			e.observe(&f.gServer, ed.ServerDuration.Seconds())
+		}
+		if ed.ClientDuration > 0 {
+			e.observe(&f.gClient, ed.ClientDuration.Seconds())
+		}
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/meshlens/meshlens/model"
+	"github.com/meshlens/meshlens/processors/spancalls"
 	"github.com/meshlens/meshlens/storage/metricstore"
 )
 
@@ -228,6 +229,43 @@ func TestMetadataCoversEveryFamily(t *testing.T) {
 		m, ok := md[name]
 		if !ok || m.Type != want || m.Help == "" {
 			t.Errorf("metadata[%s] = %+v, want type %s with help", name, m, want)
+		}
+	}
+}
+
+func TestSpansDoNotDoubleCountLoggedServices(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	a := New(DefaultConfig(), s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	logged := call("productpage", "reviews", model.DetectServer, 200, 10*time.Millisecond)
+	spanSame := logged
+	spanSame.Origin = model.OriginSpan
+	spanOther := call("frontend", "checkout", model.DetectServer, 200, 10*time.Millisecond)
+	spanOther.Origin = model.OriginSpan
+	_ = a.ConsumeCalls(ctx, []model.Call{logged, spanSame, spanOther})
+	_ = a.ConsumeSpanMetrics(ctx,
+		[]spancalls.SpanMetric{{ServiceName: "checkout", SpanName: "GET /cart", SpanKind: "SPAN_KIND_SERVER", StatusCode: "STATUS_CODE_UNSET", Duration: 30 * time.Millisecond}},
+		[]spancalls.GraphEdge{
+			{Client: "frontend", Server: "checkout", ClientDuration: 40 * time.Millisecond, ServerDuration: 30 * time.Millisecond},
+			// Istio span names: covered by the access logs of "reviews".
+			{Client: "productpage.default", Server: "reviews.default", ServerDuration: 10 * time.Millisecond},
+		})
+	ts := time.Now().Truncate(time.Second)
+	if err := a.Flush(ctx, ts); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]float64{
+		`sum(istio_requests_total{destination_service_name="reviews"})`:                              1, // the log, not the span
+		`sum(istio_requests_total{destination_service_name="checkout"})`:                             1, // traces only: the span counts
+		`sum(traces_service_graph_request_total{client="productpage",server="reviews"})`:             1,
+		`sum(traces_service_graph_request_total{client="frontend",server="checkout"})`:               1,
+		`count(traces_service_graph_request_total{server="reviews.default"}) or vector(0)`:           0,
+		`sum(traces_span_metrics_calls_total{service_name="checkout",span_kind="SPAN_KIND_SERVER"})`: 1,
+		`sum(traces_span_metrics_duration_milliseconds_bucket{service_name="checkout",le="50"})`:     1,
+	} {
+		if got := scalarOf(t, instant(t, s, q, ts), q); got != want {
+			t.Errorf("%s = %v, want %v", q, got, want)
 		}
 	}
 }

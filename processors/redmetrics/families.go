@@ -83,6 +83,11 @@ type relKey struct {
 
 type graphKey struct{ client, server, connType string }
 
+type spanKey struct{ service, name, kind, status string }
+
+// spanBuckets (ms) are the OpenTelemetry spanmetrics connector's defaults.
+var spanBuckets = []float64{2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10000, 15000}
+
 // families holds every metric family the aggregator maintains.
 type families struct {
 	status *statusText
@@ -96,6 +101,7 @@ type families struct {
 	instRel   *table[relKey]
 	epRel     *table[relKey]
 	graph     *table[graphKey]
+	spans     *table[spanKey]
 
 	// Offsets resolved once from the layouts.
 	ihReq, ihDur, ihReqB, ihRespB   part
@@ -104,6 +110,8 @@ type families struct {
 	scLat                           part
 	gReq, gFailed                   int
 	gServer, gClient                part
+	smCalls                         int
+	smDur                           part
 }
 
 func scopeLayout(prefix string) *layout {
@@ -144,6 +152,10 @@ func newFamilies(max int) families {
 		part{name: "traces_service_graph_request_server_seconds", bounds: graphBuckets},
 		part{name: "traces_service_graph_request_client_seconds", bounds: graphBuckets},
 	)
+	sm := newLayout(
+		part{name: "traces_span_metrics_calls_total"},
+		part{name: "traces_span_metrics_duration_milliseconds", bounds: spanBuckets},
+	)
 	svcL := scopeLayout("meshlens_service_")
 	f := families{
 		status:    newStatusText(),
@@ -178,7 +190,12 @@ func newFamilies(max int) families {
 		graph: newTable("service_graph", g, max, func(k graphKey) labels.Labels {
 			return labels.FromStrings("client", k.client, "server", k.server, "connection_type", k.connType)
 		}),
+		spans: newTable("span_metrics", sm, max, func(k spanKey) labels.Labels {
+			return labels.FromStrings("service_name", k.service, "span_name", k.name, "span_kind", k.kind, "status_code", k.status)
+		}),
 	}
+	f.smCalls = sm.offset("traces_span_metrics_calls_total")
+	f.smDur = partOf(sm, "traces_span_metrics_duration_milliseconds")
 	f.ihReq = partOf(ih, "istio_requests_total")
 	f.ihDur = partOf(ih, "istio_request_duration_milliseconds")
 	f.ihReqB = partOf(ih, "istio_request_bytes")
@@ -210,6 +227,7 @@ func (f *families) each(visit func(name string, l *layout, m func(func(*entity) 
 	visitTable(f.instRel, visit)
 	visitTable(f.epRel, visit)
 	visitTable(f.graph, visit)
+	visitTable(f.spans, visit)
 }
 
 func visitTable[K comparable](t *table[K], visit func(string, *layout, func(func(*entity) bool), uint64, int)) {
@@ -274,6 +292,16 @@ func (f *families) add(c *model.Call, a *Aggregator) {
 	epoch := a.epoch
 	restore := a.restore
 	src, dst := &c.Source, &c.Destination
+	if c.Origin == model.OriginSpan {
+		// A mesh that sends access logs and spans describes each request
+		// twice; the access logs win for every service they cover.
+		if a.loggedRecently(src.Service) || a.loggedRecently(dst.Service) {
+			return
+		}
+	} else {
+		a.markLogged(src.Service)
+		a.markLogged(dst.Service)
+	}
 	isErr := c.IsError()
 	ms := float64(c.Duration) / 1e6
 
@@ -359,6 +387,10 @@ func (f *families) add(c *model.Call, a *Aggregator) {
 	scope(f.instRel.get(rk, epoch, restore))
 	if c.Endpoint != "" {
 		scope(f.epRel.get(relKey{srcService: srcSvc, dstService: dstSvc, dstSub: c.Endpoint, dp: dp}, epoch, restore))
+	}
+
+	if c.Origin == model.OriginSpan {
+		return // span edges come paired, through ConsumeSpanMetrics
 	}
 
 	// Service graph, in the shape of Tempo / the OpenTelemetry connector.
