@@ -345,3 +345,44 @@ func TestUIEscapesHostileData(t *testing.T) {
 	b.screenshot(t, dir, "xss-recommendations")
 	b.checkConsole(t)
 }
+
+// TestUILayout runs the graph layout module in Chromium on graphs with a
+// known answer: a tree and a crossing-free DAG must be drawn without
+// crossings, cycles and self-loops must not hang it, and every node gets a
+// distinct position.
+func TestUILayout(t *testing.T) {
+	chromiumPath(t)
+	base := (&stubAPIs{}).serve(t)
+	b := newBrowser(t, 2*time.Minute)
+	b.navigate(t, base+"/#/errors")
+	type result struct {
+		Crossings, Distinct, Nodes, Layers int
+	}
+	run := func(nodes, edges string) result {
+		t.Helper()
+		return evalJS[result](t, b, `import('/ui/js/layout.js').then(({layout, crossings}) => {
+			const nodes = `+nodes+`.map((id) => ({id}));
+			const edges = `+edges+`.map(([source, target]) => ({source, target}));
+			const r = layout(nodes, edges);
+			const pos = new Set([...r.nodes.values()].map((p) => p.x + ',' + Math.round(p.y)));
+			return {Crossings: crossings(r), Distinct: pos.size, Nodes: r.nodes.size, Layers: r.layers};
+		})`)
+	}
+	for _, tc := range []struct {
+		name, nodes, edges string
+		wantLayers         int
+		wantCrossings      int
+	}{
+		// Edges listed so that the input order alone would cross.
+		{"tree", `['a','b','c','d','e','f','g']`, `[['a','b'],['a','c'],['b','g'],['c','d'],['b','e'],['c','f']]`, 3, 0},
+		{"bookinfo", `['gw','pp','details','reviews','ratings']`, `[['gw','pp'],['pp','reviews'],['pp','details'],['reviews','ratings']]`, 4, 0},
+		{"ladder", `['a1','a2','a3','b1','b2','b3']`, `[['a1','b3'],['a2','b2'],['a3','b1']]`, 2, 0},
+		{"cycle and self-loop", `['x','y','z']`, `[['x','y'],['y','z'],['z','x'],['y','y']]`, 3, 0},
+		{"long edge", `['a','b','c','d']`, `[['a','b'],['b','c'],['c','d'],['a','d']]`, 4, 0},
+	} {
+		r := run(tc.nodes, tc.edges)
+		if r.Crossings != tc.wantCrossings || r.Layers != tc.wantLayers || r.Distinct != r.Nodes {
+			t.Errorf("%s: %+v; want %d crossings, %d layers, every node at its own position", tc.name, r, tc.wantCrossings, tc.wantLayers)
+		}
+	}
+}

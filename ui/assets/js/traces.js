@@ -44,7 +44,7 @@ export function summarize(t) {
 }
 
 function scatter(rows, onPick) {
-  const W = 900, H = 200, M = {l: 60, r: 14, t: 10, b: 26};
+  const W = 1200, H = 210, M = {l: 64, r: 16, t: 10, b: 26};
   const fig = h('figure', {class: 'chart scatter', dataset: {points: String(rows.length)}});
   fig.append(h('figcaption', {text: 'Trace durations over time (ms); squares with × are traces with errors'}));
   if (!rows.length) return fig;
@@ -125,7 +125,7 @@ export async function view(root, params, signal) {
   svc.addEventListener('change', () => loadOps(svc.value));
   try {
     const body = await api.jaeger('/api/services', null, signal);
-    for (const name of (body.data || []).slice().sort()) if (name !== params.service) svc.append(h('option', {value: name, text: name}));
+    for (const name of (body.data || []).slice().sort()) svc.append(h('option', {value: name, text: name, selected: name === params.service}));
     if (params.service && !(body.data || []).includes(params.service)) {
       results.append(h('p', {class: 'state warn', role: 'status', text: `No traces of service "${params.service}" are stored.`}));
     }

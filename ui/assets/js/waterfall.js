@@ -217,11 +217,21 @@ export function renderWaterfall(container, trace, {selected, onSelect} = {}) {
     perf.draws++; perf.totalMs += dt; perf.maxMs = Math.max(perf.maxMs, dt);
     if (perf.samples.length < 5000) perf.samples.push(dt);
   };
-  const drawRows = () => {
-    frame = 0;
+  // Sizes change only when rows are expanded or collapsed or the window
+  // is resized; a scroll frame touches neither, so it forces no layout of
+  // the scroller beyond reading scrollTop.
+  let sizedFor = -1, viewH = 600;
+  const size = () => {
+    sizedFor = visible.length;
     spacer.style.height = `${visible.length * ROW_H}px`;
     scroller.style.height = visible.length * ROW_H < window.innerHeight * 0.6 ? `${visible.length * ROW_H + 2}px` : '';
-    const top = scroller.scrollTop, hgt = scroller.clientHeight || 600;
+    viewH = scroller.clientHeight || 600;
+  };
+  window.addEventListener('resize', () => { sizedFor = -1; }, {passive: true});
+  const drawRows = () => {
+    frame = 0;
+    if (sizedFor !== visible.length) size();
+    const top = scroller.scrollTop, hgt = viewH;
     const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
     const last = Math.min(visible.length - 1, Math.ceil((top + hgt) / ROW_H) + OVERSCAN);
     const need = Math.max(0, last - first + 1);
@@ -283,7 +293,7 @@ export function renderWaterfall(container, trace, {selected, onSelect} = {}) {
     ev.preventDefault();
   });
   draw();
-  requestAnimationFrame(draw); // once laid out, the real height is known
+  requestAnimationFrame(() => { sizedFor = -1; draw(); }); // once laid out, the real height is known
   if (selected && visible[active] && visible[active].id === selected) select(active, true);
   else replace(details, h('p', {class: 'hint', text: 'Select a row (click, or arrow keys and Enter) to see its tags, logs and both sides of an Envoy hop.'}));
   return {scroller, hops, spans};
