@@ -25,7 +25,9 @@ type edgeSnap struct {
 	tq                 QuantileCI
 	tqOK               bool
 	p50, p95, p99      time.Duration
-	p99OK              bool
+	perTry             time.Duration // latency at the per-try percentile
+	perTryPct          float64
+	p99OK              bool // enough samples for the per-try percentile
 	buckets            []Bucket
 	expected           time.Duration
 	curAboveFrac       float64 // share of successes above the current timeout
@@ -100,7 +102,12 @@ func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[st
 		n := float64(h.Count())
 		if n > 0 {
 			es.p50, es.p95, es.p99 = h.Quantile(0.5), h.Quantile(0.95), h.Quantile(0.99)
-			es.p99OK = n*0.01 >= minTail
+			// Per-try timeouts sit at a percentile ten times less strict than
+			// the route timeout's (p99 for a 0.1% target, p90 for 1%).
+			ptq := 1 - math.Min(0.1, 10*target)
+			es.perTry = h.Quantile(ptq)
+			es.perTryPct = 100 * ptq
+			es.p99OK = n*(1-ptq) >= minTail
 			if n*target >= minTail {
 				es.tq, es.tqOK = h.QuantileWithCI(1-target, 1.96), true
 			}
@@ -193,20 +200,37 @@ func (e *Engine) knee(p *loadProfile) (knee, lo, hi, latMs float64, minutes uint
 	}
 	blat /= float64(bm)
 	berr /= float64(bm)
-	latMs = blat / 1000
+	baseLoad := loadBinLower(b - 1)
 	errLimit := math.Max(e.cfg.KneeErrorRate, 2*berr+0.005)
-	for ; b < loadBins; b++ {
+	degraded := func(b int) bool {
 		m := float64(p.minutes[b])
-		if m < 2 {
+		return p.latUs[b]/m > e.cfg.KneeLatencyFactor*blat || p.errRate[b]/m > errLimit
+	}
+	// The knee is the first degraded bin from which every busier bin is
+	// degraded too, at a load clearly above the baseline's: latency that
+	// climbs with load. Slowness that comes and goes at the same load (an
+	// incident, a slow dependency) is not a capacity limit.
+	knee, kb := 0.0, -1
+	latMs = blat / 1000
+	lastHealthy := latMs
+	for ; b < loadBins; b++ {
+		if p.minutes[b] < 2 {
 			continue
 		}
-		if p.latUs[b]/m > e.cfg.KneeLatencyFactor*blat || p.errRate[b]/m > errLimit {
-			l := loadBinLower(b) / 60
-			return l, loadBinLower(b-1) / 60, loadBinLower(b+1) / 60, latMs, minutes
+		if !degraded(b) {
+			kb = -1
+			lastHealthy = p.latUs[b] / float64(p.minutes[b]) / 1000
+			continue
 		}
-		latMs = p.latUs[b] / m / 1000
+		if kb < 0 {
+			kb, latMs = b, lastHealthy
+		}
 	}
-	return 0, 0, 0, 0, minutes
+	if kb < 0 || loadBinLower(kb) < 1.25*baseLoad {
+		return 0, 0, 0, 0, minutes
+	}
+	knee = loadBinLower(kb) / 60
+	return knee, loadBinLower(kb-1) / 60, loadBinLower(kb+1) / 60, latMs, minutes
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -431,17 +455,17 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 	} else if idem {
 		T := t.Recommended.TimeoutMs
 		set.RetryOn = "connect-failure,refused-stream,unavailable,cancelled,reset,503"
-		perTry := roundUpMs(ms(es.p99))
+		perTry := roundUpMs(ms(es.perTry))
 		r := int(math.Floor((T - perTry) / (perTry + backoff)))
 		r = min(max(r, 0), e.cfg.MaxRetries)
 		if r > 0 {
 			set.Retries, set.PerTryTimeoutMs = r, perTry
-			fmt.Fprintf(&why, "Requests are idempotent (%.0f%%): retry up to %d× with a %.0f ms per-try timeout (p99), which with %.0f ms backoff fits in the %.0f ms route timeout. ",
-				100*idemShare, r, perTry, backoff, T)
+			fmt.Fprintf(&why, "Requests are idempotent (%.0f%%): retry up to %d× with a %.1f ms per-try timeout (p%g), which with %.0f ms backoff fits in the %.1f ms route timeout. ",
+				100*idemShare, r, perTry, es.perTryPct, backoff, T)
 		} else {
 			set.Retries = 1
-			fmt.Fprintf(&why, "Requests are idempotent but p99 (%.0f ms) is too close to the %.0f ms timeout for a second full attempt: retry once, without a per-try timeout, on fast failures only. ",
-				ms(es.p99), T)
+			fmt.Fprintf(&why, "Requests are idempotent but p%g (%.1f ms) is too close to the %.1f ms timeout for a second full attempt: retry once, without a per-try timeout, on fast failures only. ",
+				es.perTryPct, ms(es.perTry), T)
 			set.RetryOn = "connect-failure,refused-stream,unavailable,503"
 		}
 	} else {
@@ -474,7 +498,7 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 	r := &Recommendation{
 		ID: edgeID(KindRetry, es.src, es.dst, es.endpoint), Kind: KindRetry, Service: es.dst,
 		Edge: &Edge{Source: es.src, Destination: es.dst, Endpoint: es.endpoint}, Recommended: set, Explanation: why.String(), UpdatedAt: now,
-		Evidence: &Evidence{WindowSeconds: es.window.Seconds(), Samples: es.c.total, Percentile: 99, MarkerMs: set.PerTryTimeoutMs,
+		Evidence: &Evidence{WindowSeconds: es.window.Seconds(), Samples: es.c.total, Percentile: es.perTryPct, MarkerMs: set.PerTryTimeoutMs,
 			P50Ms: ms(es.p50), P99Ms: ms(es.p99), Failures: f, Idempotent: idemShare, ErrorRate: errRate(&es.c), RatePerSec: rate},
 	}
 	if rt := cur.Routes[es.dst]; rt != nil {
@@ -677,14 +701,20 @@ func (s *svcSnap) ownLimit(headroom float64) float64 {
 	return o
 }
 
+// maxConcurrency is twice the mean in-flight requests by Little's law
+// (rate × latency, at the knee when known), plus four Poisson standard
+// deviations so ordinary bursts pass, and at least 10.
 func (s *svcSnap) maxConcurrency(limit float64) int {
-	if s.knee > 0 && s.kneeLatMs > 0 {
-		return int(math.Ceil(2 * s.knee * s.kneeLatMs / 1000))
+	var l float64
+	switch {
+	case s.knee > 0 && s.kneeLatMs > 0:
+		l = 2 * s.knee * s.kneeLatMs / 1000
+	case s.meanLatMs > 0:
+		l = 2 * limit * s.meanLatMs / 1000
+	default:
+		return 0
 	}
-	if s.meanLatMs > 0 {
-		return int(math.Ceil(2 * limit * s.meanLatMs / 1000))
-	}
-	return 0
+	return max(10, int(math.Ceil(l+4*math.Sqrt(l))))
 }
 
 // unknownService is model.Unknown: the name of an unresolved peer.
@@ -720,9 +750,9 @@ func (e *Engine) limitRec(now time.Time, cur *CurrentConfig, s *svcSnap, lim flo
 	if len(path) > 1 {
 		fmt.Fprintf(&why, "The chain below limits it further: %s can carry only %.1f req/s of this service's traffic. ", strings.Join(path, " → "), lim)
 	}
-	basis := "twice the in-flight requests at the knee, by Little's law"
+	basis := "twice the in-flight requests at the knee by Little's law, plus room for bursts"
 	if s.knee <= 0 {
-		basis = "twice the in-flight requests at this limit and the mean latency, by Little's law"
+		basis = "twice the in-flight requests at this limit and the mean latency by Little's law, plus room for bursts"
 	}
 	fmt.Fprintf(&why, "Recommended limit %.1f req/s (burst %d) and at most %d requests in flight (%s), so a surge is shed at the door while the bottleneck stays busy.",
 		lim, r.Recommended.Burst, r.Recommended.MaxConcurrency, basis)
