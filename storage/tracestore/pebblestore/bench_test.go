@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,6 +221,11 @@ func TestLoad(t *testing.T) {
 	}
 	wg.Wait()
 	writeDur := time.Since(t0)
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	t.Logf("write CPU time %v = %.0f spans per CPU-second (the machine is shared: wall-clock throughput depends on load)",
+		cpu.Round(time.Millisecond), float64(traces*spansPerTrace)/cpu.Seconds())
 	t.Logf("wrote %d spans in %v: %.0f spans/s (synced batches of %d spans, %d writers)",
 		traces*spansPerTrace, writeDur.Round(time.Millisecond), float64(traces*spansPerTrace)/writeDur.Seconds(), batchTraces*spansPerTrace, writers)
 

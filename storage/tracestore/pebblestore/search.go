@@ -116,13 +116,12 @@ func (s *Store) planRange(p plan, bkt uint32, q *tracestore.Query) (lo, hi []byt
 
 // FindTraceIDs implements tracestore.Reader.
 func (s *Store) FindTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon.TraceID, error) {
-	ids, _, err := s.findTraceIDs(ctx, q)
-	return ids, err
+	return s.findTraceIDs(ctx, q)
 }
 
 // FindTraces implements tracestore.Reader.
 func (s *Store) FindTraces(ctx context.Context, q tracestore.Query) ([]*tracestore.Trace, error) {
-	ids, _, err := s.findTraceIDs(ctx, q)
+	ids, err := s.findTraceIDs(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -142,34 +141,33 @@ func (s *Store) FindTraces(ctx context.Context, q tracestore.Query) ([]*tracesto
 	return out, ctx.Err()
 }
 
-func (s *Store) findTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon.TraceID, []uint32, error) {
+func (s *Store) findTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon.TraceID, error) {
 	if err := s.checkOpen(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	q, err := q.Normalize(s.cfg.Now(), s.cfg.MaxLookback)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	lo := s.bucketOf(uint64(max(q.StartMin.UnixNano(), 0)))
 	hi := s.bucketOf(uint64(max(q.StartMax.UnixNano(), 0)))
 	lo = max(lo, s.oldestBucket())
-	all := s.bucketsDesc(0, ^uint32(0))
 	buckets := s.bucketsDesc(lo, hi)
 	if len(buckets) == 0 {
-		return []pcommon.TraceID{}, all, nil
+		return []pcommon.TraceID{}, nil
 	}
 	p := s.choosePlan(&q, buckets[0])
 
 	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer it.Close()
 	sr := &searcher{s: s, q: &q, p: p, ctx: ctx, seen: map[pcommon.TraceID]bool{}, res: map[resKey]pcommon.Resource{}}
 	for _, bkt := range buckets {
 		done, err := sr.bucket(it, bkt)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if done {
 			break
@@ -178,7 +176,7 @@ func (s *Store) findTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon
 	if sr.ids == nil {
 		sr.ids = []pcommon.TraceID{}
 	}
-	return sr.ids, all, nil
+	return sr.ids, nil
 }
 
 type resKey struct {
