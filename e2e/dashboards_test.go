@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,10 +13,15 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/promql/parser"
+	corev1 "k8s.io/api/core/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // emptyForDemo lists dashboard panels that may legitimately return nothing
@@ -77,9 +84,12 @@ func TestDashboardQueries(t *testing.T) {
 
 // TestGrafanaServiceGraph sends the queries Grafana's Service Graph view
 // sends to its Prometheus datasource (Tempo datasource, serviceMap) and
-// checks that they draw the Bookinfo topology from access-log traffic.
+// checks that they draw the Bookinfo topology from access-log traffic
+// alone.
 func TestGrafanaServiceGraph(t *testing.T) {
-	in := start(t, t.TempDir(), "--demo", "--demo.rate=50", "--processors.metrics.flush_interval=1s")
+	// Trace receivers off: the graph must come from access logs alone.
+	in := start(t, t.TempDir(), "--demo", "--demo.rate=50", "--processors.metrics.flush_interval=1s",
+		"--receivers.zipkin.enabled=false", "--receivers.otlp.enabled=false", "--receivers.jaeger.enabled=false")
 	waitForDemoTraffic(t, in)
 	// Grafana first checks that the series exist at all.
 	resp, err := http.Get(in.url("/api/v1/labels?" + url.Values{"match[]": {
@@ -313,4 +323,85 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestDeployConfigMapsStart runs the real binary with the meshlens.yaml of
+// each shipped Kubernetes ConfigMap (listeners and data directory moved to
+// loopback and a temp dir by flags, as the pod's own paths do not exist
+// here). For the scaled-out collectors it also plays the init container:
+// __POD_NAME__ becomes a pod name and the remote-write URL a local
+// receiver, which must then receive meshlens's series carrying the
+// collector label.
+func TestDeployConfigMapsStart(t *testing.T) {
+	configMap := func(path, key string) string {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cm corev1.ConfigMap
+		if err := sigsyaml.Unmarshal(data, &cm); err != nil {
+			t.Fatal(err)
+		}
+		if cm.Data[key] == "" {
+			t.Fatalf("%s has no key %s", path, key)
+		}
+		return cm.Data[key]
+	}
+	write := func(content string) string {
+		f := filepath.Join(t.TempDir(), "meshlens.yaml")
+		if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+
+	t.Run("all-in-one", func(t *testing.T) {
+		cfg := configMap("../deploy/kubernetes/overlays/all-in-one/configmap.yaml", "meshlens.yaml")
+		in := start(t, t.TempDir(), "--config", write(cfg))
+		in.stop()
+	})
+
+	t.Run("scaled-out", func(t *testing.T) {
+		var mu sync.Mutex
+		collectors := map[string]int{}
+		rw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			raw, err := snappy.Decode(nil, body)
+			var req prompb.WriteRequest
+			if err == nil {
+				err = req.Unmarshal(raw)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			mu.Lock()
+			for _, ts := range req.Timeseries {
+				for _, l := range ts.Labels {
+					if l.Name == "collector" {
+						collectors[l.Value]++
+					}
+				}
+			}
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		defer rw.Close()
+
+		tmpl := configMap("../deploy/kubernetes/overlays/scaled-out/configmap.yaml", "meshlens.yaml.tmpl")
+		// What the init container's sed does, plus the local receiver.
+		cfg := strings.ReplaceAll(tmpl, "__POD_NAME__", "meshlens-collector-7d9f-abcde")
+		urlRE := regexp.MustCompile(`url: http://\S+/api/v1/write`)
+		if !urlRE.MatchString(cfg) {
+			t.Fatal("no remote-write url in the collector template")
+		}
+		cfg = urlRE.ReplaceAllString(cfg, "url: "+rw.URL+"/api/v1/write")
+		start(t, t.TempDir(), "--config", write(cfg), "--demo", "--demo.rate=20", "--processors.metrics.flush_interval=1s")
+		eventually(t, 60*time.Second, "remote-written series labelled collector=<pod name>", func() (bool, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			return collectors["meshlens-collector-7d9f-abcde"] > 0 && len(collectors) == 1, fmt.Sprint(collectors)
+		})
+	})
 }
