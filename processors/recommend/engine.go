@@ -192,7 +192,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Engine, erro
 		svcs:      map[svcKey]*series{},
 		endpoints: map[pairKey]int{},
 		pub:       map[string]*published{},
-		history:   make([]Change, 0, min(cfg.HistoryLimit, 64)),
+		history:   make([]Change, 0, max(0, min(cfg.HistoryLimit, 64))),
 	}
 	m := &engineMetrics{
 		calls: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshlens_recommend_calls_total",
