@@ -60,14 +60,16 @@ type Config struct {
 	HedgeMaxRate float64
 	// MaxEdges caps the number of edge series (default 20,000); MaxServices
 	// caps service series (default 5,000); MaxEndpoints caps the endpoints
-	// kept per edge (default 20, 0 disables per-endpoint series: set -1).
+	// kept per edge and per service (default 20; -1 keeps no per-endpoint
+	// series).
 	MaxEdges, MaxServices, MaxEndpoints int
 	// ChangeThreshold is the relative change a value must show before it is
 	// republished (default 0.1); Confirmations is how many consecutive
 	// recomputations must agree (default 2).
 	ChangeThreshold float64
 	Confirmations   int
-	// HistoryLimit bounds the change history (default 1000).
+	// HistoryLimit bounds the change history (default 1000; negative keeps
+	// none).
 	HistoryLimit int
 	// ChainRules tunes the chain checker.
 	ChainRules ChainRules
