@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -921,6 +922,7 @@ func TestInstallStepsAreTested(t *testing.T) {
 		"deploy/grafana/provisioning/datasources/meshlens.yaml": true,
 		"deploy/grafana/provisioning/dashboards/meshlens.yaml":  true,
 		"deploy/grafana/dashboards":                             true,
+		"deploy/Dockerfile":                                     true,
 	}
 	var found int
 	for _, doc := range []string{"../docs/deploy.md", "../README.md"} {
@@ -941,6 +943,54 @@ func TestInstallStepsAreTested(t *testing.T) {
 	}
 	if found < 5 {
 		t.Errorf("found only %d install steps in docs/deploy.md and README.md", found)
+	}
+}
+
+// TestDockerfile checks what the manifests assume of the image (it is not
+// built here): a static binary on a distroless nonroot base, running as
+// UID 65532, exposing meshlens's ports, serving the mounted config.
+func TestDockerfile(t *testing.T) {
+	data, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var froms []string
+	var user, expose, cmd string
+	var static bool
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		switch f[0] {
+		case "FROM":
+			froms = append(froms, f[1])
+		case "USER":
+			user = f[1]
+		case "EXPOSE":
+			expose = strings.Join(f[1:], " ")
+		case "CMD":
+			cmd = strings.Join(f[1:], " ")
+		case "RUN":
+			static = static || (strings.Contains(l, "CGO_ENABLED=0") && strings.Contains(l, "./cmd/meshlens"))
+		}
+	}
+	if len(froms) < 2 || !strings.Contains(froms[len(froms)-1], "distroless") || !strings.HasSuffix(froms[len(froms)-1], ":nonroot") {
+		t.Errorf("want a multi-stage build ending on distroless nonroot, got %v", froms)
+	}
+	if user != "65532:65532" || !static {
+		t.Errorf("USER %q (want 65532:65532, the manifests' runAsUser), static build %v", user, static)
+	}
+	var ports []string
+	for _, p := range meshlensPorts {
+		ports = append(ports, strconv.Itoa(int(p)))
+	}
+	got := strings.Fields(expose)
+	if !slices.Equal(sortedCopy(got), sortedCopy(ports)) {
+		t.Errorf("EXPOSE %v, want %v", got, ports)
+	}
+	if cmd != `["serve", "--config", "/etc/meshlens/meshlens.yaml"]` {
+		t.Errorf("CMD %s, want the manifests' serve --config /etc/meshlens/meshlens.yaml", cmd)
 	}
 }
 
