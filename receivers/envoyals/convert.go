@@ -8,14 +8,12 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/meshlens/meshlens/model"
 )
 
 // Reasons an entry is refused, used in logs and the refused counter.
 var (
-	errNoCommon    = errors.New("entry has no common_properties")
 	errNoStartTime = errors.New("entry has no common_properties.start_time")
 	errBadStart    = errors.New("entry's common_properties.start_time is out of range")
 	errNotFinal    = errors.New("entry is an intermediate log (not the end of the request)")
@@ -24,8 +22,6 @@ var (
 // reasonOf names a conversion error for the refused counter.
 func reasonOf(err error) string {
 	switch err {
-	case errNoCommon:
-		return "missing_common_properties"
 	case errNoStartTime:
 		return "missing_start_time"
 	case errBadStart:
@@ -63,6 +59,10 @@ type converter struct {
 	// peer caches are keyed by the raw filter state bytes, one per
 	// encoding; proxies send the same few peers over and over.
 	peers [3]map[string]peerResult
+
+	strs interner
+	e    entry
+	msg  message
 }
 
 type peerResult struct {
@@ -76,11 +76,14 @@ func newConverter(cfg *Config, p proxyInfo) *converter {
 		proxy: p,
 		flags: make(map[uint32]string),
 		addrs: make(map[addrKey]string),
+		strs:  interner{m: make(map[string]string), max: maxInterned},
 	}
 }
 
-func (c *converter) flagString(f *accesslogv3.ResponseFlags) string {
-	m := flagMask(f)
+// maxInterned bounds the per-stream string interner.
+const maxInterned = 4096
+
+func (c *converter) flagString(m uint32) string {
 	if m == 0 {
 		return ""
 	}
@@ -117,17 +120,11 @@ func (c *converter) hostPort(ip string, port uint32) string {
 	return s
 }
 
-// peer decodes (with caching) the peer metadata under key, or reports false.
-func (c *converter) peer(fs map[string]*anypb.Any, key, wasmKey string) (model.Identity, bool) {
-	a := fs[key]
-	if a == nil {
-		a = fs[wasmKey]
-		if a == nil {
-			return model.Identity{}, false
-		}
-	}
+// peer decodes (with caching) a peer metadata filter state object, or
+// reports false.
+func (c *converter) peer(v fsValue) (model.Identity, bool) {
 	var slot int
-	switch a.GetTypeUrl() {
+	switch v.typeURL {
 	case typeStruct:
 		slot = 0
 	case typeBytesValue:
@@ -138,10 +135,10 @@ func (c *converter) peer(fs map[string]*anypb.Any, key, wasmKey string) (model.I
 		return model.Identity{}, false
 	}
 	m := c.peers[slot]
-	if r, ok := m[string(a.GetValue())]; ok {
+	if r, ok := m[string(v.value)]; ok {
 		return r.id, r.ok
 	}
-	id, err := decodePeer(a, c.cfg.ServiceLabels)
+	id, err := decodePeerRaw(v.typeURL, v.value, c.cfg.ServiceLabels)
 	r := peerResult{id: id, ok: err == nil}
 	if m == nil {
 		m = make(map[string]peerResult)
@@ -150,14 +147,8 @@ func (c *converter) peer(fs map[string]*anypb.Any, key, wasmKey string) (model.I
 	if len(m) >= c.cfg.PeerCacheSize {
 		clear(m)
 	}
-	m[string(a.GetValue())] = r
+	m[string(v.value)] = r
 	return r.id, r.ok
-}
-
-// socket returns the IP and port of an Envoy address.
-func socket(a *corev3.Address) (string, uint32) {
-	s := a.GetSocketAddress()
-	return s.GetAddress(), s.GetPortValue()
 }
 
 // side says where an entry sits relative to the proxy that logged it.
@@ -170,147 +161,110 @@ const (
 	sideWaypoint
 )
 
-func (c *converter) sideOf(cm *accesslogv3.AccessLogCommon) side {
+func (c *converter) sideOf(e *entry) side {
 	switch c.proxy.role {
 	case RoleGateway:
 		return sideGateway
 	case RoleWaypoint:
 		return sideWaypoint
 	}
-	uc := cm.GetUpstreamCluster()
-	if strings.HasPrefix(uc, "inbound|") {
+	uc := e.upstreamCluster
+	if strings.HasPrefix(uc, "inbound|") || strings.HasPrefix(uc, "InboundPassthroughCluster") {
 		return sideInbound
 	}
-	if uc == "" || strings.HasPrefix(uc, "InboundPassthroughCluster") {
-		// No route (NR) or passthrough: the ALS message has no traffic
-		// direction, but inbound traffic was addressed to the proxy's own IP.
-		if ip, _ := socket(cm.GetDownstreamLocalAddress()); ip != "" && c.proxy.isOwnIP(ip) {
-			return sideInbound
-		}
-		if strings.HasPrefix(uc, "InboundPassthroughCluster") {
-			return sideInbound
-		}
+	// No route (NR): the ALS message has no traffic direction, but inbound
+	// traffic was addressed to one of the proxy's own IPs.
+	if uc == "" && e.downLocalIP != "" && c.proxy.isOwnIP(e.downLocalIP) {
+		return sideInbound
 	}
 	return sideOutbound
 }
 
 // downstreamPeer is what the entry says of the connection's client.
-func (c *converter) downstreamPeer(cm *accesslogv3.AccessLogCommon) model.Identity {
-	id, ok := c.peer(cm.GetFilterStateObjects(), fsDownstreamPeer, fsWasmDownstreamPeer)
-	ip, _ := socket(cm.GetDownstreamRemoteAddress())
+func (c *converter) downstreamPeer(e *entry) model.Identity {
+	id, ok := c.peer(e.downPeer)
 	if !ok {
 		// The client's port is ephemeral: the instance is named by IP only.
-		id = model.Identity{IP: ip, Instance: ip}
+		id = model.Identity{IP: e.downRemoteIP, Instance: e.downRemoteIP}
 	} else if id.IP == "" {
-		id.IP = ip
+		id.IP = e.downRemoteIP
 	}
-	if p := peerPrincipal(cm.GetTlsProperties()); p != "" {
-		id.Principal = p
+	if e.peerPrincipal != "" {
+		id.Principal = e.peerPrincipal
 	}
 	return id
 }
 
 // upstreamPeer is what the entry says of the host the proxy forwarded to.
-func (c *converter) upstreamPeer(cm *accesslogv3.AccessLogCommon) model.Identity {
-	id, ok := c.peer(cm.GetFilterStateObjects(), fsUpstreamPeer, fsWasmUpstreamPeer)
-	ip, port := socket(cm.GetUpstreamRemoteAddress())
+func (c *converter) upstreamPeer(e *entry) model.Identity {
+	id, ok := c.peer(e.upPeer)
 	if !ok {
-		id = model.Identity{IP: ip, Instance: c.hostPort(ip, port)}
+		id = model.Identity{IP: e.upRemoteIP, Instance: c.hostPort(e.upRemoteIP, e.upRemotePort)}
 	} else if id.IP == "" {
-		id.IP = ip
+		id.IP = e.upRemoteIP
 	}
 	return id
 }
 
 // self is the proxy's own identity as seen on this entry's connection.
-func (c *converter) self(cm *accesslogv3.AccessLogCommon, inbound bool) model.Identity {
+func (c *converter) self(e *entry, inbound bool) model.Identity {
 	id := c.proxy.self
-	if inbound {
-		if p := localPrincipal(cm.GetTlsProperties()); p != "" {
-			id.Principal = p
-		}
+	if inbound && e.localPri != "" {
+		id.Principal = e.localPri
 	}
 	return id
 }
 
-func uriSAN(cp *accesslogv3.TLSProperties_CertificateProperties) string {
-	for _, san := range cp.GetSubjectAltName() {
-		if u := san.GetUri(); u != "" {
-			return u
-		}
-	}
-	return ""
-}
+// maxDurationSec keeps durations inside time.Duration.
+const maxDurationSec = 1 << 33
 
-func peerPrincipal(t *accesslogv3.TLSProperties) string {
-	return uriSAN(t.GetPeerCertificateProperties())
-}
-
-func localPrincipal(t *accesslogv3.TLSProperties) string {
-	return uriSAN(t.GetLocalCertificateProperties())
-}
-
-// tlsMode reads the downstream connection's security: mutual when the peer
-// presented a certificate.
-func tlsMode(t *accesslogv3.TLSProperties) model.TLSMode {
-	if t == nil {
-		return model.TLSNone
+func toDuration(d durationParts) time.Duration {
+	if d.sec < 0 || d.sec >= maxDurationSec || d.nanos < 0 {
+		return 0
 	}
-	if pc := t.GetPeerCertificateProperties(); pc != nil && (len(pc.GetSubjectAltName()) > 0 || pc.GetSubject() != "") {
-		return model.TLSMutual
-	}
-	if t.GetTlsVersion() != accesslogv3.TLSProperties_VERSION_UNSPECIFIED || t.GetTlsSniHostname() != "" ||
-		t.GetTlsCipherSuite() != nil || t.GetLocalCertificateProperties() != nil {
-		return model.TLSSimple
-	}
-	return model.TLSNone
+	return time.Duration(d.sec)*time.Second + time.Duration(d.nanos)
 }
 
 // common fills the fields every entry type has.
-func (c *converter) common(cm *accesslogv3.AccessLogCommon, call *model.Call) error {
-	if cm == nil {
-		return errNoCommon
-	}
-	st := cm.GetStartTime()
-	if st == nil {
+func (c *converter) common(e *entry, call *model.Call) error {
+	if !e.hasStart {
 		return errNoStartTime
 	}
-	if st.GetSeconds() < 0 || st.GetSeconds() > 253402300799 || st.GetNanos() < 0 || st.GetNanos() > 999999999 {
+	if e.startSec < 0 || e.startSec > 253402300799 || e.startNanos < 0 || e.startNanos > 999999999 {
 		return errBadStart
 	}
-	call.Start = time.Unix(st.GetSeconds(), int64(st.GetNanos()))
-	d := cm.GetTimeToLastDownstreamTxByte()
-	if d == nil {
-		d = cm.GetDuration()
+	call.Start = time.Unix(e.startSec, int64(e.startNanos))
+	switch {
+	case e.hasTTLDTx:
+		call.Duration = toDuration(e.ttldtx)
+	case e.hasDur:
+		call.Duration = toDuration(e.dur)
 	}
-	if d != nil && d.GetSeconds() >= 0 && d.GetSeconds() < 1<<33 {
-		call.Duration = time.Duration(d.GetSeconds())*time.Second + time.Duration(d.GetNanos())
-	}
-	call.ResponseFlags = c.flagString(cm.GetResponseFlags())
-	call.UpstreamCluster = cm.GetUpstreamCluster()
-	call.TLS = tlsMode(cm.GetTlsProperties())
+	call.ResponseFlags = c.flagString(e.flags)
+	call.UpstreamCluster = e.upstreamCluster
+	call.TLS = e.tls
 	call.GRPCStatus = -1
 	return nil
 }
 
 // emit appends the call(s) one entry yields given which side logged it:
 // one for a sidecar or waypoint, two for a gateway.
-func (c *converter) emit(dst []model.Call, call *model.Call, cm *accesslogv3.AccessLogCommon) []model.Call {
-	switch c.sideOf(cm) {
+func (c *converter) emit(dst []model.Call, call *model.Call, e *entry) []model.Call {
+	switch c.sideOf(e) {
 	case sideInbound:
 		call.DetectPoint = model.DetectServer
-		call.Source = c.downstreamPeer(cm)
-		call.Destination = c.self(cm, true)
+		call.Source = c.downstreamPeer(e)
+		call.Destination = c.self(e, true)
 		return append(dst, *call)
 	case sideOutbound:
 		call.DetectPoint = model.DetectClient
-		call.Source = c.self(cm, false)
-		call.Destination = c.upstreamPeer(cm)
+		call.Source = c.self(e, false)
+		call.Destination = c.upstreamPeer(e)
 		return append(dst, *call)
 	case sideWaypoint:
 		call.DetectPoint = model.DetectProxy
-		call.Source = c.downstreamPeer(cm)
-		call.Destination = c.upstreamPeer(cm)
+		call.Source = c.downstreamPeer(e)
+		call.Destination = c.upstreamPeer(e)
 		return append(dst, *call)
 	}
 	// Gateway: the downstream leg (client -> gateway) as the gateway's
@@ -318,79 +272,65 @@ func (c *converter) emit(dst []model.Call, call *model.Call, cm *accesslogv3.Acc
 	// side, which is how Istio reports gateway traffic (reporter="source").
 	down := *call
 	down.DetectPoint = model.DetectServer
-	down.Source = c.downstreamPeer(cm)
-	down.Destination = c.self(cm, true)
+	down.Source = c.downstreamPeer(e)
+	down.Destination = c.self(e, true)
 	call.DetectPoint = model.DetectClient
-	call.Source = c.self(cm, false)
-	call.Destination = c.upstreamPeer(cm)
-	// The upstream leg left over TLS Envoy does not log; the downstream
-	// connection's mode belongs to the downstream leg only.
+	call.Source = c.self(e, false)
+	call.Destination = c.upstreamPeer(e)
+	// Envoy logs the downstream connection's TLS only; it belongs to the
+	// downstream leg.
 	call.TLS = model.TLSNone
 	return append(dst, down, *call)
 }
 
-// appendHTTP converts one HTTP entry.
-func (c *converter) appendHTTP(dst []model.Call, e *accesslogv3.HTTPAccessLogEntry) ([]model.Call, error) {
-	cm := e.GetCommonProperties()
-	switch cm.GetAccessLogType() {
+// appendHTTP converts one decoded HTTP entry.
+func (c *converter) appendHTTP(dst []model.Call, e *entry) ([]model.Call, error) {
+	switch accesslogv3.AccessLogType(e.logType) {
 	case accesslogv3.AccessLogType_NotSet, accesslogv3.AccessLogType_DownstreamEnd:
-		if cm.GetIntermediateLogEntry() {
+		if e.intermediate {
 			return dst, errNotFinal
 		}
 	default:
 		return dst, errNotFinal
 	}
 	var call model.Call
-	if err := c.common(cm, &call); err != nil {
+	if err := c.common(e, &call); err != nil {
 		return dst, err
 	}
-	req, resp := e.GetRequest(), e.GetResponse()
-	if m := int(req.GetRequestMethod()); m >= 0 && m < len(methods) {
-		call.Method = methods[m]
+	if e.method >= 0 && int(e.method) < len(methods) {
+		call.Method = methods[e.method]
 	}
-	call.Path = req.GetPath()
-	call.Authority = req.GetAuthority()
-	call.RequestID = req.GetRequestId()
-	call.StatusCode = int(resp.GetResponseCode().GetValue())
-	call.RequestBytes = req.GetRequestHeadersBytes() + req.GetRequestBodyBytes()
-	call.ResponseBytes = resp.GetResponseHeadersBytes() + resp.GetResponseBodyBytes()
+	call.Path = e.path
+	call.Authority = e.authority
+	call.RequestID = e.requestID
+	call.StatusCode = int(e.respCode)
+	call.RequestBytes = e.reqBytes
+	call.ResponseBytes = e.respBytes
 	call.Protocol = model.ProtocolHTTP
-	if g, st := c.grpcOf(e, req, resp); g {
+	if g, st := c.grpcOf(e); g {
 		call.Protocol = model.ProtocolGRPC
 		call.GRPCStatus = st
 	}
-	return c.emit(dst, &call, cm), nil
+	return c.emit(dst, &call, e), nil
 }
 
 // grpcOf says whether an HTTP entry is gRPC, and its status (-1 unknown).
-func (c *converter) grpcOf(e *accesslogv3.HTTPAccessLogEntry, req *accesslogv3.HTTPRequestProperties, resp *accesslogv3.HTTPResponseProperties) (bool, int) {
-	st, found := grpcStatus(resp.GetResponseTrailers())
-	if !found {
-		st, found = grpcStatus(resp.GetResponseHeaders())
+func (c *converter) grpcOf(e *entry) (bool, int) {
+	if e.grpcInHdr {
+		n, err := strconv.Atoi(e.grpcStatus)
+		if err != nil || n < 0 || n > 16 {
+			return true, -1
+		}
+		return true, n
 	}
-	if found {
-		return true, st
-	}
-	if strings.HasPrefix(req.GetRequestHeaders()["content-type"], "application/grpc") {
+	if strings.HasPrefix(e.contentType, "application/grpc") {
 		return true, -1
 	}
-	if c.cfg.GRPCPathHeuristic && req.GetRequestMethod() == corev3.RequestMethod_POST &&
-		e.GetProtocolVersion() == accesslogv3.HTTPAccessLogEntry_HTTP2 && looksLikeGRPCPath(req.GetPath()) {
+	if c.cfg.GRPCPathHeuristic && e.method == int32(corev3.RequestMethod_POST) &&
+		e.protoVersion == int32(accesslogv3.HTTPAccessLogEntry_HTTP2) && looksLikeGRPCPath(e.path) {
 		return true, -1
 	}
 	return false, -1
-}
-
-func grpcStatus(h map[string]string) (int, bool) {
-	v, ok := h["grpc-status"]
-	if !ok {
-		return -1, false
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > 16 {
-		return -1, true
-	}
-	return n, true
 }
 
 // looksLikeGRPCPath matches "/package.Service/Method": two segments, the
@@ -406,18 +346,16 @@ func looksLikeGRPCPath(p string) bool {
 	return strings.IndexAny(method, "/?.") < 0
 }
 
-// appendTCP converts one TCP entry.
-func (c *converter) appendTCP(dst []model.Call, e *accesslogv3.TCPAccessLogEntry) ([]model.Call, error) {
-	cm := e.GetCommonProperties()
+// appendTCP converts one decoded TCP entry.
+func (c *converter) appendTCP(dst []model.Call, e *entry) ([]model.Call, error) {
 	var call model.Call
-	if err := c.common(cm, &call); err != nil {
+	if err := c.common(e, &call); err != nil {
 		return dst, err
 	}
 	call.Protocol = model.ProtocolTCP
-	cp := e.GetConnectionProperties()
-	call.RequestBytes = cp.GetReceivedBytes()
-	call.ResponseBytes = cp.GetSentBytes()
-	switch cm.GetAccessLogType() {
+	call.RequestBytes = e.received
+	call.ResponseBytes = e.sent
+	switch accesslogv3.AccessLogType(e.logType) {
 	case accesslogv3.AccessLogType_TcpUpstreamConnected, accesslogv3.AccessLogType_TcpConnectionStart:
 		call.ConnOpened = true
 	case accesslogv3.AccessLogType_TcpPeriodic:
@@ -427,10 +365,10 @@ func (c *converter) appendTCP(dst []model.Call, e *accesslogv3.TCPAccessLogEntry
 	default:
 		// Envoy before access_log_type: intermediate entries are periodic,
 		// the last one ends the connection.
-		if !cm.GetIntermediateLogEntry() {
+		if !e.intermediate {
 			call.ConnClosed = true
 			call.ConnOpened = !c.cfg.TCPOpenLoggedSeparately
 		}
 	}
-	return c.emit(dst, &call, cm), nil
+	return c.emit(dst, &call, e), nil
 }

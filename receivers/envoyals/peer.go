@@ -84,17 +84,22 @@ var errNoPeer = errors.New("peer metadata has no workload fields")
 // decodePeer decodes one peer metadata filter state object in any of the
 // encodings Istio has used.
 func decodePeer(a *anypb.Any, serviceLabels []string) (model.Identity, error) {
+	return decodePeerRaw(a.GetTypeUrl(), a.GetValue(), serviceLabels)
+}
+
+// decodePeerRaw is decodePeer on an Any's parts.
+func decodePeerRaw(typeURL string, value []byte, serviceLabels []string) (model.Identity, error) {
 	var f peerFields
-	switch a.GetTypeUrl() {
+	switch typeURL {
 	case typeStruct:
 		var s structpb.Struct
-		if err := proto.Unmarshal(a.GetValue(), &s); err != nil {
+		if err := proto.Unmarshal(value, &s); err != nil {
 			return model.Identity{}, fmt.Errorf("peer metadata Struct: %w", err)
 		}
 		peerFromStruct(&s, &f)
 	case typeBytesValue:
 		var b wrapperspb.BytesValue
-		if err := proto.Unmarshal(a.GetValue(), &b); err != nil {
+		if err := proto.Unmarshal(value, &b); err != nil {
 			return model.Identity{}, fmt.Errorf("peer metadata BytesValue: %w", err)
 		}
 		if err := peerFromFlatNode(b.GetValue(), &f); err != nil {
@@ -102,12 +107,12 @@ func decodePeer(a *anypb.Any, serviceLabels []string) (model.Identity, error) {
 		}
 	case typeStringValue:
 		var s wrapperspb.StringValue
-		if err := proto.Unmarshal(a.GetValue(), &s); err != nil {
+		if err := proto.Unmarshal(value, &s); err != nil {
 			return model.Identity{}, fmt.Errorf("peer metadata StringValue: %w", err)
 		}
 		peerFromPairs(s.GetValue(), &f)
 	default:
-		return model.Identity{}, fmt.Errorf("peer metadata of unsupported type %q", a.GetTypeUrl())
+		return model.Identity{}, fmt.Errorf("peer metadata of unsupported type %q", typeURL)
 	}
 	if f.workload == "" && f.canonicalName == "" && f.app == "" && f.instance == "" && len(f.labels) == 0 {
 		return model.Identity{}, errNoPeer

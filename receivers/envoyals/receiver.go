@@ -41,6 +41,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/meshlens/meshlens/model"
 	"github.com/meshlens/meshlens/pipeline"
@@ -99,8 +100,6 @@ func (c Config) Validate() error {
 
 // Receiver implements the ALS v3 gRPC service.
 type Receiver struct {
-	alsv3.UnimplementedAccessLogServiceServer
-
 	cfg    Config
 	next   pipeline.CallConsumer
 	tel    *pipeline.ReceiverTelemetry
@@ -131,9 +130,23 @@ func New(cfg Config, next pipeline.CallConsumer, tel *pipeline.Telemetry, logger
 	}
 }
 
+// alsServiceDesc registers StreamAccessLogs with a handler that receives
+// each message as raw bytes (see wire.go) instead of the generated
+// decoder's object tree. The wire protocol is unchanged.
+var alsServiceDesc = grpc.ServiceDesc{
+	ServiceName: "envoy.service.accesslog.v3.AccessLogService",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "StreamAccessLogs",
+		Handler:       func(srv any, s grpc.ServerStream) error { return srv.(*Receiver).stream(s) },
+		ClientStreams: true,
+	}},
+	Metadata: "envoy/service/accesslog/v3/als.proto",
+}
+
 // Register adds the ALS service to s.
 func (r *Receiver) Register(s *grpc.Server) {
-	alsv3.RegisterAccessLogServiceServer(s, r)
+	s.RegisterService(&alsServiceDesc, r)
 }
 
 // streamState is what one ALS stream remembers between messages.
@@ -145,18 +158,32 @@ type streamState struct {
 	lastLog time.Time
 }
 
-// StreamAccessLogs handles one Envoy stream until it ends or fails.
-func (r *Receiver) StreamAccessLogs(stream grpc.ClientStreamingServer[alsv3.StreamAccessLogsMessage, alsv3.StreamAccessLogsResponse]) error {
+// stream handles one Envoy stream until it ends or fails.
+func (r *Receiver) stream(stream grpc.ServerStream) error {
 	var st streamState
+	// The message lands in an Empty: the protobuf runtime checks the
+	// top-level framing and keeps the fields as raw bytes for wire.go.
+	var raw emptypb.Empty
+	var msg message
 	for {
-		msg, err := stream.Recv()
+		err := stream.RecvMsg(&raw)
 		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&alsv3.StreamAccessLogsResponse{})
+			return stream.SendMsg(&alsv3.StreamAccessLogsResponse{})
 		}
 		if err != nil {
 			return r.recvError(err)
 		}
-		if id := msg.GetIdentifier(); id != nil {
+		b := raw.ProtoReflect().GetUnknown()
+		if err := splitMessage(b, &msg); err != nil {
+			r.tel.Refused(1, "malformed")
+			return status.Errorf(codes.InvalidArgument, "envoy ALS: malformed StreamAccessLogsMessage: %v", err)
+		}
+		if msg.identifier != nil {
+			var id alsv3.StreamAccessLogsMessage_Identifier
+			if err := proto.Unmarshal(msg.identifier, &id); err != nil {
+				r.tel.Refused(len(msg.http)+len(msg.tcp), "malformed")
+				return status.Errorf(codes.InvalidArgument, "envoy ALS: malformed identifier: %v", err)
+			}
 			// Envoy sends the identifier on the first message only; a later
 			// one (a different node on the same stream) replaces it.
 			key := id.GetNode().GetId() + "\x00" + id.GetNode().GetCluster()
@@ -167,27 +194,23 @@ func (r *Receiver) StreamAccessLogs(stream grpc.ClientStreamingServer[alsv3.Stre
 			st.logName = id.GetLogName()
 		}
 		if st.conv == nil {
-			n := entryCount(msg)
-			r.tel.Refused(n, "missing_identifier")
+			r.tel.Refused(len(msg.http)+len(msg.tcp), "missing_identifier")
 			return status.Error(codes.InvalidArgument,
 				"envoy ALS: the first message of a stream must carry an identifier (node, log_name)")
 		}
-		if err := r.handle(stream, &st, msg); err != nil {
+		if err := r.handle(stream, &st, &msg); err != nil {
 			return err
 		}
 	}
 }
 
-func entryCount(msg *alsv3.StreamAccessLogsMessage) int {
-	return len(msg.GetHttpLogs().GetLogEntry()) + len(msg.GetTcpLogs().GetLogEntry())
-}
-
 // recvError accounts for a receive failure and returns the stream's final
-// status. A message that does not parse is answered by grpc-go itself,
-// before the handler sees the error, with INTERNAL "grpc: failed to
-// unmarshal the received message: ..." (a server-wide codec would be needed
-// to change the code, which would affect every service on the server). The
-// stream ends; the server and other streams carry on.
+// status. A message whose top-level framing does not parse is answered by
+// grpc-go itself, before the handler sees the error, with INTERNAL "grpc:
+// failed to unmarshal the received message: ..." (changing the code would
+// take a server-wide codec). Malformed entries inside a well-framed message
+// are caught by wire.go and end the stream with INVALID_ARGUMENT. Either
+// way the server and other streams carry on.
 func (r *Receiver) recvError(err error) error {
 	s, ok := status.FromError(err)
 	if ok && s.Code() == codes.Internal && strings.Contains(s.Message(), "unmarshal") {
@@ -199,14 +222,16 @@ func (r *Receiver) recvError(err error) error {
 	return err
 }
 
-// handle converts one message and hands the calls on.
-func (r *Receiver) handle(stream grpc.ServerStream, st *streamState, msg *alsv3.StreamAccessLogsMessage) error {
+// handle converts one message and hands the calls on. Entries that do not
+// decode or lack required fields are refused and counted; the rest of the
+// message is kept. A malformed entry still ends the stream (after the good
+// entries are delivered): a proxy sending bad protobuf is broken.
+func (r *Receiver) handle(stream grpc.ServerStream, st *streamState, msg *message) error {
 	st.buf = st.buf[:0]
-	var accepted, tooMany int
-	var firstErr error
-	var refused int
-	reasons := map[string]int(nil)
-	refuse := func(err error) {
+	var accepted, refused, tooMany int
+	var firstErr, malformed error
+	var reasons map[string]int
+	refuse := func(reason string, err error) {
 		refused++
 		if firstErr == nil {
 			firstErr = err
@@ -214,46 +239,38 @@ func (r *Receiver) handle(stream grpc.ServerStream, st *streamState, msg *alsv3.
 		if reasons == nil {
 			reasons = make(map[string]int, 2)
 		}
-		reasons[reasonOf(err)]++
+		reasons[reason]++
 	}
 	max := r.cfg.MaxEntriesPerMessage
-
-	switch logs := msg.GetLogEntries().(type) {
-	case *alsv3.StreamAccessLogsMessage_HttpLogs:
-		entries := logs.HttpLogs.GetLogEntry()
-		if !r.cfg.HTTP {
-			return nil
+	conv := st.conv
+	run := func(entries [][]byte, enabled bool, decode func([]byte, *entry, *interner) error,
+		appendCall func([]model.Call, *entry) ([]model.Call, error)) {
+		if !enabled {
+			return
 		}
 		if len(entries) > max {
-			tooMany = len(entries) - max
+			tooMany += len(entries) - max
 			entries = entries[:max]
 		}
-		for _, e := range entries {
-			var err error
-			if st.buf, err = st.conv.appendHTTP(st.buf, e); err != nil {
-				refuse(err)
+		for _, raw := range entries {
+			if err := decode(raw, &conv.e, &conv.strs); err != nil {
+				refuse("malformed", err)
+				if malformed == nil {
+					malformed = err
+				}
 				continue
 			}
-			accepted++
-		}
-	case *alsv3.StreamAccessLogsMessage_TcpLogs:
-		entries := logs.TcpLogs.GetLogEntry()
-		if !r.cfg.TCP {
-			return nil
-		}
-		if len(entries) > max {
-			tooMany = len(entries) - max
-			entries = entries[:max]
-		}
-		for _, e := range entries {
 			var err error
-			if st.buf, err = st.conv.appendTCP(st.buf, e); err != nil {
-				refuse(err)
+			if st.buf, err = appendCall(st.buf, &conv.e); err != nil {
+				refuse(reasonOf(err), err)
 				continue
 			}
 			accepted++
 		}
 	}
+	run(msg.http, r.cfg.HTTP, decodeHTTP, conv.appendHTTP)
+	run(msg.tcp, r.cfg.TCP, decodeTCP, conv.appendTCP)
+
 	if tooMany > 0 {
 		r.tel.Refused(tooMany, "too_many_entries")
 	}
@@ -265,25 +282,27 @@ func (r *Receiver) handle(stream grpc.ServerStream, st *streamState, msg *alsv3.
 		// must not flood the log.
 		st.lastLog = time.Now()
 		r.logger.Warn("refused ALS entries, kept the rest of the message",
-			"node", st.conv.proxy.nodeID, "log_name", st.logName,
+			"node", conv.proxy.nodeID, "log_name", st.logName,
 			"refused", refused, "too_many", tooMany, "first_reason", errString(firstErr))
 	}
-	if len(st.buf) == 0 {
-		return nil
-	}
-	if err := r.next.ConsumeCalls(stream.Context(), st.buf); err != nil {
-		r.tel.RefusedErr(accepted, err)
-		if errors.Is(err, pipeline.ErrOverloaded) {
-			r.logger.Debug("pipeline overloaded, refusing ALS stream", "node", st.conv.proxy.nodeID)
-		} else {
-			r.logger.Warn("pipeline refused ALS calls", "node", st.conv.proxy.nodeID, "err", err)
+	if len(st.buf) > 0 {
+		if err := r.next.ConsumeCalls(stream.Context(), st.buf); err != nil {
+			r.tel.RefusedErr(accepted, err)
+			if errors.Is(err, pipeline.ErrOverloaded) {
+				r.logger.Debug("pipeline overloaded, refusing ALS stream", "node", conv.proxy.nodeID)
+			} else {
+				r.logger.Warn("pipeline refused ALS calls", "node", conv.proxy.nodeID, "err", err)
+			}
+			return pipeline.GRPCStatus(err)
 		}
-		return pipeline.GRPCStatus(err)
+		r.tel.Accepted(accepted)
 	}
-	r.tel.Accepted(accepted)
 	// Don't keep an unusually large buffer alive for the rest of the stream.
 	if cap(st.buf) > 4*max {
 		st.buf = nil
+	}
+	if malformed != nil {
+		return status.Errorf(codes.InvalidArgument, "envoy ALS: malformed log entry: %v", malformed)
 	}
 	return nil
 }

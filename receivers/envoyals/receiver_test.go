@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -483,6 +485,12 @@ func TestMalformedProtobufEndsStreamServerKeepsServing(t *testing.T) {
 	if s := status.Convert(err); s.Code() != codes.Internal || !strings.Contains(s.Message(), "unmarshal") {
 		t.Fatalf("malformed message: err = %v, want INTERNAL failed to unmarshal", err)
 	}
+	// grpc-go sends the status before the handler returns, so the counter
+	// may lag the client by a moment.
+	deadline := time.Now().Add(5 * time.Second)
+	for h.refused("malformed") != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got := h.refused("malformed"); got != 1 {
 		t.Errorf("refused malformed = %v", got)
 	}
@@ -518,5 +526,49 @@ func TestDisabledKindsIgnored(t *testing.T) {
 	calls := h.sink.get()
 	if len(calls) != 1 || calls[0].Protocol != model.ProtocolHTTP {
 		t.Errorf("with TCP off got %+v", calls)
+	}
+}
+
+func TestMalformedEntryKeepsRestEndsStream(t *testing.T) {
+	h := startServer(t, DefaultConfig())
+	good, err := proto.Marshal(httpEntry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident, err := proto.Marshal(&alsv3.StreamAccessLogsMessage_Identifier{Node: productpage, LogName: "als"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// common_properties holding a start_time whose length runs past the end.
+	bad := []byte{0x0a, 0x02, 0x2a, 0x05}
+	var logs []byte
+	logs = protowire.AppendTag(logs, 1, protowire.BytesType)
+	logs = protowire.AppendBytes(logs, good)
+	logs = protowire.AppendTag(logs, 1, protowire.BytesType)
+	logs = protowire.AppendBytes(logs, bad)
+	var msg []byte
+	msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+	msg = protowire.AppendBytes(msg, ident)
+	msg = protowire.AppendTag(msg, 2, protowire.BytesType)
+	msg = protowire.AppendBytes(msg, logs)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := h.cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true},
+		"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = st.SendMsg(msg)
+	_ = st.CloseSend()
+	err = st.RecvMsg(new([]byte))
+	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "start_time") && !strings.Contains(s.Message(), "common_properties") {
+		t.Fatalf("err = %v, want InvalidArgument naming the broken field", err)
+	}
+	if calls := h.sink.get(); len(calls) != 1 || calls[0].RequestID != "req-1" {
+		t.Fatalf("the good entry of the message was not kept: %+v", calls)
+	}
+	if got := h.refused("malformed"); got != 1 {
+		t.Errorf("refused malformed = %v, want 1", got)
 	}
 }
