@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -133,4 +134,14 @@ func reportPerEntry(b *testing.B, entries int, mallocs0 uint64, cpu0 int64) {
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(entries), "ns/entry")
 	b.ReportMetric(float64(ms.Mallocs-mallocs0)/float64(entries), "allocs/entry")
+}
+
+// UnmarshalMessage decodes a message with the generated types, for the
+// comparison benchmark and reference tests.
+func UnmarshalMessage(b []byte) (*alsv3.StreamAccessLogsMessage, error) {
+	m := new(alsv3.StreamAccessLogsMessage)
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

@@ -81,7 +81,7 @@ func newConverter(cfg *Config, p proxyInfo) *converter {
 }
 
 // maxInterned bounds the per-stream string interner.
-const maxInterned = 4096
+const maxInterned = 2048
 
 func (c *converter) flagString(m uint32) string {
 	if m == 0 {

@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshlens/meshlens/model"
 )
@@ -162,9 +161,4 @@ func (p *proxyInfo) isOwnIP(ip string) bool {
 		}
 	}
 	return false
-}
-
-// structString reads a string field of a protobuf Struct, or "".
-func structString(s *structpb.Struct, key string) string {
-	return s.GetFields()[key].GetStringValue()
 }

@@ -83,7 +83,7 @@ func DefaultConfig() Config {
 		ServiceLabels:        []string{labelCanonicalName, labelApp},
 		TrustDomain:          "cluster.local",
 		GRPCPathHeuristic:    true,
-		PeerCacheSize:        1024,
+		PeerCacheSize:        256,
 	}
 }
 
@@ -312,14 +312,4 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// UnmarshalMessage decodes one serialized StreamAccessLogsMessage; it is the
-// decoder the gRPC codec runs, exposed for fuzzing and benchmarks.
-func UnmarshalMessage(b []byte) (*alsv3.StreamAccessLogsMessage, error) {
-	m := new(alsv3.StreamAccessLogsMessage)
-	if err := proto.Unmarshal(b, m); err != nil {
-		return nil, err
-	}
-	return m, nil
 }
