@@ -80,6 +80,51 @@ func TestDashboardQueries(t *testing.T) {
 			}
 		})
 	}
+
+	// The trace-to-metrics links of the provisioned trace datasources: a
+	// span of service productpage opens these queries, with $__tags
+	// replaced by the span's mapped tags.
+	t.Run("tracesToMetrics", func(t *testing.T) {
+		data, err := os.ReadFile("../deploy/grafana/provisioning/datasources/meshlens.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prov struct {
+			Datasources []struct {
+				Name     string `json:"name"`
+				JSONData struct {
+					TracesToMetrics struct {
+						Queries []struct {
+							Name  string `json:"name"`
+							Query string `json:"query"`
+						} `json:"queries"`
+					} `json:"tracesToMetrics"`
+				} `json:"jsonData"`
+			} `json:"datasources"`
+		}
+		if err := sigsyaml.Unmarshal(data, &prov); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		for _, ds := range prov.Datasources {
+			for _, q := range ds.JSONData.TracesToMetrics.Queries {
+				n++
+				// $$ is the provisioning file's escape for a literal $.
+				expr := strings.ReplaceAll(q.Query, "$$__tags", `service_name="productpage"`)
+				if _, err := promqlParser.ParseExpr(expr); err != nil {
+					t.Errorf("%s %q: %v", ds.Name, q.Name, err)
+					continue
+				}
+				res, err := instantQuery(in, expr)
+				if err != nil || res == 0 {
+					t.Errorf("%s %q: %s returned %d series (%v); span-derived metrics come from traces", ds.Name, q.Name, expr, res, err)
+				}
+			}
+		}
+		if n == 0 {
+			t.Error("no tracesToMetrics queries provisioned")
+		}
+	})
 }
 
 // TestGrafanaServiceGraph sends the queries Grafana's Service Graph view
