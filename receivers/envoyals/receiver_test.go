@@ -572,3 +572,25 @@ func TestMalformedEntryKeepsRestEndsStream(t *testing.T) {
 		t.Errorf("refused malformed = %v, want 1", got)
 	}
 }
+
+func TestWaypointProxyCall(t *testing.T) {
+	h := startServer(t, DefaultConfig())
+	wp := istioNode("waypoint", "10.0.0.3", "waypoint-5f6d", "default", "waypoint", "")
+	e := httpEntry(func(e *accesslogv3.HTTPAccessLogEntry) {
+		e.CommonProperties.UpstreamCluster = "inbound-vip|9080|http|reviews.default.svc.cluster.local"
+		e.CommonProperties.DownstreamRemoteAddress = sockAddr("10.0.0.10", 40000)
+		e.CommonProperties.UpstreamRemoteAddress = sockAddr("10.0.0.20", 9080)
+	})
+	if err := h.send(t, httpMsg(wp, e)); err != nil {
+		t.Fatal(err)
+	}
+	calls := h.sink.get()
+	if len(calls) != 1 {
+		t.Fatalf("waypoint gave %d calls", len(calls))
+	}
+	c := calls[0]
+	if c.DetectPoint != model.DetectProxy || c.Source.IP != "10.0.0.10" || c.Destination.Instance != "10.0.0.20:9080" ||
+		c.Source.Service == "waypoint" || c.Destination.Service == "waypoint" {
+		t.Errorf("waypoint call %+v", c)
+	}
+}
