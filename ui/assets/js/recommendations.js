@@ -98,6 +98,8 @@ function card(r) {
       r.confidence ? h('dt', {text: 'Confidence'}) : null,
       r.confidence ? h('dd', {text: `${num(r.confidence.lower)}–${num(r.confidence.upper)} ${r.confidence.unit || ''} at ${pct(r.confidence.level)}`}) : null),
     h('p', {class: 'explanation', text: r.explanation || ''}),
+    r.edge ? h('p', {class: 'links'}, h('a', {href: router.href('topology', {hl: `${r.edge.source},${r.edge.destination}`}), text: 'Show this edge on the graph'}), ' · ',
+      h('a', {href: router.href('dashboard', {service: r.edge.destination.split('.')[0]}), text: `Dashboard of ${r.edge.destination}`})) : null,
     inc.length ? h('div', null, h('h4', {text: 'Inconsistencies along the call chain'}), h('ul', null, inc)) : null,
     evidence(r.evidence),
     h('p', {class: 'updated', text: r.updated_at ? `Updated ${dateTime(r.updated_at)}` : ''}));

@@ -101,7 +101,7 @@ function matches(node, name) {
 // drawGraph renders the graph into an SVG with pan and zoom. It returns the
 // SVG; onSelect(kind, item) is called for clicks and Enter.
 export function drawGraph(graph, {selected, highlight = [], onSelect}) {
-  const lay = layout(graph.nodes, graph.edges, {colGap: NODE_W + 160, rowGap: NODE_H + 26});
+  const lay = layout(graph.nodes, graph.edges, {colGap: NODE_W + 186, rowGap: NODE_H + 28});
   const pad = 30;
   const full = {x: -NODE_W / 2 - pad, y: -NODE_H / 2 - pad, w: lay.width + NODE_W + 2 * pad, h: lay.height + NODE_H + 2 * pad};
   const svg = s('svg', {class: 'graph', role: 'group', 'aria-label': `Service graph: ${graph.nodes.length} nodes, ${graph.edges.length} edges`,
@@ -143,7 +143,7 @@ export function drawGraph(graph, {selected, highlight = [], onSelect}) {
     edgeLayer.append(g);
     const [lx, ly] = labelPoint(points);
     const lab = s('g', {class: `edge-label ${hc.cls}${showLabels ? '' : ' on-hover'}`, transform: `translate(${lx},${ly})`, 'aria-hidden': 'true'},
-      s('rect', {x: -72, y: -17, width: 144, height: 32, rx: 4}),
+      s('rect', {x: -84, y: -18, width: 168, height: 34, rx: 4}),
       s('text', {y: -4, 'text-anchor': 'middle', text: label1}),
       s('text', {y: 10, 'text-anchor': 'middle', class: 'sub', text: (hc.cls !== 'ok' ? hc.glyph + ' ' : '') + label2}));
     labelLayer.append(lab);
@@ -180,11 +180,11 @@ export function drawGraph(graph, {selected, highlight = [], onSelect}) {
 }
 
 // initialView fits the graph into the SVG's box, but never magnifies a
-// small graph and never shrinks a big one below a readable 0.6: then it
+// small graph and never shrinks a big one below a readable 0.7: then it
 // starts at the left (the callers) and the rest is a pan or zoom away.
 function initialView(svg, full) {
   const cw = svg.clientWidth || 900, ch = svg.clientHeight || 500;
-  const scale = Math.max(0.6, Math.min(1, cw / full.w, ch / full.h));
+  const scale = Math.max(0.7, Math.min(1, cw / full.w, ch / full.h));
   const w = cw / scale, h = ch / scale;
   const x = w >= full.w ? full.x - (w - full.w) / 2 : full.x;
   const y = full.y - (h - full.h) / 2;
@@ -230,7 +230,7 @@ function enablePanZoom(svg, full) {
   };
   svg.reset = () => {
     // Size the box to the graph so a short graph leaves no empty band.
-    const sc = Math.max(0.6, Math.min(1, (svg.clientWidth || 900) / full.w));
+    const sc = Math.max(0.7, Math.min(1, (svg.clientWidth || 900) / full.w));
     const maxH = Math.max(420, window.innerHeight - 260);
     svg.style.height = `${Math.round(Math.max(320, Math.min(maxH, full.h * sc + 24)))}px`;
     vb = initialView(svg, full);
@@ -281,7 +281,9 @@ export async function view(root, params, signal) {
   const notice = h('div', {class: 'notices'});
   const stage = h('div', {class: 'stage'}, loading('the service graph'));
   const panel = h('aside', {class: 'panel', 'aria-label': 'Selection details'});
-  replace(root, h('h1', {text: 'Topology'}), toolbar, notice, h('div', {class: 'topology'}, stage, panel));
+  const grid = h('div', {class: 'topology'}, stage, panel);
+  panel.hidden = true;
+  replace(root, h('h1', {text: 'Topology'}), toolbar, notice, grid);
 
   const range = tr.resolve(params);
   api.promLabelValues('namespace', 'meshlens_service_calls_total', range.start, range.end, signal)
@@ -353,7 +355,15 @@ export async function view(root, params, signal) {
   const cur = params.sel || '';
   if (cur.startsWith('n:')) { const n = graph.nodes.find((x) => x.id === cur.slice(2)); if (n) showPanel(panel, graph, 'node', n, params, signal); }
   if (cur.startsWith('e:')) { const e = graph.edges.find((x) => x.id === cur.slice(2)); if (e) showPanel(panel, graph, 'edge', e, params, signal); }
-  if (!cur) replace(panel, h('p', {class: 'hint', text: 'Select a node or an edge to see its rate, errors, latency and Apdex over time.'}));
+}
+
+function closeButton(panel) {
+  return h('button', {type: 'button', class: 'btn close', 'aria-label': 'Close the details', onclick: () => {
+    panel.hidden = true;
+    panel.parentElement.classList.remove('with-panel');
+    for (const el of document.querySelectorAll('svg.graph .selected')) el.classList.remove('selected');
+    router.update({sel: undefined});
+  }}, '×');
 }
 
 // scopeOf maps a graph node to the meshlens_<scope>_ family and its labels.
@@ -374,12 +384,15 @@ function relationScope(src, dst) {
 }
 
 function showPanel(panel, graph, kind, item, params, signal) {
+  // The panel takes room from the graph only while something is selected.
+  panel.hidden = false;
+  panel.parentElement.classList.add('with-panel');
   const charts = h('div');
   const dl = (pairs) => h('dl', {class: 'facts'}, pairs.flatMap(([k, v]) => [h('dt', {text: k}), h('dd', {text: v})]));
   if (kind === 'node') {
     const sc = scopeOf(item);
     const inb = item.inbound || {};
-    replace(panel, h('h2', {text: item.name}),
+    replace(panel, closeButton(panel), h('h2', {text: item.name}),
       dl([['Kind', item.kind || 'service'], ['Namespace', item.namespace || '—'], ...(item.service ? [['Service', item.service]] : []),
         ['Inbound rate', `${num(inb.requestRate || 0)} req/s`], ['Error rate', `${pct(inb.errorRatio || 0)} (${health(inb.errorRatio).word})`],
         ['p50 / p95 / p99', inb.latencyMs ? `${ms(inb.latencyMs.p50)} / ${ms(inb.latencyMs.p95)} / ${ms(inb.latencyMs.p99)}` : '—'],
@@ -393,7 +406,7 @@ function showPanel(panel, graph, kind, item, params, signal) {
   } else {
     const src = graph.nodes.find((n) => n.id === item.source) || {name: item.source}, dst = graph.nodes.find((n) => n.id === item.target) || {name: item.target};
     const sc = relationScope(src, dst);
-    replace(panel, h('h2', {text: `${src.name} → ${dst.name}`}),
+    replace(panel, closeButton(panel), h('h2', {text: `${src.name} → ${dst.name}`}),
       dl([['Protocol', item.protocol || '—'], ['Security', mtlsText(item)], ['Reported by', (item.reporters || [item.reporter]).filter(Boolean).join(', ') || '—'],
         ['Rate', `${num(item.requestRate || 0)} req/s`], ['Error rate', `${pct(item.errorRatio || 0)} (${health(item.errorRatio).word})`],
         ['p50 / p95 / p99', item.latencyMs ? `${ms(item.latencyMs.p50)} / ${ms(item.latencyMs.p95)} / ${ms(item.latencyMs.p99)}` : '—']]),
