@@ -26,10 +26,10 @@
 // pre-1.24 wasm.* FlatBuffer); otherwise only its address is filled
 // (IP, Instance = "ip:port" for upstream hosts) and processors/identity
 // resolves it from Call.UpstreamCluster, Call.Authority or the IP. Envoy
-// logs filter state only when asked: the ALS config (Istio's
-// envoyOtelAls/envoyExtAuthzGrpc-style extension provider, or an
+// logs filter state only when asked: the ALS config (Istio's envoyHttpAls /
+// envoyTcpAls extension providers' filterStateObjectsToLog, or an
 // EnvoyFilter) must list upstream_peer and downstream_peer (and the wasm.*
-// keys for older proxies) in filter_state_objects_to_log.
+// keys for older proxies).
 //
 // Messages are decoded straight from the wire (wire.go) into a flat entry,
 // so the hot path costs two allocations per HTTP entry (path and request
