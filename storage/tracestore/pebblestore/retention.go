@@ -42,6 +42,7 @@ func (s *Store) EnforceRetention(ctx context.Context) error {
 		if err := s.dropBucket(ctx, b); err != nil {
 			return err
 		}
+		s.m.dropped.WithLabelValues("ttl").Inc()
 		s.cfg.Logger.Info("trace store dropped expired bucket", "bucket_start", s.bucketStart(b))
 	}
 	if s.cfg.MaxDiskBytes > 0 {
@@ -54,6 +55,7 @@ func (s *Store) EnforceRetention(ctx context.Context) error {
 			if err := s.dropBucket(ctx, bs[0]); err != nil {
 				return err
 			}
+			s.m.dropped.WithLabelValues("size").Inc()
 			s.cfg.Logger.Warn("trace store over size cap: dropped oldest bucket",
 				"bucket_start", s.bucketStart(bs[0]), "disk_bytes", used, "cap", s.cfg.MaxDiskBytes)
 		}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/meshlens/meshlens/storage/tracestore"
@@ -99,7 +101,11 @@ func TestRetentionSizeCap(t *testing.T) {
 	used := s.TableBytes()
 	// Reopen with a cap of 60% of the current size: the oldest buckets go.
 	s.Close()
-	s = openTest(t, Config{Dir: dir, Now: c.now, RetentionInterval: time.Hour, MaxDiskBytes: int64(used * 6 / 10)})
+	reg := prometheus.NewRegistry()
+	s = openTest(t, Config{Dir: dir, Now: c.now, RetentionInterval: time.Hour, MaxDiskBytes: int64(used * 6 / 10), Registerer: reg})
+	if n := testutil.ToFloat64(s.m.dropped.WithLabelValues("size")); n < 1 {
+		t.Errorf("buckets dropped for size: metric = %v", n)
+	}
 	if got := s.DiskUsage(); got > used*6/10 {
 		t.Errorf("disk %d bytes over cap %d", got, used*6/10)
 	}

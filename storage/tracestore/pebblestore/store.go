@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -54,6 +55,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now. Tests move it.
 	Now func() time.Time
+	// Registerer receives the store's self-metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) defaults() {
@@ -95,6 +98,7 @@ type Store struct {
 	db      *pebble.DB
 	wo      *pebble.WriteOptions
 	autoKey map[string]bool
+	m       *metrics
 
 	mu       sync.RWMutex
 	buckets  map[uint32]struct{}
@@ -149,6 +153,7 @@ func Open(cfg Config) (*Store, error) {
 	for _, k := range cfg.AutocompleteKeys {
 		s.autoKey[k] = true
 	}
+	s.m = newMetrics(cfg.Registerer, s)
 	if err := s.loadBuckets(); err != nil {
 		db.Close()
 		return nil, err
@@ -274,17 +279,23 @@ func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	start := time.Now()
 	w := writer{s: s, batch: s.db.NewBatch(), newBuckets: map[uint32]struct{}{}, newMeta: map[string]uint32{}, resDone: map[resDoneKey]bool{}}
 	defer w.batch.Close()
 	if err := w.add(td); err != nil {
+		s.m.failed.Inc()
 		return err
 	}
 	if w.batch.Empty() {
 		return nil
 	}
 	if err := w.batch.Commit(s.wo); err != nil {
+		s.m.failed.Inc()
 		return fmt.Errorf("commit %d spans: %w", w.spans, err)
 	}
+	s.m.spans.Add(float64(w.spans))
+	s.m.batches.Inc()
+	s.m.latency.Observe(time.Since(start).Seconds())
 	s.mu.Lock()
 	for b := range w.newBuckets {
 		s.buckets[b] = struct{}{}
