@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/query/zipkinapi"
 	"github.com/meshlens/meshlens/storage/tracestore"
 	"github.com/meshlens/meshlens/storage/tracestore/pebblestore"
 	"github.com/meshlens/meshlens/storage/tracestore/tracestoretest"
@@ -377,5 +378,25 @@ func TestAPIv3(t *testing.T) {
 	code, body = get(t, srv, "/api/v3/operations?service=frontend&span_kind=client")
 	if code != 200 || string(body) != `{"operations":[{"name":"GET /reviews","spanKind":"client"}]}`+"\n" {
 		t.Errorf("v3 operations: %d %s", code, body)
+	}
+}
+
+// The integrator mounts both query APIs on one mux (port 8088): their
+// patterns must not conflict (ServeMux panics if they do).
+func TestRegistersBesideZipkin(t *testing.T) {
+	s, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mux := http.NewServeMux()
+	New(s, nil).Register(mux)
+	zipkinapi.New(s, nil, nil).Register(mux)
+	for _, p := range []string{"/api/services", "/api/v2/services", "/api/v3/services", "/api/traces/abc", "/api/v2/trace/abc"} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
+		if rec.Code == http.StatusNotFound && !strings.Contains(rec.Body.String(), "not found") {
+			t.Errorf("%s not routed: %d %s", p, rec.Code, rec.Body)
+		}
 	}
 }
