@@ -206,7 +206,6 @@ func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err erro
 		// Duration-ordered: gather the bucket's hits, then visit them newest
 		// first like the time-ordered indexes.
 		var hits []suffix
-		var durs []uint64
 		for ok := it.First(); ok; ok = it.Next() {
 			if sr.budget() {
 				break
@@ -221,7 +220,6 @@ func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err erro
 				continue
 			}
 			hits = append(hits, sf)
-			durs = append(durs, dur)
 		}
 		if err := it.Error(); err != nil {
 			return false, err
@@ -232,7 +230,7 @@ func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err erro
 		}
 		sort.Slice(order, func(a, b int) bool { return hits[order[a]].start > hits[order[b]].start })
 		for _, i := range order {
-			if sr.visit(it, bkt, hits[i]) {
+			if sr.visit(bkt, hits[i]) {
 				return true, nil
 			}
 		}
@@ -250,7 +248,7 @@ func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err erro
 		if w <= 0 || !sr.q.MatchTime(time.Unix(0, int64(sf.start)), time.Duration(dur)) {
 			continue
 		}
-		if sr.visit(nil, bkt, sf) {
+		if sr.visit(bkt, sf) {
 			return true, nil
 		}
 	}
@@ -267,7 +265,7 @@ func (sr *searcher) budget() bool {
 
 // visit checks the span if the plan needs it and records its trace; it
 // reports whether the limit is reached.
-func (sr *searcher) visit(_ *pebble.Iterator, bkt uint32, sf suffix) bool {
+func (sr *searcher) visit(bkt uint32, sf suffix) bool {
 	if sr.seen[sf.trace] {
 		return false
 	}
