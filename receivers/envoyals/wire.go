@@ -111,6 +111,49 @@ func (it *fieldIter) next() bool {
 	return true
 }
 
+// nextField advances to the next field whose wire type is what the
+// message declares: fields in varints (a bit per field number) are
+// varints, every other field meshlens reads is length-delimited. A field
+// with another wire type is skipped, as the protobuf runtime keeps it as
+// an unknown field instead of reading it.
+func (it *fieldIter) nextField(varints uint64) bool {
+	for it.next() {
+		want := protowire.BytesType
+		if it.num < 64 && varints&(1<<uint(it.num)) != 0 {
+			want = protowire.VarintType
+		}
+		if it.typ == want {
+			return true
+		}
+		it.skip()
+	}
+	return false
+}
+
+// vt builds a varint field mask.
+func vt(nums ...protowire.Number) uint64 {
+	var m uint64
+	for _, n := range nums {
+		m |= 1 << uint(n)
+	}
+	return m
+}
+
+// Varint field masks of the messages wire.go reads.
+var (
+	varints1       = vt(1)
+	varints1_11_12 = vt(1, 11, 12)
+	varints1_2     = vt(1, 2)
+	varints2       = vt(2)
+	varints2_3     = vt(2, 3)
+	varints27_33   = vt(27, 33)
+	varints3       = vt(3)
+)
+
+// flagVarints: every ResponseFlags field is a bool except 13
+// (unauthorized_details, a message).
+var flagVarints = vt(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28)
+
 func (it *fieldIter) bytes() []byte {
 	if it.typ != protowire.BytesType {
 		it.skip()
@@ -167,7 +210,7 @@ func splitMessage(b []byte, m *message) error {
 	m.identifier = nil
 	m.http, m.tcp = m.http[:0], m.tcp[:0]
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(0) {
 		switch it.num {
 		case 1:
 			m.identifier = it.bytes()
@@ -175,7 +218,7 @@ func splitMessage(b []byte, m *message) error {
 			isHTTP := it.num == 2
 			logs := it.bytes()
 			in := fieldIter{b: logs}
-			for in.next() {
+			for in.nextField(0) {
 				if in.num != 1 {
 					in.skip()
 					continue
@@ -207,7 +250,7 @@ func splitMessage(b []byte, m *message) error {
 func decodeHTTP(b []byte, e *entry, in *interner) error {
 	*e = entry{}
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(varints2) {
 		switch it.num {
 		case 1:
 			if err := decodeCommon(it.bytes(), e, in); err != nil {
@@ -237,7 +280,7 @@ func decodeHTTP(b []byte, e *entry, in *interner) error {
 func decodeTCP(b []byte, e *entry, in *interner) error {
 	*e = entry{}
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(0) {
 		switch it.num {
 		case 1:
 			if err := decodeCommon(it.bytes(), e, in); err != nil {
@@ -245,7 +288,7 @@ func decodeTCP(b []byte, e *entry, in *interner) error {
 			}
 		case 2:
 			cp := fieldIter{b: it.bytes()}
-			for cp.next() {
+			for cp.nextField(varints1_2) {
 				switch cp.num {
 				case 1:
 					e.received = cp.varint()
@@ -270,7 +313,7 @@ func decodeTCP(b []byte, e *entry, in *interner) error {
 
 func decodeCommon(b []byte, e *entry, in *interner) error {
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(varints27_33) {
 		switch it.num {
 		case 2:
 			e.downRemoteIP, _ = decodeAddress(it.bytes(), in, &it)
@@ -318,7 +361,7 @@ func decodeCommon(b []byte, e *entry, in *interner) error {
 // parent so one error path covers every nested message.
 func decodeTime(b []byte, sec *int64, nanos *int32, parent *fieldIter) {
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(varints1_2) {
 		switch it.num {
 		case 1:
 			*sec = int64(it.varint())
@@ -338,13 +381,13 @@ func decodeAddress(b []byte, in *interner, parent *fieldIter) (string, uint32) {
 	var ip string
 	var port uint32
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(0) {
 		if it.num != 1 {
 			it.skip()
 			continue
 		}
 		sa := fieldIter{b: it.bytes()}
-		for sa.next() {
+		for sa.nextField(varints3) {
 			switch sa.num {
 			case 2:
 				ip = in.str(sa.bytes())
@@ -369,7 +412,7 @@ func decodeAddress(b []byte, in *interner, parent *fieldIter) (string, uint32) {
 func decodeFlags(b []byte, parent *fieldIter) uint32 {
 	var m uint32
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(flagVarints) {
 		if it.num < 1 || it.num > protowire.Number(len(flagNames)) {
 			it.skip()
 			continue
@@ -399,7 +442,7 @@ func decodeFlags(b []byte, parent *fieldIter) uint32 {
 func decodeFilterState(b []byte, e *entry, parent *fieldIter) {
 	var key, val []byte
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(0) {
 		switch it.num {
 		case 1:
 			key = it.bytes()
@@ -435,7 +478,7 @@ func decodeFilterState(b []byte, e *entry, parent *fieldIter) {
 	}
 	var typeURL, value []byte
 	a := fieldIter{b: val}
-	for a.next() {
+	for a.nextField(0) {
 		switch a.num {
 		case 1:
 			typeURL = a.bytes()
@@ -470,7 +513,7 @@ func decodeTLS(b []byte, e *entry, in *interner) error {
 	var version uint64
 	var other, hasLocal, peerCert bool
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(varints1) {
 		switch it.num {
 		case 1:
 			version = it.varint()
@@ -518,12 +561,12 @@ func decodeCert(b []byte, in *interner, parent *fieldIter) (string, bool) {
 	var uri string
 	var present bool
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(0) {
 		switch it.num {
 		case 1:
 			present = true
 			san := fieldIter{b: it.bytes()}
-			for san.next() {
+			for san.nextField(0) {
 				if san.num == 1 {
 					if u := san.bytes(); len(u) > 0 && uri == "" {
 						uri = in.str(u)
@@ -552,7 +595,7 @@ func decodeCert(b []byte, in *interner, parent *fieldIter) (string, bool) {
 func decodeRequest(b []byte, e *entry, in *interner) error {
 	var hdr, body uint64
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(varints1_11_12) {
 		switch it.num {
 		case 1:
 			e.method = int32(it.varint())
@@ -585,7 +628,7 @@ func decodeRequest(b []byte, e *entry, in *interner) error {
 func decodeResponse(b []byte, e *entry, in *interner) error {
 	var hdr, body uint64
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(varints2_3) {
 		switch it.num {
 		case 1:
 			sec := int64(e.respCode)
@@ -621,7 +664,7 @@ func decodeResponse(b []byte, e *entry, in *interner) error {
 
 func decodeMapEntry(b []byte, parent *fieldIter) (k, v []byte) {
 	it := fieldIter{b: b}
-	for it.next() {
+	for it.nextField(0) {
 		switch it.num {
 		case 1:
 			k = it.bytes()
