@@ -125,10 +125,19 @@ export async function view(root, params, signal) {
   svc.addEventListener('change', () => loadOps(svc.value));
   try {
     const body = await api.jaeger('/api/services', null, signal);
-    for (const name of (body.data || []).slice().sort()) svc.append(h('option', {value: name, text: name, selected: name === params.service}));
-    if (params.service && !(body.data || []).includes(params.service)) {
-      results.append(h('p', {class: 'state warn', role: 'status', text: `No traces of service "${params.service}" are stored.`}));
+    const names = (body.data || []).slice().sort();
+    // Links from the graph and dashboards carry the short service name;
+    // trace service names may add the namespace (reviews.default).
+    if (params.service && !names.includes(params.service)) {
+      const full = names.filter((n) => n.startsWith(params.service + '.'));
+      if (full.length === 1) {
+        params = {...params, service: full[0]};
+        router.update({service: full[0]});
+      } else {
+        results.append(h('p', {class: 'state warn', role: 'status', text: `No traces of service "${params.service}" are stored.`}));
+      }
     }
+    for (const name of names) svc.append(h('option', {value: name, text: name, selected: name === params.service}));
   } catch (e) {
     if (e.name === 'AbortError') return;
     replace(results, errorBox(e, 'the list of services'));
