@@ -116,7 +116,7 @@ func start(t *testing.T, dir string, extra ...string) *instance {
 			if m := listenRE.FindStringSubmatch(line); m != nil {
 				name := m[1]
 				in.mu.Lock()
-				if _, dup := in.addrs[name]; dup {
+				if _, dup := in.addrs[name]; dup { // never expected: names are unique
 					name = name + "2"
 				}
 				in.addrs[name] = m[2]

@@ -2,37 +2,187 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"path/filepath"
 	"runtime/debug"
 
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/grpc"
 	"gopkg.in/yaml.v3"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshlens/meshlens/demo"
+	"github.com/meshlens/meshlens/model"
 	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/processors/endpoints"
+	"github.com/meshlens/meshlens/processors/errorlog"
+	"github.com/meshlens/meshlens/processors/identity"
+	"github.com/meshlens/meshlens/processors/recommend"
 	"github.com/meshlens/meshlens/processors/redmetrics"
+	"github.com/meshlens/meshlens/processors/spancalls"
+	"github.com/meshlens/meshlens/processors/tracesampling"
+	"github.com/meshlens/meshlens/query/errorapi"
+	"github.com/meshlens/meshlens/query/jaegerapi"
 	"github.com/meshlens/meshlens/query/promapi"
+	"github.com/meshlens/meshlens/query/recommendapi"
 	"github.com/meshlens/meshlens/query/topology"
+	"github.com/meshlens/meshlens/query/zipkinapi"
 	"github.com/meshlens/meshlens/receivers/envoyals"
+	"github.com/meshlens/meshlens/receivers/envoymetrics"
+	"github.com/meshlens/meshlens/receivers/jaeger"
+	"github.com/meshlens/meshlens/receivers/meshreport"
+	"github.com/meshlens/meshlens/receivers/otlp"
+	"github.com/meshlens/meshlens/receivers/zipkin"
+	"github.com/meshlens/meshlens/storage/tracestore/pebblestore"
+	"github.com/meshlens/meshlens/ui"
 )
 
 // This file is the one registration list: every receiver, processor and API
 // meshlens runs is created and wired here, and nowhere else.
 
-// callProcessors run in order on every batch of calls before the sinks.
-func (s *Server) callProcessors() []pipeline.CallProcessor {
+// buildProcessors creates the call processors and sinks; it runs before the
+// queue exists, which needs them.
+func (s *Server) buildProcessors(ctx context.Context) error {
+	var resolvers []identity.IPResolver
+	if k := s.cfg.Processors.Kubernetes; k.Enabled {
+		var rc *rest.Config
+		var err error
+		if k.Kubeconfig != "" {
+			rc, err = clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+		} else {
+			rc, err = rest.InClusterConfig()
+		}
+		if err != nil {
+			return fmt.Errorf("processors.kubernetes: %w", err)
+		}
+		client, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return fmt.Errorf("processors.kubernetes: %w", err)
+		}
+		kr, err := identity.NewKubeResolver(client, identity.KubeConfig{ClusterID: k.ClusterID}, s.cfg.Processors.Identity.Naming, s.logger)
+		if err != nil {
+			return err
+		}
+		s.kube = kr
+		resolvers = append(resolvers, kr)
+	}
+	id, err := identity.New(s.cfg.Processors.Identity, s.logger.With("component", "identity"), resolvers...)
+	if err != nil {
+		return err
+	}
+	ep, err := endpoints.New(s.cfg.Processors.Endpoints, s.reg, s.logger.With("component", "endpoints"))
+	if err != nil {
+		return err
+	}
+	s.procs = []pipeline.CallProcessor{id, ep}
+
+	e := s.cfg.Processors.Errors
+	s.errors = errorlog.New(errorlog.Config{Capacity: e.Capacity, RatePerSecond: e.RatePerSecond, Burst: e.Burst}, s.tel, s.logger)
+	s.sinks = fanout{s.agg, s.errors}
+	if r := s.cfg.Processors.Recommend; r.Enabled {
+		s.recommend, err = recommend.New(recommend.Config{
+			Window: r.Window, RecomputeEvery: r.RecomputeEvery, TargetFalseTimeout: r.TargetFalseTimeout,
+		}, s.logger.With("component", "recommend"), s.reg)
+		if err != nil {
+			return fmt.Errorf("processors.recommendations: %w", err)
+		}
+		if r.IstioConfigDir != "" {
+			cur, err := recommend.LoadIstioDir(r.IstioConfigDir)
+			if err != nil {
+				return fmt.Errorf("processors.recommendations.istio_config_dir: %w", err)
+			}
+			if err := s.recommend.SetCurrentConfig(cur); err != nil {
+				return fmt.Errorf("processors.recommendations.istio_config_dir: %w", err)
+			}
+		}
+		s.sinks = append(s.sinks, s.recommend)
+	}
+	_ = ctx
 	return nil
 }
 
-// callSinks receive every processed batch of calls.
-func (s *Server) callSinks() pipeline.CallConsumer {
-	return fanout{s.agg}
+// spanOrigin marks calls derived from spans before they join the queue, so
+// the aggregator never counts a request twice when a mesh sends both.
+type spanOrigin struct{ next pipeline.CallConsumer }
+
+func (o spanOrigin) ConsumeCalls(ctx context.Context, calls []model.Call) error {
+	for i := range calls {
+		calls[i].Origin = model.OriginSpan
+	}
+	return o.next.ConsumeCalls(ctx, calls)
+}
+
+// traceFanout derives calls and span metrics from every span, then samples
+// and stores. Only the store's answer reaches the client: a span is
+// acknowledged once it is durable.
+type traceFanout struct {
+	derive pipeline.TraceConsumer
+	store  pipeline.TraceConsumer
+	tel    *pipeline.Telemetry
+}
+
+func (f traceFanout) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	if err := f.derive.ConsumeTraces(ctx, td); err != nil {
+		f.tel.Dropped("spancalls", pipeline.Reason(err), td.SpanCount())
+	}
+	return f.store.ConsumeTraces(ctx, td)
 }
 
 func (s *Server) buildComponents(ctx context.Context) error {
-	if s.cfg.Receivers.EnvoyALS.Enabled {
-		envoyals.New(s.cfg.Receivers.EnvoyALS.Config, s.queue, s.tel, s.logger).Register(s.grpcServer)
+	r := s.cfg.Receivers
+	if r.EnvoyALS.Enabled {
+		envoyals.New(r.EnvoyALS.Config, s.queue, s.tel, s.logger).Register(s.grpcServer)
+	}
+	if r.MeshReport.Enabled {
+		meshreport.New(meshreport.Config{MaxMetricsPerMessage: r.MeshReport.MaxMetricsPerMessage}, s.queue, s.tel, s.logger).Register(s.grpcServer)
+	}
+	if r.EnvoyMetrics.Enabled {
+		envoymetrics.New(envoymetrics.Config{
+			MaxSeriesPerProxy: r.EnvoyMetrics.MaxSeriesPerProxy, MaxSeriesTotal: r.EnvoyMetrics.MaxSeriesTotal,
+		}, s.app, s.tel, s.logger).Register(s.grpcServer)
 	}
 
+	// Traces.
+	store, err := pebblestore.Open(pebblestore.Config{
+		Dir:              filepath.Join(s.cfg.Storage.Path, "traces"),
+		TTL:              s.cfg.Storage.Traces.Retention,
+		MaxDiskBytes:     s.cfg.Storage.Traces.MaxBytes,
+		AutocompleteKeys: autocompleteKeys,
+		Logger:           s.logger.With("component", "tracestore"),
+	})
+	if err != nil {
+		return fmt.Errorf("open trace store: %w", err)
+	}
+	s.closers = append(s.closers, func(context.Context) error { return store.Close() })
+	sampler, err := tracesampling.New(s.cfg.Processors.Sampling, store, s.reg)
+	if err != nil {
+		return fmt.Errorf("processors.trace_sampling: %w", err)
+	}
+	s.spans = spancalls.New(spancalls.Config{}, spanOrigin{s.queue}, s.agg, s.tel, s.logger.With("component", "spancalls"))
+	traces := traceFanout{derive: s.spans, store: sampler, tel: s.tel}
+
+	zipkinMux := s.extraMux("zipkin")
+	if r.Zipkin.Enabled {
+		z := zipkin.New(zipkin.Config{MaxRequestBytes: r.Zipkin.MaxRequestBytes}, traces, s.tel, s.logger)
+		z.Register(s.mux)
+		z.Register(zipkinMux)
+	}
+	if r.OTLP.Enabled {
+		oc := otlp.Config{MaxRequestBytes: r.OTLP.MaxRequestBytes}
+		o := otlp.New(oc, traces, s.tel, s.logger)
+		o.Register(s.extraMux("otlp_http"))
+		s.otlpGRPC = grpc.NewServer(append(oc.GRPCServerOptions(), grpc.MaxConcurrentStreams(uint32(s.cfg.Pipeline.MaxConcurrentStreams)))...)
+		o.RegisterGRPC(s.otlpGRPC)
+	}
+	if r.Jaeger.Enabled {
+		jaeger.New(jaeger.Config{MaxSpansPerBatch: r.Jaeger.MaxSpansPerBatch}, traces, s.tel, s.logger).Register(s.grpcServer)
+	}
+
+	// Query APIs.
 	prom := promapi.New(promapi.Options{
 		Queryable:    s.queryable,
 		Logger:       s.logger.With("component", "promapi"),
@@ -59,7 +209,33 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		Queryable: s.queryable,
 		Logger:    s.logger.With("component", "topology"),
 	}).Register(s.mux)
+	jaegerapi.New(store, s.logger).Register(s.mux)
+	zk := zipkinapi.New(store, autocompleteKeys, s.logger)
+	zk.Register(s.mux)
+	zk.Register(zipkinMux)
+	errorapi.New(s.errors, s.logger).Register(s.mux)
+	if s.recommend != nil {
+		recommendapi.New(s.recommend, s.logger).Register(s.mux)
+	}
+	ui.Register(s.mux)
 	return nil
+}
+
+// autocompleteKeys are the span tags whose values Zipkin's autocomplete
+// offers: the ones Envoy and Istio set on every span.
+var autocompleteKeys = []string{"http.method", "http.status_code", "response_flags", "upstream_cluster", "istio.canonical_service", "istio.namespace"}
+
+// extraMux returns the handler mux of a protocol-specific HTTP listener.
+func (s *Server) extraMux(name string) *httpMux {
+	if s.extra == nil {
+		s.extra = map[string]*httpMux{}
+	}
+	if m, ok := s.extra[name]; ok {
+		return m
+	}
+	m := newHTTPMux()
+	s.extra[name] = m
+	return m
 }
 
 // grpcServices names what the gRPC listener serves, for the start-up log.
@@ -73,14 +249,48 @@ func (s *Server) grpcServices() []string {
 
 // startExtraListeners binds the protocol-specific listeners.
 func (s *Server) startExtraListeners(bind func(proto, name, addr, what string) (net.Listener, error)) error {
+	if s.cfg.Receivers.Zipkin.Enabled {
+		ln, err := bind("http", "zipkin", s.cfg.Listen.Zipkin, "zipkin ingest and query api")
+		if err != nil {
+			return err
+		}
+		s.serveHTTP(ln, s.extraMux("zipkin"))
+	}
+	if s.cfg.Receivers.OTLP.Enabled {
+		ln, err := bind("http", "otlp_http", s.cfg.Listen.OTLPHTTP, "otlp traces over http")
+		if err != nil {
+			return err
+		}
+		s.serveHTTP(ln, s.extraMux("otlp_http"))
+		gln, err := bind("grpc", "otlp_grpc", s.cfg.Listen.OTLPGRPC, "otlp traces over grpc")
+		if err != nil {
+			return err
+		}
+		if gln != nil {
+			s.serveGRPC(s.otlpGRPC, gln)
+		}
+	}
 	return nil
 }
 
-// startBackground starts work that runs beside the servers: the demo
-// traffic generator, aimed at this server's own listeners.
-func (s *Server) startBackground(ctx context.Context) {
+// startBackground starts work that runs beside the servers: informers,
+// span pairing, recommendations and the demo traffic generator.
+func (s *Server) startBackground(ctx context.Context) error {
+	if s.kube != nil {
+		if err := s.kube.Start(ctx); err != nil {
+			return fmt.Errorf("processors.kubernetes: %w", err)
+		}
+	}
+	s.goBackground(func() { s.spans.Run(ctx) })
+	if s.recommend != nil {
+		s.goBackground(func() {
+			if err := s.recommend.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				s.logger.Error("recommendations stopped", "err", err)
+			}
+		})
+	}
 	if !s.cfg.Demo.Enabled {
-		return
+		return nil
 	}
 	cfg := demo.Config{Rate: s.cfg.Demo.Rate, Seed: s.cfg.Demo.Seed}
 	if s.cfg.Receivers.EnvoyALS.Enabled {
@@ -91,22 +301,20 @@ func (s *Server) startBackground(ctx context.Context) {
 	}
 	g, err := demo.NewGenerator(cfg, s.logger.With("component", "demo"))
 	if err != nil {
-		s.logger.Error("demo traffic not started", "err", err)
-		return
+		return fmt.Errorf("demo: %w", err)
 	}
 	dctx, cancel := context.WithCancel(ctx)
 	s.stopDemo = cancel
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.goBackground(func() {
 		if err := g.Run(dctx); err != nil {
 			s.logger.Error("demo traffic stopped", "err", err)
 		}
-	}()
+	})
 	s.logger.Info("demo traffic started: Istio Bookinfo", "rate", cfg.Rate, "als", cfg.ALSAddr, "zipkin", cfg.ZipkinURL)
+	return nil
 }
 
-// stopBackground stops it before the receivers shut down.
+// stopBackground stops the demo before the receivers shut down.
 func (s *Server) stopBackground() {
 	if s.stopDemo != nil {
 		s.stopDemo()

@@ -19,7 +19,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/meshlens/meshlens/processors/endpoints"
+	"github.com/meshlens/meshlens/processors/identity"
 	"github.com/meshlens/meshlens/processors/redmetrics"
+	"github.com/meshlens/meshlens/processors/tracesampling"
 	"github.com/meshlens/meshlens/receivers/envoyals"
 	"github.com/meshlens/meshlens/storage/downsample"
 	"github.com/meshlens/meshlens/storage/metricstore"
@@ -98,30 +101,85 @@ type PipelineConfig struct {
 	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
 }
 
-// ProcessorsConfig configures aggregation.
+// ProcessorsConfig configures what happens between receivers and storage.
 type ProcessorsConfig struct {
-	Metrics redmetrics.Config `yaml:"metrics"`
+	Metrics    redmetrics.Config    `yaml:"metrics"`
+	Identity   identity.Config      `yaml:"identity"`
+	Kubernetes KubernetesConfig     `yaml:"kubernetes"`
+	Endpoints  endpoints.Config     `yaml:"endpoints"`
+	Errors     ErrorLogConfig       `yaml:"errors"`
+	Sampling   tracesampling.Config `yaml:"trace_sampling"`
+	Recommend  RecommendConfig      `yaml:"recommendations"`
 }
 
-// ReceiversConfig turns receivers on and off.
+// KubernetesConfig turns on IP -> pod/service resolution from the
+// Kubernetes API (pods, services, endpoints; get/list/watch).
+type KubernetesConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Kubeconfig is a kubeconfig file; empty means in-cluster credentials.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// ClusterID names the cluster in identities (Istio's CLUSTER_ID).
+	ClusterID string `yaml:"cluster_id"`
+}
+
+// ErrorLogConfig bounds the sampled error records.
+type ErrorLogConfig struct {
+	Capacity      int     `yaml:"capacity"`
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	Burst         int     `yaml:"burst"`
+}
+
+// RecommendConfig configures the timeout / retry / rate-limit engine.
+type RecommendConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// IstioConfigDir holds the VirtualService / DestinationRule /
+	// EnvoyFilter YAML in force, to compare recommendations against.
+	IstioConfigDir     string        `yaml:"istio_config_dir"`
+	Window             time.Duration `yaml:"window"`
+	RecomputeEvery     time.Duration `yaml:"recompute_every"`
+	TargetFalseTimeout float64       `yaml:"target_false_timeout"`
+}
+
+// ReceiversConfig turns receivers on and off and bounds their input. A
+// zero limit keeps the receiver's own default.
 type ReceiversConfig struct {
-	EnvoyALS     ALSConfig      `yaml:"envoy_als"`
-	EnvoyMetrics ReceiverToggle `yaml:"envoy_metrics"`
-	MeshReport   ReceiverToggle `yaml:"mesh_report"`
-	Zipkin       ReceiverToggle `yaml:"zipkin"`
-	OTLP         ReceiverToggle `yaml:"otlp"`
-	Jaeger       ReceiverToggle `yaml:"jaeger"`
+	EnvoyALS     ALSConfig          `yaml:"envoy_als"`
+	EnvoyMetrics EnvoyMetricsConfig `yaml:"envoy_metrics"`
+	MeshReport   MeshReportConfig   `yaml:"mesh_report"`
+	Zipkin       HTTPReceiverConfig `yaml:"zipkin"`
+	OTLP         HTTPReceiverConfig `yaml:"otlp"`
+	Jaeger       JaegerConfig       `yaml:"jaeger"`
+}
+
+// EnvoyMetricsConfig configures the Envoy Metrics Service receiver.
+type EnvoyMetricsConfig struct {
+	Enabled           bool `yaml:"enabled"`
+	MaxSeriesPerProxy int  `yaml:"max_series_per_proxy"`
+	MaxSeriesTotal    int  `yaml:"max_series_total"`
+}
+
+// MeshReportConfig configures the SkyWalking ServiceMeshMetric receiver.
+type MeshReportConfig struct {
+	Enabled              bool `yaml:"enabled"`
+	MaxMetricsPerMessage int  `yaml:"max_metrics_per_message"`
+}
+
+// HTTPReceiverConfig configures a span receiver taking HTTP bodies.
+type HTTPReceiverConfig struct {
+	Enabled         bool  `yaml:"enabled"`
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+}
+
+// JaegerConfig configures the Jaeger api_v2 collector.
+type JaegerConfig struct {
+	Enabled          bool `yaml:"enabled"`
+	MaxSpansPerBatch int  `yaml:"max_spans_per_batch"`
 }
 
 // ALSConfig configures the Envoy ALS receiver.
 type ALSConfig struct {
 	Enabled         bool `yaml:"enabled"`
 	envoyals.Config `yaml:",inline"`
-}
-
-// ReceiverToggle enables a receiver.
-type ReceiverToggle struct {
-	Enabled bool `yaml:"enabled"`
 }
 
 // QueryConfig bounds query cost.
@@ -167,10 +225,21 @@ func DefaultConfig() Config {
 			MaxRecvMsgBytes:      16 << 20,
 			MaxConcurrentStreams: 1024,
 		},
-		Processors: ProcessorsConfig{Metrics: redmetrics.DefaultConfig()},
+		Processors: ProcessorsConfig{
+			Metrics:   redmetrics.DefaultConfig(),
+			Identity:  identity.DefaultConfig(),
+			Endpoints: endpoints.DefaultConfig(),
+			Errors:    ErrorLogConfig{Capacity: 10000, RatePerSecond: 10, Burst: 50},
+			Sampling:  tracesampling.DefaultConfig(),
+			Recommend: RecommendConfig{Enabled: true, Window: 30 * time.Minute, RecomputeEvery: 30 * time.Second, TargetFalseTimeout: 0.001},
+		},
 		Receivers: ReceiversConfig{
-			EnvoyALS: ALSConfig{Enabled: true, Config: envoyals.DefaultConfig()}, EnvoyMetrics: ReceiverToggle{true}, MeshReport: ReceiverToggle{true},
-			Zipkin: ReceiverToggle{true}, OTLP: ReceiverToggle{true}, Jaeger: ReceiverToggle{true},
+			EnvoyALS:     ALSConfig{Enabled: true, Config: envoyals.DefaultConfig()},
+			EnvoyMetrics: EnvoyMetricsConfig{Enabled: true, MaxSeriesPerProxy: 20000, MaxSeriesTotal: 1000000},
+			MeshReport:   MeshReportConfig{Enabled: true, MaxMetricsPerMessage: 10000},
+			Zipkin:       HTTPReceiverConfig{Enabled: true, MaxRequestBytes: 16 << 20},
+			OTLP:         HTTPReceiverConfig{Enabled: true, MaxRequestBytes: 16 << 20},
+			Jaeger:       JaegerConfig{Enabled: true, MaxSpansPerBatch: 10000},
 		},
 		Query: QueryConfig{Timeout: 2 * time.Minute, MaxSamples: 50_000_000},
 		Demo:  DemoConfig{Rate: 20, Seed: 1},
@@ -234,6 +303,40 @@ func (c Config) Validate() error {
 	}
 	if err := c.Receivers.EnvoyALS.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	for _, v := range []interface{ Validate() error }{c.Processors.Identity, c.Processors.Endpoints, c.Processors.Sampling} {
+		if err := v.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e := c.Processors.Errors; e.Capacity <= 0 || e.RatePerSecond <= 0 || e.Burst <= 0 {
+		errs = append(errs, errors.New("processors.errors: capacity, rate_per_second and burst must be positive"))
+	}
+	if r := c.Processors.Recommend; r.Enabled && (r.Window < time.Minute || r.RecomputeEvery <= 0 || r.TargetFalseTimeout <= 0 || r.TargetFalseTimeout >= 0.5) {
+		errs = append(errs, errors.New("processors.recommendations: window must be at least 1m, recompute_every positive, target_false_timeout in (0, 0.5)"))
+	}
+	if k := c.Processors.Kubernetes; k.Enabled && k.Kubeconfig != "" {
+		if _, err := os.Stat(k.Kubeconfig); err != nil {
+			errs = append(errs, fmt.Errorf("processors.kubernetes.kubeconfig: %w", err))
+		}
+	}
+	if p := c.Processors.Identity.StaticIdentities; p != "" {
+		if _, err := os.Stat(p); err != nil {
+			errs = append(errs, fmt.Errorf("processors.identity.static_identities (--static-identities): %w", err))
+		}
+	}
+	for name, v := range map[string]int64{
+		"receivers.envoy_metrics.max_series_per_proxy":  int64(c.Receivers.EnvoyMetrics.MaxSeriesPerProxy),
+		"receivers.envoy_metrics.max_series_total":      int64(c.Receivers.EnvoyMetrics.MaxSeriesTotal),
+		"receivers.mesh_report.max_metrics_per_message": int64(c.Receivers.MeshReport.MaxMetricsPerMessage),
+		"receivers.zipkin.max_request_bytes":            c.Receivers.Zipkin.MaxRequestBytes,
+		"receivers.otlp.max_request_bytes":              c.Receivers.OTLP.MaxRequestBytes,
+		"receivers.jaeger.max_spans_per_batch":          int64(c.Receivers.Jaeger.MaxSpansPerBatch),
+		"storage.traces.max_bytes (0 = no cap, or > 0)": max(0, c.Storage.Traces.MaxBytes),
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative", name))
+		}
 	}
 	if err := c.Processors.Metrics.Validate(); err != nil {
 		errs = append(errs, err)
@@ -304,6 +407,9 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, Flag
 	}
 	if fl.Demo {
 		cfg.Demo.Enabled = true
+	}
+	if fl.StaticIdentities != "" {
+		cfg.Processors.Identity.StaticIdentities = fl.StaticIdentities
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fl, fmt.Errorf("invalid configuration:\n%w", err)

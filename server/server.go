@@ -23,7 +23,11 @@ import (
 
 	"github.com/meshlens/meshlens/model"
 	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/processors/errorlog"
+	"github.com/meshlens/meshlens/processors/identity"
+	"github.com/meshlens/meshlens/processors/recommend"
 	"github.com/meshlens/meshlens/processors/redmetrics"
+	"github.com/meshlens/meshlens/processors/spancalls"
 	"github.com/meshlens/meshlens/storage/downsample"
 	"github.com/meshlens/meshlens/storage/metricstore"
 	"github.com/meshlens/meshlens/storage/remotewrite"
@@ -48,8 +52,17 @@ type Server struct {
 	agg        *redmetrics.Aggregator
 	queue      *pipeline.Queue
 
+	procs     []pipeline.CallProcessor
+	sinks     fanout
+	errors    *errorlog.Log
+	recommend *recommend.Engine
+	spans     *spancalls.Processor
+	kube      *identity.KubeResolver
+
 	grpcServer *grpc.Server
+	otlpGRPC   *grpc.Server
 	mux        *http.ServeMux
+	extra      map[string]*httpMux // protocol-specific HTTP listeners
 	httpSrvs   []*http.Server
 	listeners  []boundListener
 
@@ -125,14 +138,16 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	}
 	s.agg = redmetrics.New(cfg.Processors.Metrics, s.app, restore, s.reg, logger.With("component", "aggregator"))
 
+	if err := s.buildProcessors(ctx); err != nil {
+		return nil, err
+	}
 	workers := cfg.Pipeline.Workers
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	sinks := s.callSinks()
 	s.queue = pipeline.NewQueue(pipeline.QueueConfig{
 		Name: "calls", Capacity: cfg.Pipeline.QueueCapacity, Workers: workers, EnqueueWait: cfg.Pipeline.EnqueueWait,
-	}, s.tel, sinks, s.callProcessors()...)
+	}, s.tel, s.sinks, s.procs...)
 
 	s.grpcServer = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.Pipeline.MaxRecvMsgBytes),
@@ -203,37 +218,54 @@ func (s *Server) Start(ctx context.Context) error {
 	if grpcLn, err := bind("grpc", "grpc", s.cfg.Listen.GRPC, strings.Join(s.grpcServices(), ", ")); err != nil {
 		return err
 	} else if grpcLn != nil {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := s.grpcServer.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-				s.logger.Error("grpc server stopped", "err", err)
-			}
-		}()
+		s.serveGRPC(s.grpcServer, grpcLn)
 	}
 	if err := s.startExtraListeners(bind); err != nil {
 		return err
 	}
+	// One line per listener, "listening <name>=<addr> (<what>)", where the
+	// name is the config key (http, grpc, zipkin, otlp_grpc, otlp_http), so
+	// scripts and tests can find every port when they asked for port 0.
 	for _, l := range s.listeners {
-		s.logger.Info(fmt.Sprintf("listening %s=%s (%s)", l.proto, l.ln.Addr(), l.what))
+		what := l.what
+		if l.name != l.proto {
+			what = l.proto + ": " + what
+		}
+		s.logger.Info(fmt.Sprintf("listening %s=%s (%s)", l.name, l.ln.Addr(), what))
 	}
 
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.agg.Run(ctx)
-	}()
+	s.goBackground(func() { s.agg.Run(ctx) })
 	if s.downsample != nil {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.downsample.Run(ctx)
-		}()
+		s.goBackground(func() { s.downsample.Run(ctx) })
 	}
-	s.startBackground(ctx)
+	if err := s.startBackground(ctx); err != nil {
+		return err
+	}
 	s.ready.Store(true)
 	return nil
 }
+
+// goBackground runs f until Shutdown cancels the background context.
+func (s *Server) goBackground(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+func (s *Server) serveGRPC(srv *grpc.Server, ln net.Listener) {
+	s.goBackground(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.logger.Error("grpc server stopped", "addr", ln.Addr(), "err", err)
+		}
+	})
+}
+
+// httpMux is the handler of an HTTP listener.
+type httpMux = http.ServeMux
+
+func newHTTPMux() *httpMux { return http.NewServeMux() }
 
 func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
 	if ln == nil {
@@ -264,19 +296,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopBackground()
 	// Stop receivers first. Streams that do not end by themselves (ALS,
 	// Metrics Service) are cut after a grace period.
-	stopped := make(chan struct{})
-	go func() { s.grpcServer.GracefulStop(); close(stopped) }()
-	grace := time.NewTimer(2 * time.Second)
-	select {
-	case <-stopped:
-	case <-grace.C:
-		s.grpcServer.Stop()
-		<-stopped
-	case <-ctx.Done():
-		s.grpcServer.Stop()
-		<-stopped
+	for _, srv := range []*grpc.Server{s.grpcServer, s.otlpGRPC} {
+		if srv == nil {
+			continue
+		}
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		grace := time.NewTimer(2 * time.Second)
+		select {
+		case <-stopped:
+		case <-grace.C:
+			srv.Stop()
+			<-stopped
+		case <-ctx.Done():
+			srv.Stop()
+			<-stopped
+		}
+		grace.Stop()
 	}
-	grace.Stop()
 	for _, srv := range s.httpSrvs {
 		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
