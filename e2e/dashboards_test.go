@@ -82,8 +82,8 @@ func TestDashboardQueries(t *testing.T) {
 	}
 
 	// The trace-to-metrics links of the provisioned trace datasources: a
-	// span of service productpage opens these queries, with $__tags
-	// replaced by the span's mapped tags.
+	// span of productpage opens these queries, with $__tags replaced by
+	// the span's tags mapped to labels (service.name -> service_name).
 	t.Run("tracesToMetrics", func(t *testing.T) {
 		data, err := os.ReadFile("../deploy/grafana/provisioning/datasources/meshlens.yaml")
 		if err != nil {
@@ -105,12 +105,28 @@ func TestDashboardQueries(t *testing.T) {
 		if err := sigsyaml.Unmarshal(data, &prov); err != nil {
 			t.Fatal(err)
 		}
+		// The span's service.name as Istio's proxies report it
+		// (productpage.default), taken from what meshlens stored.
+		resp, err := http.Get(in.url("/api/v1/label/service_name/values"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names struct {
+			Data []string `json:"data"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&names)
+		resp.Body.Close()
+		i := slices.IndexFunc(names.Data, func(s string) bool { return strings.HasPrefix(s, "productpage") })
+		if i < 0 {
+			t.Fatalf("no span-derived series for productpage: service_name values %v", names.Data)
+		}
+		tags := fmt.Sprintf("service_name=%q", names.Data[i])
 		var n int
 		for _, ds := range prov.Datasources {
 			for _, q := range ds.JSONData.TracesToMetrics.Queries {
 				n++
 				// $$ is the provisioning file's escape for a literal $.
-				expr := strings.ReplaceAll(q.Query, "$$__tags", `service_name="productpage"`)
+				expr := strings.ReplaceAll(q.Query, "$$__tags", tags)
 				if _, err := promqlParser.ParseExpr(expr); err != nil {
 					t.Errorf("%s %q: %v", ds.Name, q.Name, err)
 					continue
