@@ -51,3 +51,6 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# make proto: regenerate the committed protobuf code (SkyWalking mesh protocol).
+include proto.mk
