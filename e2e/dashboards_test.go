@@ -81,6 +81,35 @@ func TestDashboardQueries(t *testing.T) {
 		})
 	}
 
+	// What Grafana's "Save & test" asks of each provisioned datasource
+	// (all on meshlens's HTTP port): Prometheus evaluates 1+1, Jaeger and
+	// Zipkin list services, which must include the demo's traced ones.
+	t.Run("datasource health", func(t *testing.T) {
+		if _, err := instantQuery(in, "1+1"); err != nil {
+			t.Errorf("prometheus: 1+1: %v", err)
+		}
+		for path, field := range map[string]string{"/api/services": "data", "/api/v2/services": ""} {
+			resp, err := http.Get(in.url(path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var services []string
+			if field == "" {
+				err = json.Unmarshal(raw, &services)
+			} else {
+				var body map[string]json.RawMessage
+				if err = json.Unmarshal(raw, &body); err == nil {
+					err = json.Unmarshal(body[field], &services)
+				}
+			}
+			if resp.StatusCode != 200 || err != nil || !slices.ContainsFunc(services, func(s string) bool { return strings.HasPrefix(s, "productpage") }) {
+				t.Errorf("GET %s: %s, services %v (%v): %.200s", path, resp.Status, services, err, raw)
+			}
+		}
+	})
+
 	// The trace-to-metrics links of the provisioned trace datasources: a
 	// span of productpage opens these queries, with $__tags replaced by
 	// the span's tags mapped to labels (service.name -> service_name).
