@@ -4,7 +4,7 @@ import {h, s, replace, clear, loading, empty, errorBox, field, select, showTip, 
 import * as api from './api.js';
 import * as router from './router.js';
 import * as tr from './timerange.js';
-import {num, us, ms, dateTime, parseDuration} from './format.js';
+import {num, us, ms, dateTime, parseDuration, time as timeOf} from './format.js';
 import {isErrorSpan, serviceOf} from './waterfall.js';
 
 // parseTags reads `key=value key2="a b"` (logfmt, like Jaeger's search
@@ -61,7 +61,10 @@ function scatter(rows, onPick) {
   }
   for (let i = 0; i <= 4; i++) {
     const t = x0 + (x1 - x0) * i / 4;
-    g.append(s('text', {x: X(t), y: H - 8, 'text-anchor': 'middle', class: 'tick', text: dateTime(t / 1000).split(' ').pop()}));
+    const d = new Date(t / 1000);
+    // Results close together in time need sub-second ticks to tell apart.
+    const label = x1 - x0 < 60e6 ? `${timeOf(d)}.${String(d.getMilliseconds()).padStart(3, '0')}` : timeOf(d);
+    g.append(s('text', {x: X(t), y: H - 8, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle', class: 'tick', text: label}));
   }
   svg.append(g);
   for (const r of rows) {
