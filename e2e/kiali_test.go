@@ -155,6 +155,28 @@ func TestKialiQueries(t *testing.T) {
 		}
 	}
 
+	// Tracing tab: Kiali's Jaeger HTTP client lists services and searches
+	// traces of "<app>.<namespace>", the service name Istio's proxies give
+	// their spans.
+	start := time.Now().Add(-5 * time.Minute)
+	traces := url.Values{"service": {"productpage.default"}, "limit": {"20"},
+		"start": {fmt.Sprint(start.UnixMicro())}, "end": {fmt.Sprint(time.Now().UnixMicro())}}
+	resp, err := http.Get(in.url("/api/traces?" + traces.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr struct {
+		Data []struct {
+			TraceID string `json:"traceID"`
+			Spans   []json.RawMessage
+		} `json:"data"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tr)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || err != nil || len(tr.Data) == 0 || len(tr.Data[0].Spans) == 0 {
+		t.Errorf("Kiali's trace search GET /api/traces?%s: %s, %d traces (%v)", traces.Encode(), resp.Status, len(tr.Data), err)
+	}
+
 	// Metrics page: inbound metrics of app reviews, outbound of workload
 	// productpage-v1, inbound TCP of mongodb.
 	for target, spec := range map[string]struct {
