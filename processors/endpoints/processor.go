@@ -245,7 +245,7 @@ func (p *Processor) name(c *model.Call, path string) string {
 		// Already named upstream (for example by a SkyWalking receiver):
 		// only the cap applies.
 		b = append(b, c.Endpoint...)
-	case c.Protocol == model.ProtocolGRPC:
+	case c.Protocol == model.ProtocolGRPC && path != "":
 		b = append(b, path...)
 	default:
 		b = p.template(b, s, c.Method, path)

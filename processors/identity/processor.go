@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/meshlens/meshlens/model"
@@ -276,6 +277,10 @@ func (p *Processor) resolveDestination(c *model.Call) {
 func finish(id *model.Identity, n Naming) {
 	if id.Service == model.Unknown {
 		if id.Namespace == "" {
+			// An mTLS peer's certificate still says its namespace.
+			id.Namespace = spiffeNamespace(id.Principal)
+		}
+		if id.Namespace == "" {
 			id.Namespace = model.Unknown
 		}
 	} else if n.QualifyNamespace {
@@ -284,4 +289,25 @@ func finish(id *model.Identity, n Naming) {
 	if id.Instance == "" {
 		id.Instance = id.IP
 	}
+}
+
+// spiffeNamespace returns NS from "spiffe://TRUST_DOMAIN/ns/NS/sa/SA".
+func spiffeNamespace(p string) string {
+	rest, ok := strings.CutPrefix(p, "spiffe://")
+	if !ok {
+		return ""
+	}
+	_, path, ok := strings.Cut(rest, "/")
+	if !ok {
+		return ""
+	}
+	ns, ok := strings.CutPrefix(path, "ns/")
+	if !ok {
+		return ""
+	}
+	ns, _, ok = strings.Cut(ns, "/")
+	if !ok {
+		return ""
+	}
+	return ns
 }

@@ -45,6 +45,7 @@ import (
 	"time"
 
 	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -129,6 +130,10 @@ func New(cfg Config, next pipeline.CallConsumer, tel *pipeline.Telemetry, logger
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if tel == nil {
+		// Counted on a private registry nobody scrapes (tests, tools).
+		tel = pipeline.NewTelemetry(prometheus.NewRegistry())
 	}
 	return &Receiver{
 		cfg:    cfg,
