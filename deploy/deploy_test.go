@@ -320,8 +320,14 @@ func checkRBAC(t *testing.T, ov overlay) {
 	if len(roles) != 1 || len(objectsOf[*rbacv1.Role](ov)) != 0 {
 		t.Fatalf("want exactly one ClusterRole and no Role, got %d", len(roles))
 	}
-	want := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods", "services", "endpoints"}, Verbs: []string{"get", "list", "watch"}}
-	if len(roles[0].Rules) != 1 || fmt.Sprint(roles[0].Rules[0]) != fmt.Sprint(want) {
+	// Exactly what processors/identity's informers read: pods, services,
+	// EndpointSlices; get, list, watch.
+	read := []string{"get", "list", "watch"}
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods", "services"}, Verbs: read},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
+	}
+	if fmt.Sprint(roles[0].Rules) != fmt.Sprint(want) {
 		t.Errorf("ClusterRole rules %+v, want only %+v", roles[0].Rules, want)
 	}
 	bindings := objectsOf[*rbacv1.ClusterRoleBinding](ov)
