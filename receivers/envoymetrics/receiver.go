@@ -110,7 +110,7 @@ type Receiver struct {
 	names   *nameCache
 	limiter *seriesLimiter
 	now     func() time.Time
-	warns   logThrottle
+	warns   pipeline.LogThrottle
 }
 
 // New returns a receiver that appends to app. tel may be nil in tests;
@@ -129,7 +129,7 @@ func New(cfg Config, app storage.Appendable, tel *pipeline.Telemetry, logger *sl
 		names:   newNameCache(x, cfg.MaxCachedNames),
 		limiter: newSeriesLimiter(cfg.MaxSeriesPerProxy, cfg.MaxSeriesTotal),
 		now:     time.Now,
-		warns:   logThrottle{interval: 10 * time.Second},
+		warns:   pipeline.LogThrottle{Interval: 10 * time.Second},
 	}
 	if tel != nil {
 		r.tel = tel.Receiver("envoymetrics", "grpc")
@@ -202,7 +202,7 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 	}
 	if len(fams) > r.cfg.MaxFamiliesPerMessage {
 		r.refused(len(fams), "malformed")
-		if ok, n := r.warns.allow(r.now()); ok {
+		if ok, n := r.warns.Allow(r.now()); ok {
 			log.Warn("refused metrics message", "families", len(fams), "limit", r.cfg.MaxFamiliesPerMessage, "warnings_suppressed", n)
 		}
 		return nil
@@ -260,7 +260,7 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 	r.refused(limited, "series_limit")
 	r.refused(rejected, "rejected_by_storage")
 	if bad > 0 || limited > 0 {
-		if ok, n := r.warns.allow(r.now()); ok {
+		if ok, n := r.warns.Allow(r.now()); ok {
 			log.Warn("refused samples", "malformed", bad, "first_malformed", firstBad, "series_limit", limited,
 				"max_series_per_proxy", r.cfg.MaxSeriesPerProxy, "max_series_total", r.cfg.MaxSeriesTotal,
 				"warnings_suppressed", n)

@@ -39,7 +39,7 @@ type Receiver struct {
 	tel    *pipeline.ReceiverTelemetry
 	logger *slog.Logger
 	now    func() time.Time
-	warns  logThrottle
+	warns  pipeline.LogThrottle
 }
 
 // New returns a receiver that hands every stream message's calls to next.
@@ -54,7 +54,7 @@ func New(cfg Config, next pipeline.CallConsumer, tel *pipeline.Telemetry, logger
 		next:   next,
 		logger: logger.With("receiver", "meshreport"),
 		now:    time.Now,
-		warns:  logThrottle{interval: 10 * time.Second},
+		warns:  pipeline.LogThrottle{Interval: 10 * time.Second},
 	}
 	if tel != nil {
 		r.tel = tel.Receiver("meshreport", "grpc")
@@ -89,7 +89,7 @@ func (r *Receiver) Collect(stream grpc.ClientStreamingServer[meshpb.ServiceMeshM
 			// One unusable message does not end the stream: the probe
 			// cannot fix it by retrying, and later messages may be fine.
 			r.refused(max(1, countMetrics(msg)), "malformed")
-			if ok, n := r.warns.allow(r.now()); ok {
+			if ok, n := r.warns.Allow(r.now()); ok {
 				r.logger.Warn("refused stream message", "error", err, "warnings_suppressed", n)
 			}
 			continue
@@ -171,7 +171,7 @@ func (r *Receiver) convert(msg *meshpb.ServiceMeshMetrics, calls []model.Call) (
 	}
 	if bad > 0 {
 		r.refused(bad, "malformed")
-		if ok, n := r.warns.allow(now); ok {
+		if ok, n := r.warns.Allow(now); ok {
 			r.logger.Warn("skipped invalid service mesh metrics", "invalid", bad, "kept", len(calls),
 				"first_error", firstErr, "warnings_suppressed", n)
 		}

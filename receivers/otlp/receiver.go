@@ -14,11 +14,9 @@ package otlp
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
-	"io"
+	"github.com/meshlens/meshlens/receivers/httpbody"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -227,9 +225,9 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 			r.bufs.Put(buf)
 		}
 	}()
-	body, err := readBody(req, buf, r.cfg.MaxRequestBytes, r.cfg.MaxDecompressedBytes)
+	body, err := httpbody.Read(req, buf, r.cfg.MaxRequestBytes, r.cfg.MaxDecompressedBytes)
 	if err != nil {
-		st := statusOf(err)
+		st := httpbody.StatusOf(err)
 		r.httpTel.Refused(1, reasonFor(st))
 		r.writeStatus(w, enc, st, codes.InvalidArgument, err.Error())
 		return
@@ -240,7 +238,7 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 	case encProto:
 		err = otlpReq.UnmarshalProto(body)
 	case encJSON:
-		if err = checkJSONDepth(body, r.cfg.MaxJSONDepth); err == nil {
+		if err = httpbody.CheckJSONDepth(body, r.cfg.MaxJSONDepth); err == nil {
 			err = otlpReq.UnmarshalJSON(body)
 		}
 	}
@@ -300,97 +298,4 @@ func reasonFor(status int) string {
 		return "unsupported"
 	}
 	return "malformed"
-}
-
-type httpError struct {
-	status int
-	msg    string
-}
-
-func (e *httpError) Error() string { return e.msg }
-
-func statusOf(err error) int {
-	var he *httpError
-	if errors.As(err, &he) {
-		return he.status
-	}
-	return http.StatusBadRequest
-}
-
-// readBody reads req's body into buf, inflating gzip, capping the body as
-// sent at maxBytes and inflated at maxInflated (413 either way).
-func readBody(req *http.Request, buf *bytes.Buffer, maxBytes, maxInflated int64) ([]byte, error) {
-	if req.ContentLength > maxBytes {
-		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the %d-byte limit", req.ContentLength, maxBytes)}
-	}
-	var gz bool
-	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-	case "gzip", "x-gzip":
-		gz = true
-	default:
-		return nil, &httpError{http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %q: only gzip", enc)}
-	}
-	if req.ContentLength > 0 && !gz {
-		buf.Grow(int(req.ContentLength))
-	}
-	n, err := buf.ReadFrom(io.LimitReader(req.Body, maxBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading body: %w", err)
-	}
-	if n > maxBytes {
-		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the %d-byte limit", maxBytes)}
-	}
-	if !gz {
-		return buf.Bytes(), nil
-	}
-	return gunzip(buf.Bytes(), maxInflated)
-}
-
-func gunzip(compressed []byte, max int64) ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(compressed))
-	if err != nil {
-		return nil, fmt.Errorf("invalid gzip body: %w", err)
-	}
-	defer zr.Close()
-	var out bytes.Buffer
-	out.Grow(int(min(int64(len(compressed))*8, max)))
-	n, err := out.ReadFrom(io.LimitReader(zr, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("invalid gzip body: %w", err)
-	}
-	if n > max {
-		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body exceeds the %d-byte limit", max)}
-	}
-	return out.Bytes(), nil
-}
-
-// checkJSONDepth fails when body nests deeper than max, in one linear scan
-// that skips strings, before the recursive decoder sees it.
-func checkJSONDepth(body []byte, max int) error {
-	depth, inStr, esc := 0, false, false
-	for _, c := range body {
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inStr = true
-		case '[', '{':
-			if depth++; depth > max {
-				return fmt.Errorf("JSON nested deeper than %d levels", max)
-			}
-		case ']', '}':
-			depth--
-		}
-	}
-	return nil
 }

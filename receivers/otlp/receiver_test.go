@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"github.com/meshlens/meshlens/receivers/httpbody"
 	"io"
 	"net"
 	"net/http"
@@ -321,7 +322,7 @@ func FuzzHTTPJSON(f *testing.F) {
 	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"x"}]}]}]}`))
 	r := New(Config{}, &sink{}, nil, nil)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if checkJSONDepth(body, DefaultMaxJSONDepth) != nil {
+		if httpbody.CheckJSONDepth(body, DefaultMaxJSONDepth) != nil {
 			return
 		}
 		req := ptraceotlp.NewExportRequest()
@@ -338,7 +339,7 @@ func FuzzGunzip(f *testing.F) {
 	f.Add(gz([]byte("hello")))
 	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := gunzip(b, 1<<16)
+		out, err := httpbody.Gunzip(b, 1<<16)
 		if err == nil && len(out) > 1<<16 {
 			t.Fatalf("inflated %d bytes past the limit", len(out))
 		}

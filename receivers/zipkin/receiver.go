@@ -16,15 +16,14 @@ package zipkin
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshlens/meshlens/receivers/httpbody"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -147,14 +146,6 @@ func mediaType(req *http.Request) string {
 	return strings.ToLower(mt)
 }
 
-// httpError carries the status a body-reading failure is answered with.
-type httpError struct {
-	status int
-	msg    string
-}
-
-func (e *httpError) Error() string { return e.msg }
-
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, f format) {
 	buf := r.bufs.Get().(*bytes.Buffer)
 	defer func() {
@@ -164,12 +155,12 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, f format) {
 			r.bufs.Put(buf)
 		}
 	}()
-	body, err := readBody(req, buf, r.cfg.MaxRequestBytes, r.cfg.MaxDecompressedBytes)
+	body, err := httpbody.Read(req, buf, r.cfg.MaxRequestBytes, r.cfg.MaxDecompressedBytes)
 	if err != nil {
-		var he *httpError
+		var he *httpbody.Error
 		if errors.As(err, &he) {
-			r.tel.Refused(1, reasonFor(he.status))
-			r.fail(w, he.status, "%s", he.msg)
+			r.tel.Refused(1, reasonFor(he.Status))
+			r.fail(w, he.Status, "%s", he.Msg)
 			return
 		}
 		r.tel.Refused(1, "malformed")
@@ -261,65 +252,4 @@ func (r *Receiver) fail(w http.ResponseWriter, status int, format string, args .
 	w.WriteHeader(status)
 	fmt.Fprintf(w, format, args...)
 	io.WriteString(w, "\n")
-}
-
-// readBody reads req's body into buf, inflating gzip, and returns the
-// bytes (which alias buf). The body as sent is capped at maxBytes and the
-// inflated body at maxInflated; either overflow is a 413 *httpError, an
-// unknown Content-Encoding a 415 and a corrupt gzip stream a 400.
-func readBody(req *http.Request, buf *bytes.Buffer, maxBytes, maxInflated int64) ([]byte, error) {
-	if req.ContentLength > maxBytes {
-		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the %d-byte limit", req.ContentLength, maxBytes)}
-	}
-	var gz bool
-	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-	case "gzip", "x-gzip":
-		gz = true
-	default:
-		return nil, &httpError{http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %q: only gzip", enc)}
-	}
-	if req.ContentLength > 0 && !gz {
-		buf.Grow(int(req.ContentLength))
-	}
-	n, err := buf.ReadFrom(io.LimitReader(req.Body, maxBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading body: %w", err)
-	}
-	if n > maxBytes {
-		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the %d-byte limit", maxBytes)}
-	}
-	if !gz {
-		return buf.Bytes(), nil
-	}
-	return gunzip(buf.Bytes(), maxInflated)
-}
-
-// gunzip inflates a gzip body, refusing (413) to produce more than max bytes.
-func gunzip(compressed []byte, max int64) ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(compressed))
-	if err != nil {
-		return nil, fmt.Errorf("invalid gzip body: %w", err)
-	}
-	defer zr.Close()
-	var out bytes.Buffer
-	// A guess at the ratio, bounded, to avoid regrowing for typical JSON.
-	out.Grow(int(min(int64(len(compressed))*8, max)))
-	n, err := out.ReadFrom(io.LimitReader(zr, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("invalid gzip body: %w", err)
-	}
-	if n > max {
-		return nil, &httpError{http.StatusRequestEntityTooLarge, "decompressed body exceeds the " + strconv.FormatInt(max, 10) + "-byte limit"}
-	}
-	return out.Bytes(), nil
-}
-
-// statusOf returns the HTTP status a readBody/gunzip error is answered with.
-func statusOf(err error) int {
-	var he *httpError
-	if errors.As(err, &he) {
-		return he.status
-	}
-	return http.StatusBadRequest
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/meshlens/meshlens/receivers/httpbody"
 	"io"
 	"net"
 	"net/http"
@@ -444,12 +445,12 @@ func FuzzGunzip(f *testing.F) {
 	f.Add(gz(bytes.Repeat([]byte("a"), 5000)))
 	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := gunzip(b, 4096)
+		out, err := httpbody.Gunzip(b, 4096)
 		if err == nil && len(out) > 4096 {
 			t.Fatalf("inflated %d bytes past the limit", len(out))
 		}
-		if err != nil && statusOf(err) != 400 && statusOf(err) != 413 {
-			t.Fatalf("status %d", statusOf(err))
+		if err != nil && httpbody.StatusOf(err) != 400 && httpbody.StatusOf(err) != 413 {
+			t.Fatalf("status %d", httpbody.StatusOf(err))
 		}
 	})
 }

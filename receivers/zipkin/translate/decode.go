@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meshlens/meshlens/receivers/httpbody"
 	"net"
 	"strings"
 	"time"
@@ -49,38 +50,7 @@ func CheckJSONDepth(body []byte, max int) error {
 	if max <= 0 {
 		max = DefaultMaxJSONDepth
 	}
-	depth := 0
-	for i := 0; i < len(body); i++ {
-		switch body[i] {
-		case '"':
-			// Jump to the closing quote: one not preceded by an odd run of
-			// backslashes.
-			j := i + 1
-			for {
-				k := bytes.IndexByte(body[j:], '"')
-				if k < 0 {
-					return nil // unterminated: the decoder will say so
-				}
-				j += k
-				n := 0
-				for p := j - 1; p > i && body[p] == '\\'; p-- {
-					n++
-				}
-				if n%2 == 0 {
-					break
-				}
-				j++
-			}
-			i = j
-		case '[', '{':
-			if depth++; depth > max {
-				return fmt.Errorf("JSON nested deeper than %d levels", max)
-			}
-		case ']', '}':
-			depth--
-		}
-	}
-	return nil
+	return httpbody.CheckJSONDepth(body, max)
 }
 
 // splitArray parses body as a JSON array and returns its elements. Only a
