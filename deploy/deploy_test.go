@@ -518,6 +518,10 @@ func checkConfig(t *testing.T, ov overlay, name string, pods []podUse) {
 		if !dataMounted {
 			t.Errorf("storage.path %s is not a writable volume mount (the root filesystem is read-only)", cfg.Storage.Path)
 		}
+		// The RBAC in base exists for the in-cluster identity resolver.
+		if k := cfg.Processors.Kubernetes; !k.Enabled || k.Kubeconfig != "" {
+			t.Errorf("processors.kubernetes %+v: want enabled with in-cluster credentials", k)
+		}
 		switch name {
 		case "all-in-one":
 			if len(cfg.Storage.RemoteWrite.Targets) != 0 {

@@ -448,7 +448,8 @@ func TestDeployConfigMapsStart(t *testing.T) {
 
 	t.Run("all-in-one", func(t *testing.T) {
 		cfg := configMap("../deploy/kubernetes/overlays/all-in-one/configmap.yaml", "meshlens.yaml")
-		in := start(t, t.TempDir(), "--config", write(cfg))
+		// No cluster here: the in-cluster identity resolver stays off.
+		in := start(t, t.TempDir(), "--config", write(cfg), "--processors.kubernetes.enabled=false")
 		in.stop()
 	})
 
@@ -487,7 +488,8 @@ func TestDeployConfigMapsStart(t *testing.T) {
 			t.Fatal("no remote-write url in the collector template")
 		}
 		cfg = urlRE.ReplaceAllString(cfg, "url: "+rw.URL+"/api/v1/write")
-		start(t, t.TempDir(), "--config", write(cfg), "--demo", "--demo.rate=20", "--processors.metrics.flush_interval=1s")
+		start(t, t.TempDir(), "--config", write(cfg), "--processors.kubernetes.enabled=false",
+			"--demo", "--demo.rate=20", "--processors.metrics.flush_interval=1s")
 		eventually(t, 60*time.Second, "remote-written series labelled collector=<pod name>", func() (bool, string) {
 			mu.Lock()
 			defer mu.Unlock()
