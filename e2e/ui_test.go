@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
@@ -103,7 +104,24 @@ func TestUIBookinfo(t *testing.T) {
 			t.Errorf("latency legend lacks percentiles: %s", legend)
 		}
 		b.waitJS(t, "relations", `[...document.querySelectorAll('.rel table')].length >= 1`, 30*time.Second)
+
+		// Hover reads a value; a drag zooms into a range (start/end in the URL).
+		box := evalJS[[]float64](t, b, `(() => { const el = document.querySelector('figure.chart svg'); el.scrollIntoView(); const r = el.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()`)
+		x0, y, x1 := box[0]+box[2]*0.35, box[1]+box[3]*0.5, box[0]+box[2]*0.9
+		if err := chromedp.Do(b.ctx, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x1, y)); err != nil {
+			t.Fatal(err)
+		}
+		b.waitJS(t, "hover tooltip", `!document.getElementById('tooltip').hidden && document.getElementById('tooltip').textContent.includes('rate: ')`, 5*time.Second)
 		b.screenshot(t, dir, "03-dashboard-reviews")
+		if err := chromedp.Do(b.ctx,
+			chromedp.MouseEvent(input.DispatchMouseEventTypeMousePressed, x0, y, chromedp.ButtonLeft),
+			chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, (x0+x1)/2, y, chromedp.ButtonLeft),
+			chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x1, y, chromedp.ButtonLeft),
+			chromedp.MouseEvent(input.DispatchMouseEventTypeMouseReleased, x1, y, chromedp.ButtonLeft)); err != nil {
+			t.Fatal(err)
+		}
+		b.waitJS(t, "zoomed range in the URL", `/[?&]start=\d+/.test(location.hash) && /[?&]end=\d+/.test(location.hash)`, 5*time.Second)
+		b.waitJS(t, "charts of the zoomed range", `[...document.querySelectorAll('figure.chart')].some((f) => Number(f.dataset.points) > 0)`, 30*time.Second)
 		b.checkConsole(t)
 	})
 

@@ -130,7 +130,8 @@ export function lineChart(series, opts) {
     const a = T(Math.min(dragFrom, toSvgX(ev))), b = T(Math.max(dragFrom, toSvgX(ev)));
     dragFrom = null;
     brush.setAttribute('visibility', 'hidden');
-    if (b - a > (x1 - x0) / 100 && b - a >= 20) opts.onZoom(Math.floor(a), Math.ceil(b));
+    // A click (or a tiny drag) is not a zoom.
+    if (b - a > (x1 - x0) / 100 && b - a >= 2) opts.onZoom(Math.floor(a), Math.ceil(b));
   });
   svg.addEventListener('keydown', (ev) => {
     if (ev.key !== 'ArrowLeft' && ev.key !== 'ArrowRight' && ev.key !== 'Home' && ev.key !== 'End') return;
