@@ -59,7 +59,7 @@ export function lineChart(series, opts) {
   const xt = [];
   for (let t = Math.ceil(x0 / tstep) * tstep; t <= x1; t += tstep) xt.push(t);
   for (const t of xt) {
-    grid.append(s('text', {x: X(t), y: H - 8, 'text-anchor': 'middle', class: 'tick', text: x1 - x0 < 600 ? fmtTime(t * 1000) : fmtTime(t * 1000).slice(0, 5)}));
+    grid.append(s('text', {x: X(t), y: H - 8, 'text-anchor': X(t) > W - 30 ? 'end' : 'middle', class: 'tick', text: x1 - x0 < 600 ? fmtTime(t * 1000) : fmtTime(t * 1000).slice(0, 5)}));
   }
   grid.append(s('line', {class: 'axis', x1: M.l, x2: W - M.r, y1: H - M.b, y2: H - M.b}));
   svg.append(grid);
