@@ -908,6 +908,51 @@ func TestKialiConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("kiali-values.yaml", values.ExternalServices)
+
+	// Kiali's Grafana links name dashboards by title and fill their
+	// variables (var-<name>): both must exist in the shipped dashboards.
+	titles := map[string]map[string]bool{}
+	files, _ := filepath.Glob("grafana/dashboards/*.json")
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		var d gDashboard
+		if err := json.Unmarshal(data, &d); err != nil {
+			t.Fatal(err)
+		}
+		vars := map[string]bool{}
+		for _, v := range d.Templating.List {
+			vars[v.Name] = true
+		}
+		titles[d.Title] = vars
+	}
+	for _, file := range []string{"kiali/kiali-cr.yaml", "kiali/kiali-values.yaml"} {
+		var doc map[string]any
+		if err := sigsyaml.Unmarshal(splitYAML(t, file)[0], &doc); err != nil {
+			t.Fatal(err)
+		}
+		if spec, ok := doc["spec"].(map[string]any); ok {
+			doc = spec
+		}
+		es, _ := doc["external_services"].(map[string]any)
+		graf, _ := es["grafana"].(map[string]any)
+		dashboards, _ := graf["dashboards"].([]any)
+		if len(dashboards) == 0 {
+			t.Errorf("%s: no Grafana dashboards linked", file)
+		}
+		for _, d := range dashboards {
+			dm := d.(map[string]any)
+			vars, ok := titles[fmt.Sprint(dm["name"])]
+			if !ok {
+				t.Errorf("%s: dashboard %q is not shipped", file, dm["name"])
+				continue
+			}
+			for _, v := range dm["variables"].(map[string]any) {
+				if name := strings.TrimPrefix(fmt.Sprint(v), "var-"); !vars[name] {
+					t.Errorf("%s: dashboard %q has no variable %q", file, dm["name"], name)
+				}
+			}
+		}
+	}
 }
 
 // ---------------------------------------------------------------- docs
