@@ -13,6 +13,28 @@ function recordsOf(body) {
   return [];
 }
 
+// identity formats a call side: service.namespace (instance).
+function identity(v) {
+  if (!v || typeof v !== 'object') return v;
+  const name = v.service ? `${v.service}${v.namespace ? '.' + v.namespace : ''}` : (v.ip || '?');
+  const inst = v.instance || v.workload;
+  return inst ? `${name} (${inst})` : name;
+}
+
+// The errorlog record shape; other fields still get a column each.
+const RECORD_COLUMNS = [
+  {label: 'Time', render: (r) => cell('time', r.time)},
+  {label: 'Source', render: (r) => identity(r.source) || '—'},
+  {label: 'Destination', render: (r) => identity(r.destination) || '—'},
+  {label: 'Request', render: (r) => [r.method, r.path || r.endpoint].filter(Boolean).join(' ') || r.endpoint || '—'},
+  {label: 'Status', render: (r) => `${r.status || '—'}${r.grpc_status !== undefined && r.grpc_status !== null ? ` (gRPC ${r.grpc_status})` : ''}`},
+  {label: 'Flags', render: (r) => (r.response_flags || []).join(',') || '—'},
+  {label: 'Duration', num: true, render: (r) => ms(r.duration_ms)},
+  {label: 'Seen by', render: (r) => [r.detect_point, r.protocol, r.tls].filter(Boolean).join(' · ') || '—'},
+  {label: 'Request ID', render: (r) => r.request_id || '—'},
+];
+const KNOWN = new Set(['time', 'source', 'destination', 'method', 'path', 'endpoint', 'status', 'grpc_status', 'response_flags', 'duration_ms', 'detect_point', 'protocol', 'tls', 'request_id']);
+
 function cell(key, v) {
   if (v === null || v === undefined || v === '') return '—';
   if (/^(time|timestamp|start_time)$/.test(key) && (typeof v === 'string' || typeof v === 'number')) {
@@ -71,9 +93,15 @@ export async function view(root, params, signal) {
     if (!recs.length) { replace(out, empty(`No error records for ${params.service}${params.code ? ` with code ${params.code}` : ''}${params.flag ? ` with flag ${params.flag}` : ''}.`)); return; }
     const keys = new Set();
     for (const r of recs.slice(0, 100)) for (const k of Object.keys(r)) keys.add(k);
-    const cols = [...PREFERRED.filter((k) => keys.has(k)), ...[...keys].filter((k) => !PREFERRED.includes(k)).sort()];
-    replace(out, h('p', {class: 'summary', role: 'status', text: `${recs.length} record${recs.length === 1 ? '' : 's'}`}),
-      table(cols.map((k) => ({label: k, render: (r) => cell(k, r[k])})), recs, {class: 'errors-table'}));
+    let columns;
+    if (keys.has('destination') && keys.has('status')) {
+      columns = [...RECORD_COLUMNS, ...[...keys].filter((k) => !KNOWN.has(k)).sort().map((k) => ({label: k, render: (r) => cell(k, r[k])}))];
+    } else {
+      const cols = [...PREFERRED.filter((k) => keys.has(k)), ...[...keys].filter((k) => !PREFERRED.includes(k)).sort()];
+      columns = cols.map((k) => ({label: k, render: (r) => cell(k, r[k])}));
+    }
+    replace(out, h('h2', {text: 'Records'}), h('p', {class: 'summary', role: 'status', dataset: {records: String(recs.length)}, text: `${recs.length} record${recs.length === 1 ? '' : 's'}, newest first`}),
+      table(columns, recs, {class: 'errors-table'}));
   } catch (e) {
     if (e.name !== 'AbortError') replace(out, errorBox(e, 'error records'));
   }
