@@ -301,3 +301,31 @@ func BenchmarkProcessCalls(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(calls)), "ns/call")
 }
+
+// TestConcurrentWorkers runs ProcessCalls from several goroutines, as the
+// queue's workers do (run with -race).
+func TestConcurrentWorkers(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxEndpointsPerService = 50
+	cfg.AdaptiveThreshold = 10
+	p := mustNew(t, cfg)
+	done := make(chan struct{})
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			defer func() { done <- struct{}{} }()
+			calls := make([]model.Call, 20)
+			for i := 0; i < 200; i++ {
+				for j := range calls {
+					calls[j] = httpCall("GET", "/w/"+letters(w*1000+i*20+j)+"/x")
+				}
+				p.ProcessCalls(context.Background(), calls)
+			}
+		}(w)
+	}
+	for w := 0; w < 4; w++ {
+		<-done
+	}
+	if n := p.EndpointCount(reviews.ServiceID()); n > cfg.MaxEndpointsPerService {
+		t.Errorf("%d endpoints above cap", n)
+	}
+}

@@ -299,3 +299,33 @@ func BenchmarkProcessCalls(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(calls)), "ns/call")
 }
+
+// TestConcurrentWorkers runs ProcessCalls from several goroutines, as the
+// queue's workers do (run with -race), with a cluster cache small enough
+// to be cleared while in use.
+func TestConcurrentWorkers(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ClusterCacheSize = 4
+	p, err := New(cfg, nil, kube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 500; i++ {
+				c := []model.Call{{Source: productpageSelf, UpstreamCluster: "outbound|" + itoa(i%10+w) + "||reviews.default.svc.cluster.local",
+					Destination: model.Identity{IP: "10.0.0.20", Instance: "10.0.0.20:9080"}}}
+				p.ProcessCalls(context.Background(), c)
+				if c[0].Destination != reviewsSelf {
+					t.Errorf("got %+v", c[0].Destination)
+					return
+				}
+			}
+		}(w)
+	}
+	for w := 0; w < 4; w++ {
+		<-done
+	}
+}
