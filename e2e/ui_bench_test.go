@@ -169,6 +169,7 @@ func BenchmarkUITopology200Services(b *testing.B) {
 	stub := &stubAPIs{topology: syntheticMesh(200, 1)}
 	base := stub.serve(b)
 	br := newBrowser(b, 10*time.Minute)
+	b.ReportAllocs()
 	var total float64
 	b.ResetTimer()
 	for b.Loop() {
@@ -186,6 +187,7 @@ func BenchmarkUIWaterfall5000Scroll(b *testing.B) {
 	br.navigate(b, base+"/#/trace?id="+id)
 	br.waitJS(b, "waterfall", `document.querySelector('.wf-summary[data-spans="5000"]')`, 60*time.Second)
 	var dropped, frames int
+	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		st := measureScroll(b, br, ".wf-scroll")
