@@ -33,8 +33,14 @@ type Queue struct {
 
 	mu     sync.RWMutex
 	closed bool
-	ch     chan []model.Call
+	ch     chan queued
 	wg     sync.WaitGroup
+}
+
+// queued is one batch with the tracker of the request that sent it.
+type queued struct {
+	calls []model.Call
+	tr    *Tracker
 }
 
 // NewQueue returns a queue that runs procs in order on each batch and then
@@ -46,7 +52,7 @@ func NewQueue(cfg QueueConfig, tel *Telemetry, next CallConsumer, procs ...CallP
 	if cfg.Workers <= 0 {
 		cfg.Workers = 1
 	}
-	return &Queue{cfg: cfg, procs: procs, next: next, tel: tel, ch: make(chan []model.Call, cfg.Capacity)}
+	return &Queue{cfg: cfg, procs: procs, next: next, tel: tel, ch: make(chan queued, cfg.Capacity)}
 }
 
 // Start launches the workers. They stop when Shutdown has drained the queue.
@@ -62,7 +68,8 @@ func (q *Queue) work() {
 	// Workers are not tied to a request: a batch already accepted must be
 	// processed even while the server is shutting down.
 	ctx := context.Background()
-	for batch := range q.ch {
+	for item := range q.ch {
+		batch := item.calls
 		q.tel.queueDepth.WithLabelValues(q.cfg.Name).Set(float64(len(q.ch)))
 		start := time.Now()
 		for _, p := range q.procs {
@@ -71,26 +78,41 @@ func (q *Queue) work() {
 		if err := q.next.ConsumeCalls(ctx, batch); err != nil {
 			q.tel.dropped.WithLabelValues(q.cfg.Name, "consumer_error").Add(float64(len(batch)))
 		}
+		if item.tr != nil {
+			item.tr.done()
+		}
 		q.tel.stageLatency.WithLabelValues(q.cfg.Name).Observe(time.Since(start).Seconds())
 	}
 }
 
 // ConsumeCalls copies calls into the queue. It waits at most EnqueueWait for
-// room and then returns an error wrapping ErrOverloaded.
-func (q *Queue) ConsumeCalls(ctx context.Context, calls []model.Call) error {
+// room and then returns an error wrapping ErrOverloaded. When ctx carries a
+// Tracker (see WithTracker), the tracker follows the batch until a worker
+// has handed it to the next stage.
+func (q *Queue) ConsumeCalls(ctx context.Context, calls []model.Call) (err error) {
 	if len(calls) == 0 {
 		return nil
 	}
-	batch := make([]model.Call, len(calls))
-	copy(batch, calls)
+	item := queued{calls: make([]model.Call, len(calls)), tr: TrackerFrom(ctx)}
+	copy(item.calls, calls)
 
 	q.mu.RLock()
 	defer q.mu.RUnlock()
 	if q.closed {
 		return fmt.Errorf("queue %s: %w", q.cfg.Name, ErrShuttingDown)
 	}
+	// Counted before the send so that a fast worker cannot finish the batch
+	// first; undone if the batch is refused.
+	if item.tr != nil {
+		item.tr.add()
+		defer func() {
+			if err != nil {
+				item.tr.done()
+			}
+		}()
+	}
 	select {
-	case q.ch <- batch:
+	case q.ch <- item:
 		return nil
 	default:
 	}
@@ -98,7 +120,7 @@ func (q *Queue) ConsumeCalls(ctx context.Context, calls []model.Call) error {
 		t := time.NewTimer(q.cfg.EnqueueWait)
 		defer t.Stop()
 		select {
-		case q.ch <- batch:
+		case q.ch <- item:
 			return nil
 		case <-t.C:
 		case <-ctx.Done():

@@ -99,6 +99,12 @@ type PipelineConfig struct {
 	MaxRecvMsgBytes int `yaml:"max_recv_msg_bytes"`
 	// MaxConcurrentStreams caps gRPC streams per connection.
 	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+	// DurableAck makes the answer to an ALS or mesh-report stream wait
+	// until its records are committed to the TSDB WAL (docs/durability.md);
+	// off, the answer only means "queued in memory".
+	DurableAck bool `yaml:"durable_ack"`
+	// AckTimeout bounds that wait; past it the stream ends UNAVAILABLE.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
 }
 
 // ProcessorsConfig configures what happens between receivers and storage.
@@ -224,6 +230,8 @@ func DefaultConfig() Config {
 			EnqueueWait:          50 * time.Millisecond,
 			MaxRecvMsgBytes:      16 << 20,
 			MaxConcurrentStreams: 1024,
+			DurableAck:           true,
+			AckTimeout:           10 * time.Second,
 		},
 		Processors: ProcessorsConfig{
 			Metrics:   redmetrics.DefaultConfig(),
@@ -297,6 +305,9 @@ func (c Config) Validate() error {
 	}
 	if c.Pipeline.MaxRecvMsgBytes < 1024 {
 		errs = append(errs, errors.New("pipeline.max_recv_msg_bytes: must be at least 1024"))
+	}
+	if c.Pipeline.DurableAck && c.Pipeline.AckTimeout <= 0 {
+		errs = append(errs, errors.New("pipeline.ack_timeout: must be positive when durable_ack is on"))
 	}
 	if c.Pipeline.MaxConcurrentStreams <= 0 {
 		errs = append(errs, errors.New("pipeline.max_concurrent_streams: must be positive"))

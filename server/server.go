@@ -149,13 +149,23 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 		Name: "calls", Capacity: cfg.Pipeline.QueueCapacity, Workers: workers, EnqueueWait: cfg.Pipeline.EnqueueWait,
 	}, s.tel, s.sinks, s.procs...)
 
-	s.grpcServer = grpc.NewServer(
+	grpcOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.Pipeline.MaxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(cfg.Pipeline.MaxConcurrentStreams)),
 		// Sidecars keep ALS streams open for hours; make dead peers go away.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if cfg.Pipeline.DurableAck {
+		// Streams of call records are answered once their records are in
+		// the TSDB WAL (docs/durability.md).
+		ack := pipeline.NewDurableAck([]string{
+			"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
+			"/skywalking.v3.ServiceMeshMetricService/collect",
+		}, s.agg.Sync, cfg.Pipeline.AckTimeout, s.reg)
+		grpcOpts = append(grpcOpts, grpc.ChainStreamInterceptor(ack.StreamInterceptor))
+	}
+	s.grpcServer = grpc.NewServer(grpcOpts...)
 	if err := s.buildComponents(ctx); err != nil {
 		return nil, err
 	}

@@ -103,8 +103,16 @@ type Aggregator struct {
 	// access log or mesh report (bounded by MaxSeriesPerFamily).
 	logged map[string]uint64
 
-	flushMu sync.Mutex // one flush at a time; refs belong to the flusher
-	buf     []float64
+	// flushSem admits one flush at a time (refs belong to the flusher); a
+	// channel so that Sync can give up waiting for it.
+	flushSem chan struct{}
+	buf      []float64
+	// gen numbers flush snapshots (under mu); committed is the newest
+	// snapshot whose samples are in storage, lastTs the newest timestamp
+	// written (both under flushSem).
+	gen       uint64
+	committed uint64
+	lastTs    int64
 
 	flushes      prometheus.Counter
 	flushErrors  prometheus.Counter
@@ -121,13 +129,14 @@ func New(cfg Config, app storage.Appendable, restore map[uint64]float64, reg pro
 		restore = map[uint64]float64{}
 	}
 	a := &Aggregator{
-		cfg:     cfg,
-		app:     app,
-		logger:  logger,
-		restore: restore,
-		epoch:   1,
-		fam:     newFamilies(cfg.MaxSeriesPerFamily),
-		logged:  map[string]uint64{},
+		cfg:      cfg,
+		app:      app,
+		logger:   logger,
+		restore:  restore,
+		epoch:    1,
+		fam:      newFamilies(cfg.MaxSeriesPerFamily),
+		logged:   map[string]uint64{},
+		flushSem: make(chan struct{}, 1),
 		flushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_aggregator_flushes_total", Help: "Aggregation flushes to storage."}),
 		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{
@@ -260,15 +269,66 @@ type pending struct {
 // Flush writes every series that received data within StaleAfter, stamped
 // at ts, and commits them in one storage transaction.
 func (a *Aggregator) Flush(ctx context.Context, ts time.Time) error {
-	a.flushMu.Lock()
-	defer a.flushMu.Unlock()
+	if err := a.lockFlush(ctx); err != nil {
+		return err
+	}
+	defer a.unlockFlush()
+	return a.flush(ctx, ts, true)
+}
+
+// Sync returns once everything ConsumeCalls and ConsumeSpanMetrics accepted
+// before Sync was called is committed to storage (the TSDB WAL): it waits
+// for a flush that snapshots after the call, forcing one if none is under
+// way. Concurrent calls share flushes: each waits for the flush lock, then
+// returns at once if a flush that began after its call has committed
+// meanwhile. A forced flush writes at the current time and does not advance
+// the staleness clock, which only periodic flushes do.
+func (a *Aggregator) Sync(ctx context.Context) error {
+	a.mu.Lock()
+	target := a.gen + 1
+	a.mu.Unlock()
+	if err := a.lockFlush(ctx); err != nil {
+		return err
+	}
+	defer a.unlockFlush()
+	if a.committed >= target {
+		return nil
+	}
+	return a.flush(ctx, time.Now(), false)
+}
+
+func (a *Aggregator) lockFlush(ctx context.Context) error {
+	select {
+	case a.flushSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the aggregator flush: %w", ctx.Err())
+	}
+}
+
+func (a *Aggregator) unlockFlush() { <-a.flushSem }
+
+// flush runs with flushSem held. advance moves the staleness clock (one
+// epoch per flush interval).
+func (a *Aggregator) flush(ctx context.Context, ts time.Time, advance bool) error {
 	start := time.Now()
+	// Timestamps only grow: a sample at or before the last one written
+	// would be refused as a duplicate or kept out of order behind a newer
+	// (smaller) counter value, and a Sync would wrongly believe it stored.
+	t := ts.UnixMilli()
+	if t <= a.lastTs {
+		t = a.lastTs + 1
+	}
 
 	// Snapshot under the ingest lock, write outside it so ingestion never
 	// waits on storage.
 	a.mu.Lock()
 	epoch := a.epoch
-	a.epoch++
+	if advance {
+		a.epoch++
+	}
+	a.gen++
+	gen := a.gen
 	staleEpochs := uint64(a.cfg.StaleAfter / a.cfg.FlushInterval)
 	evictEpochs := uint64(a.cfg.EvictAfter / a.cfg.FlushInterval)
 	var work []pending
@@ -300,10 +360,10 @@ func (a *Aggregator) Flush(ctx context.Context, ts time.Time) error {
 	a.mu.Unlock()
 
 	if len(work) == 0 {
+		a.committed = gen
 		return nil
 	}
 	app := a.app.Appender(ctx)
-	t := ts.UnixMilli()
 	n := 0
 	for _, w := range work {
 		for i, v := range w.values {
@@ -324,6 +384,8 @@ func (a *Aggregator) Flush(ctx context.Context, ts time.Time) error {
 		a.flushErrors.Inc()
 		return fmt.Errorf("commit %d samples: %w", n, err)
 	}
+	a.committed = gen
+	a.lastTs = t
 	a.flushes.Inc()
 	a.appended.Add(float64(n))
 	a.flushSeconds.Observe(time.Since(start).Seconds())
