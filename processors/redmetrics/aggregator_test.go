@@ -2,13 +2,18 @@ package redmetrics
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/meshlens/meshlens/model"
 	"github.com/meshlens/meshlens/processors/spancalls"
@@ -267,5 +272,97 @@ func TestSpansDoNotDoubleCountLoggedServices(t *testing.T) {
 		if got := scalarOf(t, instant(t, s, q, ts), q); got != want {
 			t.Errorf("%s = %v, want %v", q, got, want)
 		}
+	}
+}
+
+// TestSeriesGrowLinearly checks that the number of series is proportional
+// to the mesh's size: for a chain of n services with a fixed number of
+// instances and endpoints each, every family grows by the same amount per
+// service, and the per-family cap holds when exceeded.
+func TestSeriesGrowLinearly(t *testing.T) {
+	count := func(n int, capPerFamily int) (int, int) {
+		cfg := DefaultConfig()
+		cfg.MaxSeriesPerFamily = capPerFamily
+		a := New(cfg, nil, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		var calls []model.Call
+		for s := 0; s < n; s++ {
+			for inst := 0; inst < 3; inst++ {
+				for ep := 0; ep < 4; ep++ {
+					for _, dp := range []model.DetectPoint{model.DetectClient, model.DetectServer} {
+						c := call(fmt.Sprintf("svc%d", s), fmt.Sprintf("svc%d", s+1), dp, 200, time.Millisecond)
+						c.Source.Instance = fmt.Sprintf("svc%d-%d", s, inst)
+						c.Destination.Instance = fmt.Sprintf("svc%d-%d", s+1, inst)
+						c.Endpoint = fmt.Sprintf("GET:/op%d", ep)
+						calls = append(calls, c)
+					}
+				}
+			}
+		}
+		_ = a.ConsumeCalls(context.Background(), calls)
+		entities, series := 0, 0
+		a.fam.each(func(_ string, l *layout, _ func(func(*entity) bool), _ uint64, size int) {
+			entities += size
+			series += size * l.n
+		})
+		return entities, series
+	}
+	_, s10 := count(10, 1_000_000)
+	_, s20 := count(20, 1_000_000)
+	_, s40 := count(40, 1_000_000)
+	if s20-s10 != (s40-s20)/2 {
+		t.Errorf("series do not grow linearly: 10 services %d, 20 %d, 40 %d", s10, s20, s40)
+	}
+	t.Logf("series per service: %d (10 services: %d series)", (s20-s10)/10, s10)
+	// With a cap of 50 entities per family, 40 services stay within it.
+	e, _ := count(40, 50)
+	if e > 50*10 {
+		t.Errorf("capped aggregator holds %d entities over 10 families, want at most %d", e, 500)
+	}
+}
+
+// BenchmarkBytesPerSample writes six hours of 10 s flushes of a small mesh
+// through the aggregator, compacts the TSDB head into a block and reports
+// the block's bytes per stored sample.
+func BenchmarkBytesPerSample(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		s, err := metricstore.Open(metricstore.Config{Path: dir, Retention: 30 * 24 * time.Hour}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a := New(DefaultConfig(), s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		svcs := []string{"productpage", "reviews", "ratings", "details"}
+		start := time.Now().Add(-7 * time.Hour).Truncate(10 * time.Second)
+		rng := 0
+		for step := 0; step < 6*360; step++ {
+			var calls []model.Call
+			for j := 0; j < 40; j++ {
+				rng = (rng*1103515245 + 12345) & 0x7fffffff
+				c := call(svcs[j%4], svcs[(j+1)%4], model.DetectPoint(j%2), 200+100*(rng%20/19), time.Duration(rng%300)*time.Millisecond)
+				calls = append(calls, c)
+			}
+			_ = a.ConsumeCalls(context.Background(), calls)
+			if err := a.Flush(context.Background(), start.Add(time.Duration(step)*10*time.Second)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		head := s.Head()
+		if err := s.CompactHead(tsdb.NewRangeHead(head, head.MinTime(), head.MaxTime())); err != nil {
+			b.Fatal(err)
+		}
+		var samples float64
+		for _, bl := range s.Blocks() {
+			samples += float64(bl.Meta().Stats.NumSamples)
+		}
+		var bytes int64
+		_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() && strings.Contains(p, string(filepath.Separator)+"01") {
+				bytes += fi.Size()
+			}
+			return nil
+		})
+		b.ReportMetric(float64(bytes)/samples, "bytes/sample")
+		b.ReportMetric(samples, "samples")
+		_ = s.Close()
 	}
 }
