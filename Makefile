@@ -15,8 +15,11 @@ build:
 	$(GO) build -o $(BIN) ./cmd/meshlens
 
 # Build and serve everything on embedded storage with Bookinfo demo traffic.
+# The demo runs at 50 requests/s and the timeout target at 1% so that
+# timeout recommendations have enough samples within minutes (the
+# production default, 0.1%, needs 50,000 samples per edge).
 run: build
-	$(BIN) serve --demo --storage.path=$(DATA) \
+	$(BIN) serve --demo --demo.rate=50 --processors.recommendations.target_false_timeout=0.01 --storage.path=$(DATA) \
 		--listen.http=127.0.0.1:8088 --listen.grpc=127.0.0.1:11800 \
 		--listen.zipkin=127.0.0.1:9411 --listen.otlp_grpc=127.0.0.1:4317 --listen.otlp_http=127.0.0.1:4318
 
@@ -41,6 +44,7 @@ bench: build
 	$(GO) build -o bin/meshlens-bench ./cmd/meshlens-bench
 	taskset -c 1 $(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./processors/... ./receivers/... ./storage/... ./query/...
 	taskset -c 0 bin/meshlens-bench als
+	$(GO) test -run '^$$' -bench BenchmarkUI -benchtime 3x ./e2e/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
