@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"gopkg.in/yaml.v3"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -175,7 +176,11 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		oc := otlp.Config{MaxRequestBytes: r.OTLP.MaxRequestBytes}
 		o := otlp.New(oc, traces, s.tel, s.logger)
 		o.Register(s.extraMux("otlp_http"))
-		s.otlpGRPC = grpc.NewServer(append(oc.GRPCServerOptions(), grpc.MaxConcurrentStreams(uint32(s.cfg.Pipeline.MaxConcurrentStreams)))...)
+		opts := append(oc.GRPCServerOptions(), grpc.MaxConcurrentStreams(uint32(s.cfg.Pipeline.MaxConcurrentStreams)))
+		if r := s.tls["otlp_grpc"]; r != nil {
+			opts = append(opts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
+		}
+		s.otlpGRPC = grpc.NewServer(opts...)
 		o.RegisterGRPC(s.otlpGRPC)
 	}
 	if r.Jaeger.Enabled {

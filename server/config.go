@@ -24,6 +24,7 @@ import (
 	"github.com/meshlens/meshlens/processors/redmetrics"
 	"github.com/meshlens/meshlens/processors/tracesampling"
 	"github.com/meshlens/meshlens/receivers/envoyals"
+	"github.com/meshlens/meshlens/server/security"
 	"github.com/meshlens/meshlens/storage/downsample"
 	"github.com/meshlens/meshlens/storage/metricstore"
 	"github.com/meshlens/meshlens/storage/remotewrite"
@@ -57,6 +58,35 @@ type ListenConfig struct {
 	// OTLPGRPC and OTLPHTTP serve OTLP traces.
 	OTLPGRPC string `yaml:"otlp_grpc"`
 	OTLPHTTP string `yaml:"otlp_http"`
+	// TLS turns on TLS (and mutual TLS) per listener; certificates are
+	// re-read when their files change.
+	TLS ListenTLSConfig `yaml:"tls"`
+}
+
+// ListenTLSConfig is the TLS setting of each listener, by listener name.
+type ListenTLSConfig struct {
+	HTTP     security.TLSConfig `yaml:"http"`
+	GRPC     security.TLSConfig `yaml:"grpc"`
+	Zipkin   security.TLSConfig `yaml:"zipkin"`
+	OTLPGRPC security.TLSConfig `yaml:"otlp_grpc"`
+	OTLPHTTP security.TLSConfig `yaml:"otlp_http"`
+}
+
+// byName returns the TLS setting of the listener with config name name.
+func (c ListenTLSConfig) byName(name string) security.TLSConfig {
+	switch name {
+	case "http":
+		return c.HTTP
+	case "grpc":
+		return c.GRPC
+	case "zipkin":
+		return c.Zipkin
+	case "otlp_grpc":
+		return c.OTLPGRPC
+	case "otlp_http":
+		return c.OTLPHTTP
+	}
+	return security.TLSConfig{}
 }
 
 // StorageConfig places and bounds the embedded storage.
@@ -184,8 +214,13 @@ type JaegerConfig struct {
 
 // ALSConfig configures the Envoy ALS receiver.
 type ALSConfig struct {
-	Enabled         bool `yaml:"enabled"`
-	envoyals.Config `yaml:",inline"`
+	Enabled bool `yaml:"enabled"`
+	// AllowedSPIFFEIDs, when not empty, accepts access logs only from
+	// clients whose verified certificate carries a matching SPIFFE ID
+	// ("*" matches one path segment); others get PERMISSION_DENIED. It needs
+	// listen.tls.grpc with a client_ca_file.
+	AllowedSPIFFEIDs []string `yaml:"allowed_spiffe_ids"`
+	envoyals.Config  `yaml:",inline"`
 }
 
 // QueryConfig bounds query cost.
@@ -281,6 +316,19 @@ func (c Config) Validate() error {
 	}
 	if c.Listen.HTTP == "" {
 		errs = append(errs, errors.New("listen.http: must be set; the health, query and UI endpoints live there"))
+	}
+	for _, name := range []string{"http", "grpc", "zipkin", "otlp_grpc", "otlp_http"} {
+		if err := c.Listen.TLS.byName(name).Validate("listen.tls." + name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if ids := c.Receivers.EnvoyALS.AllowedSPIFFEIDs; len(ids) > 0 {
+		if c.Listen.TLS.GRPC.ClientCAFile == "" {
+			errs = append(errs, errors.New("receivers.envoy_als.allowed_spiffe_ids: needs listen.tls.grpc with client_ca_file (the SPIFFE ID comes from the client certificate)"))
+		}
+		if _, err := security.NewSPIFFEAllowList(ids, nil); err != nil {
+			errs = append(errs, fmt.Errorf("receivers.envoy_als.allowed_spiffe_ids: %w", err))
+		}
 	}
 	if c.Storage.Path == "" {
 		errs = append(errs, errors.New("storage.path: must name a directory"))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/storage"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/meshlens/meshlens/model"
@@ -28,6 +30,7 @@ import (
 	"github.com/meshlens/meshlens/processors/recommend"
 	"github.com/meshlens/meshlens/processors/redmetrics"
 	"github.com/meshlens/meshlens/processors/spancalls"
+	"github.com/meshlens/meshlens/server/security"
 	"github.com/meshlens/meshlens/storage/downsample"
 	"github.com/meshlens/meshlens/storage/metricstore"
 	"github.com/meshlens/meshlens/storage/remotewrite"
@@ -68,6 +71,8 @@ type Server struct {
 
 	stopDemo context.CancelFunc
 	cancel   context.CancelFunc // stops the background loops
+
+	tls map[string]*security.Reloader // by listener name, for listeners with TLS
 
 	closers []func(context.Context) error // run in reverse order after the pipeline drained
 	ready   atomic.Bool
@@ -156,6 +161,19 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
+	if err := s.loadTLS(); err != nil {
+		return nil, err
+	}
+	if r := s.tls["grpc"]; r != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
+	}
+	if ids := cfg.Receivers.EnvoyALS.AllowedSPIFFEIDs; len(ids) > 0 {
+		allow, err := security.NewSPIFFEAllowList(ids, []string{"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"})
+		if err != nil {
+			return nil, fmt.Errorf("receivers.envoy_als.allowed_spiffe_ids: %w", err)
+		}
+		grpcOpts = append(grpcOpts, grpc.ChainStreamInterceptor(allow.StreamInterceptor))
+	}
 	if cfg.Pipeline.DurableAck {
 		// Streams of call records are answered once their records are in
 		// the TSDB WAL (docs/durability.md).
@@ -171,6 +189,28 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	}
 	s.routes()
 	return s, nil
+}
+
+// loadTLS reads the certificates of every listener with TLS; a file that
+// does not load stops start-up.
+func (s *Server) loadTLS() error {
+	s.tls = map[string]*security.Reloader{}
+	for _, name := range []string{"http", "grpc", "zipkin", "otlp_grpc", "otlp_http"} {
+		c := s.cfg.Listen.TLS.byName(name)
+		if !c.Enabled() {
+			continue
+		}
+		protos := []string{"http/1.1"}
+		if name == "grpc" || name == "otlp_grpc" {
+			protos = []string{"h2"}
+		}
+		r, err := security.NewReloader(c, protos, s.logger.With("listener", name))
+		if err != nil {
+			return fmt.Errorf("listen.tls.%s: %w", name, err)
+		}
+		s.tls[name] = r
+	}
+	return nil
 }
 
 // fanout hands every batch to each consumer in turn.
@@ -217,6 +257,12 @@ func (s *Server) Start(ctx context.Context) error {
 		if err != nil {
 			return nil, fmt.Errorf("listen.%s: bind %s: %w", name, addr, err)
 		}
+		if r := s.tls[name]; r != nil {
+			what += ", " + tlsMode(s.cfg.Listen.TLS.byName(name))
+			if proto == "http" {
+				ln = tls.NewListener(ln, r.TLSConfig())
+			}
+		}
 		s.listeners = append(s.listeners, boundListener{proto: proto, name: name, what: what, ln: ln})
 		return ln, nil
 	}
@@ -253,6 +299,16 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ready.Store(true)
 	return nil
+}
+
+func tlsMode(c security.TLSConfig) string {
+	switch {
+	case c.RequireClientCert:
+		return "mutual tls"
+	case c.ClientCAFile != "":
+		return "tls, client certificates verified when given"
+	}
+	return "tls"
 }
 
 // goBackground runs f until Shutdown cancels the background context.
