@@ -1,0 +1,215 @@
+package cassandra
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/meshlens/meshlens/storage/tracestore"
+)
+
+// WriteConfig is what statement generation needs.
+type WriteConfig struct {
+	Keyspace string
+	Shards   int
+	// TTL of span and index rows; MetadataTTL of the services, operations,
+	// remote services and tag values rows.
+	TTL, MetadataTTL time.Duration
+	// AutocompleteKeys are the tag keys whose values go to tag_values.
+	AutocompleteKeys []string
+	// MaxBatchRows and MaxBatchBytes bound one UNLOGGED batch (Cassandra
+	// fails batches over batch_size_fail_threshold, 50 KiB by default).
+	MaxBatchRows, MaxBatchBytes int
+	// SoloPartitionRows: a partition with at least this many rows in a
+	// write gets batches of its own (single-partition batches, routed to
+	// its replicas); smaller ones are packed together.
+	SoloPartitionRows int
+}
+
+// rowBuilder turns spans into insert statements.
+type rowBuilder struct {
+	cfg   WriteConfig
+	cql   map[*Table]string
+	stmts []Stmt
+	meta  map[string]bool
+	tags  map[[2]string]bool
+}
+
+func newRowBuilder(cfg WriteConfig, cql map[*Table]string) *rowBuilder {
+	return &rowBuilder{cfg: cfg, cql: cql, meta: map[string]bool{}, tags: map[[2]string]bool{}}
+}
+
+// insertCQL returns the insert CQL of every table of ks.
+func insertCQL(ks string) map[*Table]string {
+	m := map[*Table]string{}
+	for _, t := range Tables {
+		m[t] = InsertCQL(ks, t)
+	}
+	return m
+}
+
+func (b *rowBuilder) add(t *Table, ttl time.Duration, row ...any) {
+	b.stmts = append(b.stmts, Stmt{Table: t, CQL: b.cql[t], Row: row, TTL: int32(ttl / time.Second)})
+}
+
+// addMeta adds a metadata row once per write.
+func (b *rowBuilder) addMeta(t *Table, row ...any) {
+	k := fmt.Sprint(t.Name, row)
+	if b.meta[k] {
+		return
+	}
+	b.meta[k] = true
+	b.add(t, b.cfg.MetadataTTL, row...)
+}
+
+// Rows returns the insert statements for td: per span one spans row, one
+// row in each of the service, operation and duration indexes, one tag
+// index row per distinct indexable tag, and the metadata rows (deduplicated
+// within the write).
+func Rows(cfg WriteConfig, cql map[*Table]string, td ptrace.Traces) ([]Stmt, error) {
+	b := newRowBuilder(cfg, cql)
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		svc := tracestore.ServiceName(rs.Resource())
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			ss := rs.ScopeSpans().At(j)
+			for k := 0; k < ss.Spans().Len(); k++ {
+				if err := b.span(svc, rs.Resource(), ss.Scope(), ss.Spans().At(k)); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return b.stmts, nil
+}
+
+var spanMarshaler = &ptrace.ProtoMarshaler{}
+
+// encodeSpan stores the span with its resource and scope as a one-span
+// ptrace protobuf.
+func encodeSpan(res pcommon.Resource, sc pcommon.InstrumentationScope, sp ptrace.Span) ([]byte, error) {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	res.CopyTo(rs.Resource())
+	ss := rs.ScopeSpans().AppendEmpty()
+	sc.CopyTo(ss.Scope())
+	sp.CopyTo(ss.Spans().AppendEmpty())
+	return spanMarshaler.MarshalTraces(td)
+}
+
+func (b *rowBuilder) span(svc string, res pcommon.Resource, sc pcommon.InstrumentationScope, sp ptrace.Span) error {
+	tid := sp.TraceID()
+	if tid.IsEmpty() {
+		return fmt.Errorf("span %q of service %q has an empty trace id", sp.Name(), svc)
+	}
+	blob, err := encodeSpan(res, sc, sp)
+	if err != nil {
+		return fmt.Errorf("encode span: %w", err)
+	}
+	start := sp.StartTimestamp().AsTime()
+	st := int64(sp.StartTimestamp())
+	bkt, day := Bucket(start), Day(start)
+	shard := Shard(tid, b.cfg.Shards)
+	trace, sid := tid[:], spanBytes(sp.SpanID())
+	kind := int8(sp.Kind())
+	dur := int64(tracestore.Duration(sp))
+	parent := spanBytes(sp.ParentSpanID())
+
+	b.add(TableSpans, b.cfg.TTL, trace, sid, kind, st, svc, parent, blob)
+	b.add(TableServiceIndex, b.cfg.TTL, svc, bkt, shard, st, trace, sid, kind, dur, parent)
+	b.add(TableOperationIndex, b.cfg.TTL, svc, sp.Name(), bkt, shard, st, trace, sid, kind, dur)
+	b.add(TableDurationIndex, b.cfg.TTL, svc, bkt, shard, dur, st, trace, sid, kind, sp.Name())
+	clear(b.tags)
+	tracestore.ForEachTag(res, sp, func(k, v string) bool {
+		if len(k) > tracestore.MaxTagLen || len(v) > tracestore.MaxTagLen || b.tags[[2]string{k, v}] {
+			return true
+		}
+		b.tags[[2]string{k, v}] = true
+		b.add(TableTagIndex, b.cfg.TTL, svc, k, v, bkt, shard, st, trace, sid, kind, dur)
+		return true
+	})
+	b.addMeta(TableServices, day, svc)
+	b.addMeta(TableOperations, svc, day, kind, sp.Name())
+	if v, ok := sp.Attributes().Get(tracestore.AttrPeerService); ok && v.AsString() != "" {
+		b.addMeta(TableRemoteServices, svc, day, v.AsString())
+	}
+	for _, key := range b.cfg.AutocompleteKeys {
+		if v, ok := sp.Attributes().Get(key); ok {
+			b.addMeta(TableTagValues, key, day, v.AsString())
+		}
+	}
+	return nil
+}
+
+func spanBytes(id pcommon.SpanID) []byte { return append([]byte(nil), id[:]...) }
+
+// stmtBytes estimates the size a statement adds to a batch.
+func stmtBytes(s *Stmt) int {
+	n := 16
+	for _, v := range s.Row {
+		switch v := v.(type) {
+		case string:
+			n += len(v) + 4
+		case []byte:
+			n += len(v) + 4
+		default:
+			n += 12
+		}
+	}
+	return n
+}
+
+// Batches groups insert statements into UNLOGGED batches: every partition
+// with at least SoloPartitionRows rows gets batches of its own (a
+// single-partition batch is applied atomically by its replicas and routed
+// token-aware); the remaining rows are packed, in partition order, into
+// batches of at most MaxBatchRows rows and MaxBatchBytes bytes. A retried
+// batch rewrites the same primary keys, so retries never duplicate spans.
+func Batches(cfg WriteConfig, stmts []Stmt) [][]Stmt {
+	byPart := map[string][]Stmt{}
+	var order []string
+	for _, s := range stmts {
+		k := s.PartitionKey()
+		if _, ok := byPart[k]; !ok {
+			order = append(order, k)
+		}
+		byPart[k] = append(byPart[k], s)
+	}
+	slices.Sort(order)
+	var out [][]Stmt
+	var cur []Stmt
+	curBytes := 0
+	flush := func() {
+		if len(cur) > 0 {
+			out = append(out, cur)
+			cur, curBytes = nil, 0
+		}
+	}
+	pack := func(rows []Stmt) {
+		for i := range rows {
+			n := stmtBytes(&rows[i])
+			if len(cur) > 0 && (len(cur) >= cfg.MaxBatchRows || curBytes+n > cfg.MaxBatchBytes) {
+				flush()
+			}
+			cur = append(cur, rows[i])
+			curBytes += n
+		}
+	}
+	var small []Stmt
+	for _, k := range order {
+		rows := byPart[k]
+		if len(rows) >= cfg.SoloPartitionRows {
+			pack(rows)
+			flush()
+			continue
+		}
+		small = append(small, rows...)
+	}
+	pack(small)
+	flush()
+	return out
+}
