@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// pki issues test certificates from one CA.
+type pki struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return &pki{cert: c, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+var serial int64 = 100
+
+func (p *pki) issue(t *testing.T, cn, spiffe string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial++
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	if spiffe != "" {
+		u, _ := url.Parse(spiffe)
+		tmpl.URIs = []*url.URL{u}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+func (p *pki) client(t *testing.T, certPEM, keyPEM []byte) *tls.Config {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.pem)
+	c := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	if certPEM != nil {
+		kp, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Certificates = []tls.Certificate{kp}
+	}
+	return c
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestALSOverMutualTLSWithSPIFFEAllowList runs the binary with mutual TLS on
+// the gRPC port, TLS on the Zipkin port and a SPIFFE allow-list on ALS: an
+// allowed sidecar's logs are acknowledged and counted, any other identity
+// is refused with PERMISSION_DENIED, plain text is refused, and Zipkin
+// accepts spans over HTTPS.
+func TestALSOverMutualTLSWithSPIFFEAllowList(t *testing.T) {
+	dir := t.TempDir()
+	ca := newPKI(t)
+	sc, sk := ca.issue(t, "meshlens", "")
+	for name, data := range map[string][]byte{"tls.crt": sc, "tls.key": sk, "ca.crt": ca.pem} {
+		writeFile(t, filepath.Join(dir, name), data)
+	}
+	cfg := fmt.Sprintf(`listen:
+  tls:
+    grpc: {cert_file: %[1]s/tls.crt, key_file: %[1]s/tls.key, client_ca_file: %[1]s/ca.crt, require_client_cert: true}
+    zipkin: {cert_file: %[1]s/tls.crt, key_file: %[1]s/tls.key}
+receivers:
+  envoy_als:
+    allowed_spiffe_ids: ["spiffe://cluster.local/ns/default/sa/bookinfo-*"]
+`, dir)
+	writeFile(t, filepath.Join(dir, "meshlens.yaml"), []byte(cfg))
+	in := start(t, filepath.Join(dir, "data"), "--config", filepath.Join(dir, "meshlens.yaml"), fastFlush)
+	if !strings.Contains(in.logs(), "mutual tls") {
+		t.Errorf("the start-up log does not say the gRPC listener is mutual TLS")
+	}
+	ctx := ctxTimeout(t, time.Minute)
+
+	sendOne := func(creds credentials.TransportCredentials, app string) error {
+		conn, err := grpc.NewClient(in.addrs["grpc"], grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		s, err := alsClient(ctx, conn, node(app+"-v1-x", app, "v1", productpageIP))
+		if err != nil {
+			return err
+		}
+		var errSend error
+		for i := 0; i < 10 && errSend == nil; i++ {
+			errSend = s.send(httpEntry(time.Now(), time.Millisecond, 200,
+				"outbound|9080||reviews.default.svc.cluster.local", reviewsIP, "127.0.0.6", productpageIP))
+		}
+		return s.close()
+	}
+	okC, okK := ca.issue(t, "productpage", "spiffe://cluster.local/ns/default/sa/bookinfo-productpage")
+	if err := sendOne(credentials.NewTLS(ca.client(t, okC, okK)), "tlsallowed"); err != nil {
+		t.Fatalf("allowed sidecar refused: %v", err)
+	}
+	badC, badK := ca.issue(t, "intruder", "spiffe://cluster.local/ns/default/sa/intruder")
+	if err := sendOne(credentials.NewTLS(ca.client(t, badC, badK)), "tlsdenied"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("SPIFFE ID not on the allow-list: %v, want PERMISSION_DENIED", err)
+	}
+	if err := sendOne(insecure.NewCredentials(), "plaintext"); err == nil {
+		t.Errorf("a plain-text client was served on the mutual-TLS port")
+	}
+	got := in.query(`sum by (source_canonical_service) (istio_requests_total{reporter="source"})`)
+	counts := map[string]float64{}
+	for _, s := range got {
+		counts[s.Metric["source_canonical_service"]] = s.float(t)
+	}
+	if counts["tlsallowed"] != 10 || counts["tlsdenied"] != 0 || counts["plaintext"] != 0 {
+		t.Errorf("stored counts %v, want only tlsallowed=10", counts)
+	}
+
+	// Zipkin over HTTPS (server TLS only).
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.client(t, nil, nil)}, Timeout: 10 * time.Second}
+	body := `[{"traceId":"00000000000000000000000000e2e715","id":"00000000000000e1","name":"get","timestamp":` +
+		fmt.Sprint(time.Now().UnixMicro()) + `,"duration":10,"localEndpoint":{"serviceName":"tlszipkin"}}]`
+	resp, err := hc.Post("https://"+in.addrs["zipkin"]+"/api/v2/spans", "application/json", bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatalf("zipkin over https: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("zipkin over https answered %d, want 202", resp.StatusCode)
+	}
+	// Plain HTTP to the TLS port is not served (Go's TLS server answers 400).
+	if resp, err := http.Post("http://"+in.addrs["zipkin"]+"/api/v2/spans", "application/json", strings.NewReader(body)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusAccepted {
+			t.Errorf("plain HTTP spans accepted on the TLS port")
+		}
+	}
+}
