@@ -2,7 +2,9 @@ package cassandra
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -78,17 +80,26 @@ func (s *Stmt) PartitionKey() string {
 	} else {
 		vals = s.Partition
 	}
-	var b strings.Builder
-	b.WriteString(s.Table.Name)
+	b := make([]byte, 0, 64)
+	b = append(b, s.Table.Name...)
 	for _, v := range vals {
-		b.WriteByte('|')
-		if bs, ok := v.([]byte); ok {
-			fmt.Fprintf(&b, "%x", bs)
-		} else {
-			fmt.Fprint(&b, v)
+		b = append(b, '|')
+		switch v := v.(type) {
+		case string:
+			b = strconv.AppendQuote(b, v)
+		case []byte:
+			b = hex.AppendEncode(b, v)
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+		case int32:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case int8:
+			b = strconv.AppendInt(b, int64(v), 10)
+		default:
+			b = fmt.Append(b, v)
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // InsertCQL is the insert statement of t in keyspace ks: every column,

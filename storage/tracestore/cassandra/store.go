@@ -31,7 +31,7 @@ type Config struct {
 	MaxSpansPerTrace int
 	AutocompleteKeys []string
 	// MaxBatchRows (default 64), MaxBatchBytes (default 40 KiB) and
-	// SoloPartitionRows (default 8) shape the UNLOGGED batches.
+	// SoloPartitionRows (default 32) shape the UNLOGGED batches.
 	MaxBatchRows, MaxBatchBytes, SoloPartitionRows int
 	// MaxInflightBatches bounds concurrent batch writes store-wide
 	// (default 32). When Cassandra is slow, WriteTraces waits for a slot,
@@ -64,7 +64,7 @@ func (c *Config) defaults() error {
 	def(&c.MaxSpansPerTrace, tracestore.DefaultMaxSpansPerTrace)
 	def(&c.MaxBatchRows, 64)
 	def(&c.MaxBatchBytes, 40<<10)
-	def(&c.SoloPartitionRows, 8)
+	def(&c.SoloPartitionRows, 32)
 	def(&c.MaxInflightBatches, 32)
 	def(&c.ReadParallelism, 16)
 	def(&c.MaxScan, 2_000_000)
@@ -137,7 +137,9 @@ func (s *Store) Close() error {
 }
 
 // ConsumeTraces implements pipeline.TraceConsumer.
-func (s *Store) ConsumeTraces(ctx context.Context, td ptrace.Traces) error { return s.WriteTraces(ctx, td) }
+func (s *Store) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	return s.WriteTraces(ctx, td)
+}
 
 // WriteTraces writes td as UNLOGGED batches (see Batches), at most
 // MaxInflightBatches at a time store-wide. It returns when every batch

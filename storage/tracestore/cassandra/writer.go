@@ -57,7 +57,8 @@ func (b *rowBuilder) add(t *Table, ttl time.Duration, row ...any) {
 
 // addMeta adds a metadata row once per write.
 func (b *rowBuilder) addMeta(t *Table, row ...any) {
-	k := fmt.Sprint(t.Name, row)
+	st := Stmt{Table: t, Row: row}
+	k := st.PartitionKey() + "|" + fmt.Sprint(row[len(t.Partition):]...)
 	if b.meta[k] {
 		return
 	}
@@ -71,6 +72,7 @@ func (b *rowBuilder) addMeta(t *Table, row ...any) {
 // within the write).
 func Rows(cfg WriteConfig, cql map[*Table]string, td ptrace.Traces) ([]Stmt, error) {
 	b := newRowBuilder(cfg, cql)
+	b.stmts = make([]Stmt, 0, td.SpanCount()*20)
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
@@ -111,29 +113,35 @@ func (b *rowBuilder) span(svc string, res pcommon.Resource, sc pcommon.Instrumen
 		return fmt.Errorf("encode span: %w", err)
 	}
 	start := sp.StartTimestamp().AsTime()
-	st := int64(sp.StartTimestamp())
-	bkt, day := Bucket(start), Day(start)
-	shard := Shard(tid, b.cfg.Shards)
-	trace, sid := tid[:], spanBytes(sp.SpanID())
-	kind := int8(sp.Kind())
-	dur := int64(tracestore.Duration(sp))
-	parent := spanBytes(sp.ParentSpanID())
-
-	b.add(TableSpans, b.cfg.TTL, trace, sid, kind, st, svc, parent, blob)
-	b.add(TableServiceIndex, b.cfg.TTL, svc, bkt, shard, st, trace, sid, kind, dur, parent)
-	b.add(TableOperationIndex, b.cfg.TTL, svc, sp.Name(), bkt, shard, st, trace, sid, kind, dur)
-	b.add(TableDurationIndex, b.cfg.TTL, svc, bkt, shard, dur, st, trace, sid, kind, sp.Name())
+	// Each value is boxed once and shared by the rows of the span.
+	var (
+		st     any = int64(sp.StartTimestamp())
+		bkt    any = Bucket(start)
+		day        = Day(start)
+		shard  any = Shard(tid, b.cfg.Shards)
+		trace  any = append([]byte(nil), tid[:]...)
+		sid    any = spanBytes(sp.SpanID())
+		kind   any = int8(sp.Kind())
+		dur    any = int64(tracestore.Duration(sp))
+		parent any = spanBytes(sp.ParentSpanID())
+		svcv   any = svc
+		name   any = sp.Name()
+	)
+	b.add(TableSpans, b.cfg.TTL, trace, sid, kind, st, svcv, parent, blob)
+	b.add(TableServiceIndex, b.cfg.TTL, svcv, bkt, shard, st, trace, sid, kind, dur, parent)
+	b.add(TableOperationIndex, b.cfg.TTL, svcv, name, bkt, shard, st, trace, sid, kind, dur)
+	b.add(TableDurationIndex, b.cfg.TTL, svcv, bkt, shard, dur, st, trace, sid, kind, name)
 	clear(b.tags)
 	tracestore.ForEachTag(res, sp, func(k, v string) bool {
 		if len(k) > tracestore.MaxTagLen || len(v) > tracestore.MaxTagLen || b.tags[[2]string{k, v}] {
 			return true
 		}
 		b.tags[[2]string{k, v}] = true
-		b.add(TableTagIndex, b.cfg.TTL, svc, k, v, bkt, shard, st, trace, sid, kind, dur)
+		b.add(TableTagIndex, b.cfg.TTL, svcv, k, v, bkt, shard, st, trace, sid, kind, dur)
 		return true
 	})
 	b.addMeta(TableServices, day, svc)
-	b.addMeta(TableOperations, svc, day, kind, sp.Name())
+	b.addMeta(TableOperations, svc, day, int8(sp.Kind()), sp.Name())
 	if v, ok := sp.Attributes().Get(tracestore.AttrPeerService); ok && v.AsString() != "" {
 		b.addMeta(TableRemoteServices, svc, day, v.AsString())
 	}
@@ -170,14 +178,15 @@ func stmtBytes(s *Stmt) int {
 // batches of at most MaxBatchRows rows and MaxBatchBytes bytes. A retried
 // batch rewrites the same primary keys, so retries never duplicate spans.
 func Batches(cfg WriteConfig, stmts []Stmt) [][]Stmt {
-	byPart := map[string][]Stmt{}
-	var order []string
-	for _, s := range stmts {
-		k := s.PartitionKey()
-		if _, ok := byPart[k]; !ok {
+	byPart := make(map[string][]int32, len(stmts)/2)
+	order := make([]string, 0, len(stmts)/2)
+	for i := range stmts {
+		k := stmts[i].PartitionKey()
+		idx, ok := byPart[k]
+		if !ok {
 			order = append(order, k)
 		}
-		byPart[k] = append(byPart[k], s)
+		byPart[k] = append(idx, int32(i))
 	}
 	slices.Sort(order)
 	var out [][]Stmt
@@ -189,17 +198,20 @@ func Batches(cfg WriteConfig, stmts []Stmt) [][]Stmt {
 			cur, curBytes = nil, 0
 		}
 	}
-	pack := func(rows []Stmt) {
-		for i := range rows {
-			n := stmtBytes(&rows[i])
+	pack := func(rows []int32) {
+		for _, i := range rows {
+			n := stmtBytes(&stmts[i])
 			if len(cur) > 0 && (len(cur) >= cfg.MaxBatchRows || curBytes+n > cfg.MaxBatchBytes) {
 				flush()
 			}
-			cur = append(cur, rows[i])
+			if cur == nil {
+				cur = make([]Stmt, 0, min(cfg.MaxBatchRows, len(stmts)))
+			}
+			cur = append(cur, stmts[i])
 			curBytes += n
 		}
 	}
-	var small []Stmt
+	small := make([]int32, 0, len(stmts))
 	for _, k := range order {
 		rows := byPart[k]
 		if len(rows) >= cfg.SoloPartitionRows {
