@@ -38,6 +38,7 @@ import (
 	"github.com/meshlens/meshlens/receivers/meshreport"
 	"github.com/meshlens/meshlens/receivers/otlp"
 	"github.com/meshlens/meshlens/receivers/zipkin"
+	"github.com/meshlens/meshlens/server/security"
 	"github.com/meshlens/meshlens/storage/tracestore/pebblestore"
 	"github.com/meshlens/meshlens/ui"
 )
@@ -259,14 +260,14 @@ func (s *Server) startExtraListeners(bind func(proto, name, addr, what string) (
 		if err != nil {
 			return err
 		}
-		s.serveHTTP(ln, s.extraMux("zipkin"))
+		s.serveHTTP(ln, s.protect(s.extraMux("zipkin"), security.IngestPortRule))
 	}
 	if s.cfg.Receivers.OTLP.Enabled {
 		ln, err := bind("http", "otlp_http", s.cfg.Listen.OTLPHTTP, "otlp traces over http")
 		if err != nil {
 			return err
 		}
-		s.serveHTTP(ln, s.extraMux("otlp_http"))
+		s.serveHTTP(ln, s.protect(s.extraMux("otlp_http"), security.IngestPortRule))
 		gln, err := bind("grpc", "otlp_grpc", s.cfg.Listen.OTLPGRPC, "otlp traces over grpc")
 		if err != nil {
 			return err

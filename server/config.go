@@ -41,8 +41,10 @@ type Config struct {
 	Processors ProcessorsConfig `yaml:"processors"`
 	Receivers  ReceiversConfig  `yaml:"receivers"`
 	Query      QueryConfig      `yaml:"query"`
-	Demo       DemoConfig       `yaml:"demo"`
-	Log        LogConfig        `yaml:"log"`
+	// Auth protects the HTTP query API and UI (docs/security.md).
+	Auth security.AuthConfig `yaml:"auth"`
+	Demo DemoConfig          `yaml:"demo"`
+	Log  LogConfig           `yaml:"log"`
 }
 
 // ListenConfig holds every listener address. An empty address turns the
@@ -285,6 +287,7 @@ func DefaultConfig() Config {
 			Jaeger:       JaegerConfig{Enabled: true, MaxSpansPerBatch: 10000},
 		},
 		Query: QueryConfig{Timeout: 2 * time.Minute, MaxSamples: 50_000_000},
+		Auth:  security.AuthConfig{PermissionsClaim: "scope"},
 		Demo:  DemoConfig{Rate: 20, Seed: 1},
 		Log:   LogConfig{Level: "info", Format: "text"},
 	}
@@ -398,6 +401,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Processors.Metrics.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Query.Timeout <= 0 {

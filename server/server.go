@@ -72,7 +72,8 @@ type Server struct {
 	stopDemo context.CancelFunc
 	cancel   context.CancelFunc // stops the background loops
 
-	tls map[string]*security.Reloader // by listener name, for listeners with TLS
+	tls  map[string]*security.Reloader // by listener name, for listeners with TLS
+	auth *security.Authenticator       // nil: HTTP ports open
 
 	closers []func(context.Context) error // run in reverse order after the pipeline drained
 	ready   atomic.Bool
@@ -164,6 +165,11 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	if err := s.loadTLS(); err != nil {
 		return nil, err
 	}
+	if cfg.Auth.Enabled() {
+		if s.auth, err = security.NewAuthenticator(cfg.Auth, logger.With("component", "auth")); err != nil {
+			return nil, err
+		}
+	}
 	if r := s.tls["grpc"]; r != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
 	}
@@ -211,6 +217,15 @@ func (s *Server) loadTLS() error {
 		s.tls[name] = r
 	}
 	return nil
+}
+
+// protect adds the common response headers and, when auth is configured,
+// the permission check rule asks for.
+func (s *Server) protect(h http.Handler, rule security.Rule) http.Handler {
+	if s.auth != nil {
+		h = s.auth.Middleware(h, rule)
+	}
+	return security.Headers(h)
 }
 
 // fanout hands every batch to each consumer in turn.
@@ -270,7 +285,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.serveHTTP(httpLn, s.mux)
+	s.serveHTTP(httpLn, s.protect(s.mux, security.QueryPortRule))
 	if grpcLn, err := bind("grpc", "grpc", s.cfg.Listen.GRPC, strings.Join(s.grpcServices(), ", ")); err != nil {
 		return err
 	} else if grpcLn != nil {
