@@ -19,7 +19,9 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // chaosCycles is how many kill -9 / restart cycles TestKill9KeepsAcknowledgedData
@@ -277,4 +279,84 @@ func traceSpans(t *testing.T, in *instance, id string) int {
 		n += len(d.Spans)
 	}
 	return n
+}
+
+// TestOverloadRefusesAndRecovers floods a server whose queue holds one
+// batch: the excess is refused with RESOURCE_EXHAUSTED and counted, what was
+// acknowledged is stored exactly, and once the flood stops the server
+// serves normally.
+func TestOverloadRefusesAndRecovers(t *testing.T) {
+	in := start(t, t.TempDir(), "--pipeline.queue_capacity=1", "--pipeline.workers=1", "--pipeline.enqueue_wait=1ms", fastFlush)
+	ctx := ctxTimeout(t, 2*time.Minute)
+	conn, err := grpc.NewClient(in.addrs["grpc"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const streams, msgs, perMsg = 48, 10, 500
+	var entries []*accesslogv3.HTTPAccessLogEntry
+	for j := 0; j < perMsg; j++ {
+		entries = append(entries, httpEntry(time.Now(), time.Millisecond, 200,
+			"outbound|9080||reviews.default.svc.cluster.local", reviewsIP, "127.0.0.6", productpageIP))
+	}
+	var mu sync.Mutex
+	codeCount := map[codes.Code]int{}
+	ackedBy := map[string]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < streams; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			svc := fmt.Sprintf("flood-%d", i)
+			s, err := alsClient(ctx, conn, node(svc+"-pod", svc, "v1", productpageIP))
+			if err != nil {
+				return
+			}
+			for m := 0; m < msgs; m++ {
+				if s.send(entries...) != nil {
+					break
+				}
+			}
+			err = s.close()
+			mu.Lock()
+			codeCount[status.Code(err)]++
+			if err == nil {
+				ackedBy[svc] = msgs * perMsg
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	t.Logf("flood of %d streams x %d entries: %v", streams, msgs*perMsg, codeCount)
+	if codeCount[codes.ResourceExhausted] == 0 {
+		t.Fatalf("no stream was refused with RESOURCE_EXHAUSTED by a one-batch queue: %v", codeCount)
+	}
+	for c := range codeCount {
+		if c != codes.OK && c != codes.ResourceExhausted {
+			t.Errorf("a stream ended with %v; overload must answer RESOURCE_EXHAUSTED", c)
+		}
+	}
+	metrics := httpGetText(t, in.url("/metrics"))
+	if !strings.Contains(metrics, `meshlens_receiver_refused_items_total{reason="overloaded",receiver="envoy_als",transport="grpc"}`) {
+		t.Errorf("/metrics does not count the refused entries as overloaded")
+	}
+	// What was acknowledged is stored exactly, at once.
+	got := map[string]float64{}
+	for _, s := range in.query(`sum by (source_canonical_service) (istio_requests_total{reporter="source",source_canonical_service=~"flood-.*"})`) {
+		got[s.Metric["source_canonical_service"]] = s.float(t)
+	}
+	for svc, n := range ackedBy {
+		if got[svc] != float64(n) {
+			t.Errorf("acknowledged stream %s: %v stored, want %d", svc, got[svc], n)
+		}
+	}
+	// The flood is over: a normal stream is served and stored.
+	start := time.Now()
+	sendBookinfoHop(t, ctx, in.addrs["grpc"], 100)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("after the flood a 100-request stream took %v to be acknowledged", d)
+	}
+	if v := in.scalar(`sum(istio_requests_total{reporter="destination",destination_service_name="reviews"})`); v != 100 {
+		t.Errorf("after the flood: %v requests stored, want 100", v)
+	}
 }
