@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"runtime/debug"
 
@@ -39,6 +40,7 @@ import (
 	"github.com/meshlens/meshlens/receivers/otlp"
 	"github.com/meshlens/meshlens/receivers/zipkin"
 	"github.com/meshlens/meshlens/server/security"
+	"github.com/meshlens/meshlens/storage/remotewrite"
 	"github.com/meshlens/meshlens/storage/tracestore/pebblestore"
 	"github.com/meshlens/meshlens/ui"
 )
@@ -204,7 +206,7 @@ func (s *Server) buildComponents(ctx context.Context) error {
 			return out
 		},
 		ConfigYAML: func() string {
-			out, _ := yaml.Marshal(s.cfg)
+			out, _ := yaml.Marshal(redacted(s.cfg))
 			return string(out)
 		},
 	})
@@ -225,6 +227,28 @@ func (s *Server) buildComponents(ctx context.Context) error {
 	}
 	ui.Register(s.mux)
 	return nil
+}
+
+// redacted is cfg as /api/v1/status/config shows it: remote-write header
+// values and URL passwords may be credentials and are replaced.
+func redacted(cfg Config) Config {
+	targets := make([]remotewrite.Target, len(cfg.Storage.RemoteWrite.Targets))
+	for i, t := range cfg.Storage.RemoteWrite.Targets {
+		if len(t.Headers) > 0 {
+			h := make(map[string]string, len(t.Headers))
+			for k := range t.Headers {
+				h[k] = "<redacted>"
+			}
+			t.Headers = h
+		}
+		if u, err := url.Parse(t.URL); err == nil && u.User != nil {
+			u.User = url.User(u.User.Username())
+			t.URL = u.String()
+		}
+		targets[i] = t
+	}
+	cfg.Storage.RemoteWrite.Targets = targets
+	return cfg
 }
 
 // autocompleteKeys are the span tags whose values Zipkin's autocomplete
