@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meshlens/meshlens/query/remotestorage/storagev2"
 	"github.com/meshlens/meshlens/storage/tracestore"
@@ -250,12 +251,8 @@ func Query(p *storagev2.TraceQueryParameters) (tracestore.Query, error) {
 		}
 		q.Tags[kv.GetKey()] = v
 	}
-	if t := p.GetStartTimeMin(); t != nil {
-		q.StartMin = t.AsTime()
-	}
-	if t := p.GetStartTimeMax(); t != nil {
-		q.StartMax = t.AsTime()
-	}
+	q.StartMin = timeOf(p.GetStartTimeMin())
+	q.StartMax = timeOf(p.GetStartTimeMax())
 	if d := p.GetDurationMin(); d != nil {
 		q.DurationMin = d.AsDuration()
 	}
@@ -273,6 +270,16 @@ func Query(p *storagev2.TraceQueryParameters) (tracestore.Query, error) {
 		q.Limit = int(min(pg.GetPageSize(), math.MaxInt32))
 	}
 	return q, nil
+}
+
+// timeOf treats a missing timestamp, and one at or before the Unix epoch,
+// as unset: Jaeger's gogo-generated client encodes an unset time.Time as
+// 0001-01-01 rather than leaving the field out.
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil || ts.GetSeconds() <= 0 {
+		return time.Time{}
+	}
+	return ts.AsTime()
 }
 
 func attrString(v *storagev2.AnyValue) (string, error) {
@@ -329,13 +336,13 @@ func (s *Server) FindTraceIDs(ctx context.Context, req *storagev2.FindTraceIDsRe
 // GetDependencies implements DependencyReader over (start_time, end_time]
 // (default: the last 24 hours).
 func (s *Server) GetDependencies(ctx context.Context, req *storagev2.GetDependenciesRequest) (*storagev2.GetDependenciesResponse, error) {
-	end := time.Now()
-	if req.GetEndTime() != nil {
-		end = req.GetEndTime().AsTime()
+	end := timeOf(req.GetEndTime())
+	if end.IsZero() {
+		end = time.Now()
 	}
-	start := end.Add(-24 * time.Hour)
-	if req.GetStartTime() != nil {
-		start = req.GetStartTime().AsTime()
+	start := timeOf(req.GetStartTime())
+	if start.IsZero() {
+		start = end.Add(-24 * time.Hour)
 	}
 	if !start.Before(end) {
 		return nil, status.Errorf(codes.InvalidArgument, "start_time %v is not before end_time %v", start, end)

@@ -232,6 +232,14 @@ func TestFind(t *testing.T) {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
 		}
 	}
+	// Jaeger's gogo client sends unset times as 0001-01-01 and unset
+	// durations as zero: treated as unset, not as an empty window.
+	zero := timestamppb.New(time.Time{})
+	ids, err = c.tr.FindTraceIDs(ctx, &storagev2.FindTraceIDsRequest{Query: &storagev2.TraceQueryParameters{ServiceName: "frontend",
+		StartTimeMin: zero, StartTimeMax: zero, DurationMin: durationpb.New(0), DurationMax: durationpb.New(0)}})
+	if err != nil || len(ids.GetTraceIds()) != 3 {
+		t.Errorf("zero times from a gogo client: %v, %v; want 3 traces", ids, err)
+	}
 	// Pagination's page size is the limit of a single page.
 	ids, err = c.tr.FindTraceIDs(ctx, &storagev2.FindTraceIDsRequest{Query: &storagev2.TraceQueryParameters{ServiceName: "frontend", Pagination: &storagev2.Pagination{PageSize: 1}}})
 	if err != nil || len(ids.GetTraceIds()) != 1 || ids.GetNextPageToken() != "" {
@@ -255,6 +263,11 @@ func TestDependencies(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"frontend->reviews", "productpage->details", "reviews->ratings"}) {
 		t.Errorf("dependencies %v", got)
+	}
+	zero := timestamppb.New(time.Time{})
+	resp, err = c.dep.GetDependencies(context.Background(), &storagev2.GetDependenciesRequest{StartTime: zero, EndTime: zero})
+	if err != nil || len(resp.GetDependencies()) != 3 {
+		t.Errorf("zero window (last 24h): %v, %v", resp, err)
 	}
 	_, err = c.dep.GetDependencies(context.Background(), &storagev2.GetDependenciesRequest{StartTime: timestamppb.New(now), EndTime: timestamppb.New(now.Add(-time.Hour))})
 	if status.Code(err) != codes.InvalidArgument {
