@@ -21,6 +21,7 @@ import (
 type Tracker struct {
 	mu      sync.Mutex
 	pending int
+	used    bool          // a batch was ever enqueued
 	idle    chan struct{} // closed while pending == 0
 }
 
@@ -37,7 +38,16 @@ func (t *Tracker) add() {
 		t.idle = make(chan struct{})
 	}
 	t.pending++
+	t.used = true
 	t.mu.Unlock()
+}
+
+// Used reports whether a batch was ever enqueued under t (one that was
+// then refused counts too: its stream fails anyway).
+func (t *Tracker) Used() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.used
 }
 
 func (t *Tracker) done() {
@@ -130,6 +140,9 @@ func (d *DurableAck) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc
 
 // Sync waits for tr's batches and the barrier, bounded by Timeout.
 func (d *DurableAck) Sync(ctx context.Context, tr *Tracker) error {
+	if !tr.Used() {
+		return nil // nothing of this stream to make durable: no forced flush
+	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.Timeout)
 	defer cancel()

@@ -56,13 +56,19 @@ func TestTrackerFollowsBatchesThroughTheQueue(t *testing.T) {
 }
 
 func TestDurableAckAnswersUnavailableOnBarrierFailure(t *testing.T) {
+	used := NewTracker()
+	used.add()
+	used.done()
 	d := NewDurableAck(nil, func(context.Context) error { return errors.New("no space left on device") }, time.Second, prometheus.NewRegistry())
-	err := d.Sync(context.Background(), NewTracker())
+	if err := d.Sync(context.Background(), NewTracker()); err != nil {
+		t.Fatalf("a stream that enqueued nothing waited for the barrier: %v", err)
+	}
+	err := d.Sync(context.Background(), used)
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("barrier failure answered %v, want UNAVAILABLE", err)
 	}
 	d = NewDurableAck(nil, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, 20*time.Millisecond, prometheus.NewRegistry())
-	if err := d.Sync(context.Background(), NewTracker()); status.Code(err) != codes.Unavailable {
+	if err := d.Sync(context.Background(), used); status.Code(err) != codes.Unavailable {
 		t.Fatalf("barrier timeout answered %v, want UNAVAILABLE", err)
 	}
 }
