@@ -72,7 +72,7 @@ func istioBatch(n int, seq *uint64) ptrace.Traces {
 // BenchmarkWriteTraces measures the store's CPU per span and the CQL
 // statements (batches) and rows per span, writing to an in-process sink.
 func BenchmarkWriteTraces(b *testing.B) {
-	for _, size := range []int{100, 1000} {
+	for _, size := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			sink := &sinkSession{}
 			s, err := New(sink, Config{Keyspace: "ks", AutocompleteKeys: []string{"http.method", "http.status_code"}})

@@ -72,7 +72,7 @@ func (b *rowBuilder) addMeta(t *Table, row ...any) {
 // within the write).
 func Rows(cfg WriteConfig, cql map[*Table]string, td ptrace.Traces) ([]Stmt, error) {
 	b := newRowBuilder(cfg, cql)
-	b.stmts = make([]Stmt, 0, td.SpanCount()*20)
+	b.stmts = make([]Stmt, 0, td.SpanCount()*18)
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
@@ -189,25 +189,23 @@ func Batches(cfg WriteConfig, stmts []Stmt) [][]Stmt {
 		byPart[k] = append(idx, int32(i))
 	}
 	slices.Sort(order)
+	// The batches are sub-slices of one reordered copy of stmts.
+	sorted := make([]Stmt, 0, len(stmts))
 	var out [][]Stmt
-	var cur []Stmt
-	curBytes := 0
+	start, curBytes := 0, 0
 	flush := func() {
-		if len(cur) > 0 {
-			out = append(out, cur)
-			cur, curBytes = nil, 0
+		if len(sorted) > start {
+			out = append(out, sorted[start:len(sorted):len(sorted)])
+			start, curBytes = len(sorted), 0
 		}
 	}
 	pack := func(rows []int32) {
 		for _, i := range rows {
 			n := stmtBytes(&stmts[i])
-			if len(cur) > 0 && (len(cur) >= cfg.MaxBatchRows || curBytes+n > cfg.MaxBatchBytes) {
+			if len(sorted) > start && (len(sorted)-start >= cfg.MaxBatchRows || curBytes+n > cfg.MaxBatchBytes) {
 				flush()
 			}
-			if cur == nil {
-				cur = make([]Stmt, 0, min(cfg.MaxBatchRows, len(stmts)))
-			}
-			cur = append(cur, stmts[i])
+			sorted = append(sorted, stmts[i])
 			curBytes += n
 		}
 	}
