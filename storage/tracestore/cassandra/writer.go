@@ -79,8 +79,9 @@ func Rows(cfg WriteConfig, cql map[*Table]string, td ptrace.Traces) ([]Stmt, err
 		svc := tracestore.ServiceName(rs.Resource())
 		for j := 0; j < rs.ScopeSpans().Len(); j++ {
 			ss := rs.ScopeSpans().At(j)
+			enc := newSpanEncoder(rs.Resource(), ss.Scope())
 			for k := 0; k < ss.Spans().Len(); k++ {
-				if err := b.span(svc, rs.Resource(), ss.Scope(), ss.Spans().At(k)); err != nil {
+				if err := b.span(svc, enc, rs.Resource(), ss.Spans().At(k)); err != nil {
 					return nil, err
 				}
 			}
@@ -91,24 +92,40 @@ func Rows(cfg WriteConfig, cql map[*Table]string, td ptrace.Traces) ([]Stmt, err
 
 var spanMarshaler = &ptrace.ProtoMarshaler{}
 
-// encodeSpan stores the span with its resource and scope as a one-span
-// ptrace protobuf.
-func encodeSpan(res pcommon.Resource, sc pcommon.InstrumentationScope, sp ptrace.Span) ([]byte, error) {
+// spanEncoder encodes spans of one resource and scope, each with its
+// resource and scope, as a one-span ptrace protobuf; the resource and
+// scope are copied once per encoder, not once per span.
+type spanEncoder struct {
+	td    ptrace.Traces
+	spans ptrace.SpanSlice
+}
+
+func newSpanEncoder(res pcommon.Resource, sc pcommon.InstrumentationScope) *spanEncoder {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	res.CopyTo(rs.Resource())
 	ss := rs.ScopeSpans().AppendEmpty()
 	sc.CopyTo(ss.Scope())
-	sp.CopyTo(ss.Spans().AppendEmpty())
-	return spanMarshaler.MarshalTraces(td)
+	ss.Spans().AppendEmpty()
+	return &spanEncoder{td: td, spans: ss.Spans()}
 }
 
-func (b *rowBuilder) span(svc string, res pcommon.Resource, sc pcommon.InstrumentationScope, sp ptrace.Span) error {
+func (e *spanEncoder) encode(sp ptrace.Span) ([]byte, error) {
+	sp.CopyTo(e.spans.At(0))
+	return spanMarshaler.MarshalTraces(e.td)
+}
+
+// encodeSpan encodes one span with its resource and scope.
+func encodeSpan(res pcommon.Resource, sc pcommon.InstrumentationScope, sp ptrace.Span) ([]byte, error) {
+	return newSpanEncoder(res, sc).encode(sp)
+}
+
+func (b *rowBuilder) span(svc string, enc *spanEncoder, res pcommon.Resource, sp ptrace.Span) error {
 	tid := sp.TraceID()
 	if tid.IsEmpty() {
 		return fmt.Errorf("span %q of service %q has an empty trace id", sp.Name(), svc)
 	}
-	blob, err := encodeSpan(res, sc, sp)
+	blob, err := enc.encode(sp)
 	if err != nil {
 		return fmt.Errorf("encode span: %w", err)
 	}
