@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -43,6 +44,8 @@ type Config struct {
 	// MaxScan bounds the index rows one search reads (default 2M).
 	MaxScan int
 	Logger  *slog.Logger
+	// Registerer receives the self-metrics; nil for none.
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) defaults() error {
@@ -105,6 +108,7 @@ type Store struct {
 	closed atomic.Bool
 	// Statements counts executed statements (a batch is one).
 	Statements atomic.Int64
+	m          *metrics
 }
 
 var _ tracestore.Store = (*Store)(nil)
@@ -118,6 +122,7 @@ func New(sess Session, cfg Config) (*Store, error) {
 	s.wcfg = WriteConfig{Keyspace: cfg.Keyspace, Shards: cfg.Shards, TTL: cfg.TTL, MetadataTTL: cfg.MetadataTTL,
 		AutocompleteKeys: cfg.AutocompleteKeys, MaxBatchRows: cfg.MaxBatchRows, MaxBatchBytes: cfg.MaxBatchBytes,
 		SoloPartitionRows: cfg.SoloPartitionRows}
+	s.m = newMetrics(cfg.Registerer, s)
 	return s, nil
 }
 
@@ -144,10 +149,20 @@ func (s *Store) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 // WriteTraces writes td as UNLOGGED batches (see Batches), at most
 // MaxInflightBatches at a time store-wide. It returns when every batch
 // was acknowledged at the configured consistency, or the first error.
-func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) error {
+func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) (err error) {
 	if s.closed.Load() {
 		return tracestore.ErrClosed
 	}
+	t0 := time.Now()
+	defer func() {
+		s.m.latency.Observe(time.Since(t0).Seconds())
+		if err != nil {
+			s.m.failed.Inc()
+			return
+		}
+		s.m.writes.Inc()
+		s.m.spans.Add(float64(td.SpanCount()))
+	}()
 	stmts, err := Rows(s.wcfg, s.cql, td)
 	if err != nil {
 		return err
@@ -156,18 +171,21 @@ func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(batches))
 	for i, b := range batches {
+		w := time.Now()
 		select {
 		case s.slots <- struct{}{}:
 		case <-ctx.Done():
 			wg.Wait()
 			return fmt.Errorf("cassandra write: waiting for a batch slot: %w", ctx.Err())
 		}
+		s.m.slotWait.Observe(time.Since(w).Seconds())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-s.slots }()
 			s.Statements.Add(1)
 			errs[i] = s.sess.ExecBatch(ctx, b)
+			s.m.statements.WithLabelValues("batch", result(errs[i])).Inc()
 		}()
 	}
 	wg.Wait()
@@ -175,6 +193,13 @@ func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) error {
 		return fmt.Errorf("cassandra write: %w", err)
 	}
 	return nil
+}
+
+func result(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
 }
 
 // query runs one select and calls fn per row.
@@ -187,7 +212,9 @@ func (s *Store) query(ctx context.Context, st Stmt, fn func(row []any) bool) err
 			break
 		}
 	}
-	if err := it.Close(); err != nil {
+	err := it.Close()
+	s.m.statements.WithLabelValues("select", result(err)).Inc()
+	if err != nil {
 		return fmt.Errorf("cassandra %s: %w", st.Table.Name, err)
 	}
 	return nil
