@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -365,5 +367,28 @@ func TestOverloadRefusesAndRecovers(t *testing.T) {
 	}
 	if v := in.scalar(`sum(istio_requests_total{reporter="destination",destination_service_name="reviews"})`); v != 100 {
 		t.Errorf("after the flood: %v requests stored, want 100", v)
+	}
+}
+
+// TestStalledHTTPClientIsCutOff: a client that sends headers and part of a
+// body, then stalls, holds its connection only for pipeline.http_read_timeout.
+func TestStalledHTTPClientIsCutOff(t *testing.T) {
+	in := start(t, t.TempDir(), "--pipeline.http_read_timeout=1s")
+	conn, err := net.Dial("tcp", in.addrs["zipkin"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t0 := time.Now()
+	if _, err := io.WriteString(conn, "POST /api/v2/spans HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n[{\"traceId\":"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.ReadAll(conn) // whatever the answer, the server must close
+	if d := time.Since(t0); err != nil || d > 5*time.Second {
+		t.Fatalf("stalled client still connected after %v (err %v); want it cut off after ~1s", d, err)
+	}
+	if !in.isReady() {
+		t.Fatal("server not ready after the stalled client")
 	}
 }

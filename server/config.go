@@ -137,6 +137,9 @@ type PipelineConfig struct {
 	DurableAck bool `yaml:"durable_ack"`
 	// AckTimeout bounds that wait; past it the stream ends UNAVAILABLE.
 	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// HTTPReadTimeout bounds reading one HTTP request, body included, on
+	// every HTTP port: a client that stalls mid-body is cut off.
+	HTTPReadTimeout time.Duration `yaml:"http_read_timeout"`
 }
 
 // ProcessorsConfig configures what happens between receivers and storage.
@@ -269,6 +272,7 @@ func DefaultConfig() Config {
 			MaxConcurrentStreams: 1024,
 			DurableAck:           true,
 			AckTimeout:           10 * time.Second,
+			HTTPReadTimeout:      time.Minute,
 		},
 		Processors: ProcessorsConfig{
 			Metrics:   redmetrics.DefaultConfig(),
@@ -359,6 +363,9 @@ func (c Config) Validate() error {
 	}
 	if c.Pipeline.DurableAck && c.Pipeline.AckTimeout <= 0 {
 		errs = append(errs, errors.New("pipeline.ack_timeout: must be positive when durable_ack is on"))
+	}
+	if c.Pipeline.HTTPReadTimeout <= 0 {
+		errs = append(errs, errors.New("pipeline.http_read_timeout: must be positive"))
 	}
 	if c.Pipeline.MaxConcurrentStreams <= 0 {
 		errs = append(errs, errors.New("pipeline.max_concurrent_streams: must be positive"))
