@@ -7,7 +7,7 @@ PKGS      := ./...
 # skipping when this is 1; .ci/run sets it.
 export MESHLENS_REQUIRE_PEERS
 
-.PHONY: all build run test test-unit test-e2e test-deps bench lint fmt clean
+.PHONY: all build run test test-unit test-e2e test-deps test-cassandra bench lint fmt clean
 
 all: build
 
@@ -40,6 +40,11 @@ test-deps:
 
 # Go benchmarks of the hot paths, then the end-to-end ALS benchmark over
 # gRPC: server pinned to CPU 1, load generator to CPU 0.
+# The trace-store conformance suite against a real Cassandra (start one with
+# deploy/cassandra/compose.yaml); without CASSANDRA_HOSTS it reports a skip.
+test-cassandra:
+	CASSANDRA_HOSTS=$${CASSANDRA_HOSTS:-127.0.0.1:9042} $(GO) test -count=1 -v -run 'Cassandra' ./storage/tracestore/cassandra/
+
 bench: build
 	$(GO) build -o bin/meshlens-bench ./cmd/meshlens-bench
 	taskset -c 1 $(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./processors/... ./receivers/... ./storage/... ./query/...

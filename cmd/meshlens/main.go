@@ -2,6 +2,7 @@
 //
 //	meshlens serve [--config meshlens.yaml] [--demo] [--<field> value ...]
 //	meshlens demo --als 127.0.0.1:11800 --zipkin http://127.0.0.1:9411 --rate 20
+//	meshlens cassandra migrate --hosts 127.0.0.1:9042 --keyspace meshlens
 //	meshlens version
 package main
 
@@ -29,6 +30,7 @@ const usage = `usage: meshlens <command> [flags]
 commands:
   serve     run the server (receivers, storage, query APIs, UI)
   demo      send Bookinfo demo traffic to an Envoy ALS / Zipkin endpoint
+  cassandra migrate   apply the Cassandra trace schema (deploy/cassandra)
   version   print the version
 
 Run 'meshlens <command> -h' for the flags of a command.
@@ -47,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stderr)
 	case "demo":
 		err = demoCmd(ctx, args[1:], stderr)
+	case "cassandra":
+		err = cassandraCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "meshlens", version())
 		return 0
