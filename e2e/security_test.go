@@ -239,3 +239,24 @@ func TestQueryAPIBearerTokens(t *testing.T) {
 		t.Errorf("a token appears in the log")
 	}
 }
+
+// TestQueryMaxSeries: a query touching more series than query.max_series
+// fails at once with an error naming the limit; a narrower one is served.
+func TestQueryMaxSeries(t *testing.T) {
+	in := start(t, t.TempDir(), "--query.max_series=3")
+	ctx := ctxTimeout(t, time.Minute)
+	sendBookinfoHop(t, ctx, in.addrs["grpc"], 20) // dozens of series
+	resp, err := http.PostForm(in.url("/api/v1/query"), url.Values{"query": {`count({__name__=~"istio_.*"})`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode < 400 || !strings.Contains(buf.String(), "query.max_series") {
+		t.Errorf("query over the series cap: %d %s, want an error naming query.max_series", resp.StatusCode, buf.String())
+	}
+	if v := in.scalar(`sum(istio_requests_total{reporter="destination",response_code="200"})`); v != 18 {
+		t.Errorf("a query within the cap: %v, want 18", v)
+	}
+}

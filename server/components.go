@@ -192,7 +192,7 @@ func (s *Server) buildComponents(ctx context.Context) error {
 
 	// Query APIs.
 	prom := promapi.New(promapi.Options{
-		Queryable:    s.queryable,
+		Queryable:    security.LimitSeries(s.queryable, s.cfg.Query.MaxSeries),
 		Logger:       s.logger.With("component", "promapi"),
 		Registerer:   s.reg,
 		QueryTimeout: s.cfg.Query.Timeout,

@@ -232,6 +232,9 @@ type ALSConfig struct {
 type QueryConfig struct {
 	Timeout    time.Duration `yaml:"timeout"`
 	MaxSamples int           `yaml:"max_samples"`
+	// MaxSeries caps the series one Prometheus API query (or series or
+	// federate request) may touch; 0 = no cap.
+	MaxSeries int `yaml:"max_series"`
 }
 
 // DemoConfig drives the built-in Bookinfo traffic generator.
@@ -290,7 +293,7 @@ func DefaultConfig() Config {
 			OTLP:         HTTPReceiverConfig{Enabled: true, MaxRequestBytes: 16 << 20},
 			Jaeger:       JaegerConfig{Enabled: true, MaxSpansPerBatch: 10000},
 		},
-		Query: QueryConfig{Timeout: 2 * time.Minute, MaxSamples: 50_000_000},
+		Query: QueryConfig{Timeout: 2 * time.Minute, MaxSamples: 50_000_000, MaxSeries: 1_000_000},
 		Auth:  security.AuthConfig{PermissionsClaim: "scope"},
 		Demo:  DemoConfig{Rate: 20, Seed: 1},
 		Log:   LogConfig{Level: "info", Format: "text"},
@@ -415,6 +418,9 @@ func (c Config) Validate() error {
 	}
 	if c.Query.Timeout <= 0 {
 		errs = append(errs, errors.New("query.timeout: must be positive"))
+	}
+	if c.Query.MaxSeries < 0 {
+		errs = append(errs, errors.New("query.max_series: must not be negative (0 = no cap)"))
 	}
 	if c.Query.MaxSamples <= 0 {
 		errs = append(errs, errors.New("query.max_samples: must be positive"))
