@@ -7,7 +7,7 @@ PKGS      := ./...
 # skipping when this is 1; .ci/run sets it.
 export MESHLENS_REQUIRE_PEERS
 
-.PHONY: all build run test test-unit test-e2e test-deps test-cassandra bench lint fmt clean
+.PHONY: all build run test test-unit test-e2e test-deps test-cassandra bench bench-chaos lint fmt clean
 
 all: build
 
@@ -44,6 +44,11 @@ test-deps:
 # deploy/cassandra/compose.yaml); without CASSANDRA_HOSTS it reports a skip.
 test-cassandra:
 	CASSANDRA_HOSTS=$${CASSANDRA_HOSTS:-127.0.0.1:9042} $(GO) test -count=1 -v -run 'Cassandra' ./storage/tracestore/cassandra/
+
+# kill -9 durability: CYCLES (default 20) SIGKILL/restart cycles under ALS
+# and Zipkin load; every acknowledged record and span must be there once.
+bench-chaos: build
+	MESHLENS_CHAOS_CYCLES=$(or $(CYCLES),20) $(GO) test -count=1 -timeout 30m -run '^TestKill9KeepsAcknowledgedData$$' -v ./e2e/
 
 bench: build
 	$(GO) build -o bin/meshlens-bench ./cmd/meshlens-bench

@@ -88,7 +88,8 @@ func TestEnvoyMetricsService(t *testing.T) {
 		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(123456)}, TimestampMs: proto.Int64(ts)}}}
 	if err := stream.Send(&metricsv3.StreamMetricsMessage{
 		Identifier:   &metricsv3.StreamMetricsMessage_Identifier{Node: node("productpage-v1-abc", "productpage", "v1", productpageIP)},
-		EnvoyMetrics: []*dto.MetricFamily{counter("cluster."+cluster+".upstream_rq_total", 42), gauge},
+		EnvoyMetrics: []*dto.MetricFamily{counter("cluster."+cluster+".upstream_rq_total", 42), gauge,
+			counter("istiocustom.istio_requests_total.reporter=.=source;.;destination_service_name=.=reviews;.;response_code=.=200;.;", 7)},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,5 +105,13 @@ func TestEnvoyMetricsService(t *testing.T) {
 	})
 	if got := in.scalar(`envoy_server_memory_allocated{service="productpage",namespace="default",instance="productpage-v1-abc"}`); got != 123456 {
 		t.Errorf("envoy_server_memory_allocated = %v, want 123456", got)
+	}
+	// The proxy's own Istio stats must not add to the istio_* series that
+	// meshlens computes from access logs.
+	if got := in.scalar(`sum(envoy_istiocustom_istio_requests_total{destination_service_name="reviews"})`); got != 7 {
+		t.Errorf("envoy_istiocustom_istio_requests_total = %v, want 7", got)
+	}
+	if res := in.query(`istio_requests_total`); len(res) != 0 {
+		t.Errorf("the proxy's stats were stored as istio_requests_total: %v", res)
 	}
 }

@@ -145,9 +145,11 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		meshreport.New(meshreport.Config{MaxMetricsPerMessage: r.MeshReport.MaxMetricsPerMessage}, s.queue, s.tel, s.logger).Register(s.grpcServer)
 	}
 	if r.EnvoyMetrics.Enabled {
-		envoymetrics.New(envoymetrics.Config{
-			MaxSeriesPerProxy: r.EnvoyMetrics.MaxSeriesPerProxy, MaxSeriesTotal: r.EnvoyMetrics.MaxSeriesTotal,
-		}, s.app, s.tel, s.logger).Register(s.grpcServer)
+		mc := envoymetrics.Config{MaxSeriesPerProxy: r.EnvoyMetrics.MaxSeriesPerProxy, MaxSeriesTotal: r.EnvoyMetrics.MaxSeriesTotal}
+		if !r.EnvoyMetrics.IstioMetricNames {
+			mc.CustomNamespaces = []string{} // keep the envoy_istiocustom_ prefix
+		}
+		envoymetrics.New(mc, s.app, s.tel, s.logger).Register(s.grpcServer)
 	}
 
 	// Traces.

@@ -197,6 +197,13 @@ type EnvoyMetricsConfig struct {
 	Enabled           bool `yaml:"enabled"`
 	MaxSeriesPerProxy int  `yaml:"max_series_per_proxy"`
 	MaxSeriesTotal    int  `yaml:"max_series_total"`
+	// IstioMetricNames stores the proxies' own Istio stats (istiocustom.*)
+	// under Istio's names (istio_requests_total, ...). Off by default:
+	// meshlens computes those series from access logs, and a proxy that
+	// also streams its stats would count every request twice; they are then
+	// kept as envoy_istiocustom_*. Turn it on for a mesh that sends no
+	// access logs.
+	IstioMetricNames bool `yaml:"istio_metric_names"`
 }
 
 // MeshReportConfig configures the SkyWalking ServiceMeshMetric receiver.
