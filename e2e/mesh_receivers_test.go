@@ -87,7 +87,7 @@ func TestEnvoyMetricsService(t *testing.T) {
 	gauge := &dto.MetricFamily{Name: proto.String("server.memory_allocated"), Type: dto.MetricType_GAUGE.Enum(),
 		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(123456)}, TimestampMs: proto.Int64(ts)}}}
 	if err := stream.Send(&metricsv3.StreamMetricsMessage{
-		Identifier:   &metricsv3.StreamMetricsMessage_Identifier{Node: node("productpage-v1-abc", "productpage", "v1", productpageIP)},
+		Identifier: &metricsv3.StreamMetricsMessage_Identifier{Node: node("productpage-v1-abc", "productpage", "v1", productpageIP)},
 		EnvoyMetrics: []*dto.MetricFamily{counter("cluster."+cluster+".upstream_rq_total", 42), gauge,
 			counter("istiocustom.istio_requests_total.reporter=.=source;.;destination_service_name=.=reviews;.;response_code=.=200;.;", 7)},
 	}); err != nil {
