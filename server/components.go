@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"runtime/debug"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -31,6 +33,7 @@ import (
 	"github.com/meshlens/meshlens/query/jaegerapi"
 	"github.com/meshlens/meshlens/query/promapi"
 	"github.com/meshlens/meshlens/query/recommendapi"
+	"github.com/meshlens/meshlens/query/remotestorage"
 	"github.com/meshlens/meshlens/query/topology"
 	"github.com/meshlens/meshlens/query/zipkinapi"
 	"github.com/meshlens/meshlens/receivers/envoyals"
@@ -41,6 +44,8 @@ import (
 	"github.com/meshlens/meshlens/receivers/zipkin"
 	"github.com/meshlens/meshlens/server/security"
 	"github.com/meshlens/meshlens/storage/remotewrite"
+	"github.com/meshlens/meshlens/storage/tracestore"
+	"github.com/meshlens/meshlens/storage/tracestore/cassandra"
 	"github.com/meshlens/meshlens/storage/tracestore/pebblestore"
 	"github.com/meshlens/meshlens/ui"
 )
@@ -153,17 +158,10 @@ func (s *Server) buildComponents(ctx context.Context) error {
 	}
 
 	// Traces.
-	store, err := pebblestore.Open(pebblestore.Config{
-		Dir:              filepath.Join(s.cfg.Storage.Path, "traces"),
-		TTL:              s.cfg.Storage.Traces.Retention,
-		MaxDiskBytes:     s.cfg.Storage.Traces.MaxBytes,
-		AutocompleteKeys: autocompleteKeys,
-		Logger:           s.logger.With("component", "tracestore"),
-	})
+	store, err := s.openTraceStore()
 	if err != nil {
-		return fmt.Errorf("open trace store: %w", err)
+		return err
 	}
-	s.closers = append(s.closers, func(context.Context) error { return store.Close() })
 	sampler, err := tracesampling.New(s.cfg.Processors.Sampling, store, s.reg)
 	if err != nil {
 		return fmt.Errorf("processors.trace_sampling: %w", err)
@@ -220,6 +218,8 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		Logger:    s.logger.With("component", "topology"),
 	}).Register(s.mux)
 	jaegerapi.New(store, s.logger).Register(s.mux)
+	// Jaeger v2 can use meshlens as its storage (remote storage API v2).
+	remotestorage.New(store, s.logger).Register(s.grpcServer)
 	zk := zipkinapi.New(store, autocompleteKeys, s.logger)
 	zk.Register(s.mux)
 	zk.Register(zipkinMux)
@@ -251,6 +251,54 @@ func redacted(cfg Config) Config {
 	}
 	cfg.Storage.RemoteWrite.Targets = targets
 	return cfg
+}
+
+// openTraceStore opens the configured trace backend.
+func (s *Server) openTraceStore() (tracestore.Store, error) {
+	tc := s.cfg.Storage.Traces
+	if tc.Backend == "cassandra" {
+		c := tc.Cassandra
+		cc := cassandra.ClusterConfig{Consistency: c.Consistency, LocalDC: c.LocalDC, Username: c.Username, Timeout: c.Timeout}
+		for _, h := range strings.Split(c.Hosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				cc.Hosts = append(cc.Hosts, h)
+			}
+		}
+		if c.PasswordFile != "" {
+			pw, err := os.ReadFile(c.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("storage.traces.cassandra.password_file: %w", err)
+			}
+			cc.Password = strings.TrimSpace(string(pw))
+		}
+		sess, err := cassandra.Dial(cc, c.Keyspace)
+		if err != nil {
+			return nil, fmt.Errorf("storage.traces.cassandra: %w", err)
+		}
+		store, err := cassandra.New(sess, cassandra.Config{
+			Keyspace: c.Keyspace, TTL: tc.Retention, AutocompleteKeys: autocompleteKeys,
+			Logger: s.logger.With("component", "tracestore"), Registerer: s.reg,
+		})
+		if err != nil {
+			sess.Close()
+			return nil, fmt.Errorf("storage.traces.cassandra: %w", err)
+		}
+		s.closers = append(s.closers, func(context.Context) error { return store.Close() })
+		return store, nil
+	}
+	store, err := pebblestore.Open(pebblestore.Config{
+		Dir:              filepath.Join(s.cfg.Storage.Path, "traces"),
+		TTL:              tc.Retention,
+		MaxDiskBytes:     tc.MaxBytes,
+		AutocompleteKeys: autocompleteKeys,
+		Logger:           s.logger.With("component", "tracestore"),
+		Registerer:       s.reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open trace store: %w", err)
+	}
+	s.closers = append(s.closers, func(context.Context) error { return store.Close() })
+	return store, nil
 }
 
 // autocompleteKeys are the span tags whose values Zipkin's autocomplete

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -114,8 +115,24 @@ type MetricsStorageConfig struct {
 
 // TraceStorageConfig bounds the embedded trace store.
 type TraceStorageConfig struct {
-	Retention time.Duration `yaml:"retention"`
-	MaxBytes  int64         `yaml:"max_bytes"`
+	// Backend is "pebble" (embedded, the default) or "cassandra".
+	Backend   string                 `yaml:"backend"`
+	Retention time.Duration          `yaml:"retention"`
+	MaxBytes  int64                  `yaml:"max_bytes"`
+	Cassandra CassandraStorageConfig `yaml:"cassandra"`
+}
+
+// CassandraStorageConfig connects the Cassandra trace backend. The schema
+// is applied by `meshlens cassandra migrate` (deploy/cassandra).
+type CassandraStorageConfig struct {
+	// Hosts is a comma-separated list of host:port.
+	Hosts        string        `yaml:"hosts"`
+	Keyspace     string        `yaml:"keyspace"`
+	Consistency  string        `yaml:"consistency"`
+	LocalDC      string        `yaml:"local_dc"`
+	Username     string        `yaml:"username"`
+	PasswordFile string        `yaml:"password_file"`
+	Timeout      time.Duration `yaml:"timeout"`
 }
 
 // PipelineConfig sizes the queues between receivers and processors.
@@ -273,7 +290,8 @@ func DefaultConfig() Config {
 		Storage: StorageConfig{
 			Path:    "./data",
 			Metrics: MetricsStorageConfig{Retention: 7 * 24 * time.Hour, Downsample: downsample.DefaultConfig()},
-			Traces:  TraceStorageConfig{Retention: 72 * time.Hour, MaxBytes: 10 << 30},
+			Traces: TraceStorageConfig{Backend: "pebble", Retention: 72 * time.Hour, MaxBytes: 10 << 30,
+				Cassandra: CassandraStorageConfig{Keyspace: "meshlens", Consistency: "LOCAL_QUORUM", Timeout: 5 * time.Second}},
 		},
 		Pipeline: PipelineConfig{
 			QueueCapacity:        1024,
@@ -358,6 +376,15 @@ func (c Config) Validate() error {
 	}
 	if err := c.Storage.RemoteWrite.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	switch c.Storage.Traces.Backend {
+	case "pebble":
+	case "cassandra":
+		if strings.TrimSpace(c.Storage.Traces.Cassandra.Hosts) == "" {
+			errs = append(errs, errors.New("storage.traces.cassandra.hosts: the cassandra backend needs at least one host:port"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("storage.traces.backend: %q is not pebble or cassandra", c.Storage.Traces.Backend))
 	}
 	if c.Storage.Traces.Retention < time.Minute {
 		errs = append(errs, fmt.Errorf("storage.traces.retention: %s is shorter than the 1m minimum", c.Storage.Traces.Retention))

@@ -99,3 +99,14 @@ func TestInvalidConfigErrorsNameFields(t *testing.T) {
 		t.Errorf("yaml type error %v does not name storage.metrics.retention", err)
 	}
 }
+
+func TestTraceBackendValidation(t *testing.T) {
+	_, _, err := LoadConfig([]string{"--storage.traces.backend=cassandra"}, nil, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "storage.traces.cassandra.hosts") {
+		t.Errorf("cassandra without hosts: %v, want an error naming storage.traces.cassandra.hosts", err)
+	}
+	_, _, err = LoadConfig([]string{"--storage.traces.backend=badger"}, nil, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "storage.traces.backend") {
+		t.Errorf("unknown backend: %v, want an error naming storage.traces.backend", err)
+	}
+}
