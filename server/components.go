@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"google.golang.org/grpc"
@@ -78,6 +79,19 @@ func (s *Server) buildProcessors(ctx context.Context) error {
 		}
 		s.kube = kr
 		resolvers = append(resolvers, kr)
+	}
+	if s.cfg.Demo.Enabled {
+		// The demo's pods are known, as a cluster's are to the Kubernetes
+		// resolver: resolve their IPs the same way.
+		var entries []identity.StaticEntry
+		for _, p := range demo.NewMesh(s.cfg.Demo.Seed, time.Now).Pods() {
+			entries = append(entries, identity.StaticEntry{IP: p.IP, Service: p.App, Namespace: p.Namespace, Instance: p.Name, Version: p.Version})
+		}
+		sr, err := identity.NewStaticResolver(entries)
+		if err != nil {
+			return fmt.Errorf("demo identities: %w", err)
+		}
+		resolvers = append(resolvers, sr)
 	}
 	id, err := identity.New(s.cfg.Processors.Identity, s.logger.With("component", "identity"), resolvers...)
 	if err != nil {
