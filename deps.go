@@ -23,8 +23,8 @@ import (
 	_ "go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	_ "google.golang.org/grpc"
 	_ "gopkg.in/yaml.v3"
+	_ "istio.io/client-go/pkg/apis/networking/v1"
 	_ "k8s.io/api/core/v1"
 	_ "k8s.io/client-go/informers"
 	_ "k8s.io/client-go/kubernetes/fake"
-	_ "istio.io/client-go/pkg/apis/networking/v1"
 )

@@ -112,4 +112,3 @@ func (a *API) federate(w http.ResponseWriter, r *http.Request) {
 	}
 	flush()
 }
-
