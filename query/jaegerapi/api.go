@@ -4,7 +4,6 @@
 package jaegerapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,15 +87,7 @@ func (a *API) ok(w http.ResponseWriter, data any, total int) {
 // fail answers with Jaeger's error envelope; the status comes from err
 // unless given.
 func (a *API) fail(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, tracestore.ErrBadQuery):
-		status = http.StatusBadRequest
-	case errors.Is(err, tracestore.ErrTraceNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		status = http.StatusServiceUnavailable
-	}
+	status := tracestore.HTTPStatus(err)
 	if status == http.StatusInternalServerError {
 		a.log.Error("jaeger query failed", "err", err)
 	}

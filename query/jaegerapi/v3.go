@@ -2,8 +2,6 @@ package jaegerapi
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -28,15 +26,7 @@ type v3ErrorDetails struct {
 }
 
 func (a *API) v3Fail(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, tracestore.ErrBadQuery):
-		status = http.StatusBadRequest
-	case errors.Is(err, tracestore.ErrTraceNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		status = http.StatusServiceUnavailable
-	}
+	status := tracestore.HTTPStatus(err)
 	if status == http.StatusInternalServerError {
 		a.log.Error("jaeger api_v3 query failed", "err", err)
 	}

@@ -4,7 +4,6 @@
 package zipkinapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,15 +70,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // fail answers as Zipkin does: a status and a plain-text message.
 func (a *API) fail(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, tracestore.ErrBadQuery):
-		status = http.StatusBadRequest
-	case errors.Is(err, tracestore.ErrTraceNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		status = http.StatusServiceUnavailable
-	}
+	status := tracestore.HTTPStatus(err)
 	if status == http.StatusInternalServerError {
 		a.log.Error("zipkin query failed", "err", err)
 	}
