@@ -144,7 +144,14 @@ func (h *harness) plot(wl, proto string, targets []string) string {
 		if pi == 0 { // accepted = offered
 			lo, hi := minX, math.Min(maxX, maxY)
 			if hi > lo {
-				fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#555" stroke-dasharray="4 3"/>`, lx(lo), ly(lo), lx(hi), ly(hi))
+				// y = x is a curve on a log x axis: draw it point by point.
+				var pts []string
+				for i := 0; i <= 40; i++ {
+					v := lo * math.Pow(hi/lo, float64(i)/40)
+					pts = append(pts, fmt.Sprintf("%.1f,%.1f", lx(v), ly(v)))
+				}
+				fmt.Fprintf(&b, `<polyline fill="none" stroke="#555" stroke-dasharray="4 3" points="%s"/><text x="%.1f" y="%.1f" fill="#555">accepted = offered</text>`,
+					strings.Join(pts, " "), lx(hi)-95, ly(hi)+12)
 			}
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">offered %s</text>`, x0+pw/2, y0+ph+30, unit)

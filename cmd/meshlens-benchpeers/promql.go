@@ -111,7 +111,7 @@ func (h *harness) promqlPhase(ctx context.Context, tsdbs []*tsdbPeer, from time.
 	at := time.Now()
 	reps := 30
 	if h.short {
-		reps = 10
+		reps = 5
 	}
 	h.res.PromQLNote = fmt.Sprintf("instant queries at the end of ingest; range queries over the %s of ingest with a 15s step; %d runs per query and server, interleaved",
 		at.Sub(from).Round(time.Second), reps)

@@ -18,20 +18,22 @@ import (
 )
 
 // Loopback ports used by every server in turn (one server runs at a time),
-// away from the defaults so a developer's own `make run` is not disturbed.
+// away from the defaults so a developer's own `make run` is not disturbed, and
+// below Linux's ephemeral range (32768-60999), where any outgoing connection
+// may hold them.
 const (
-	portOTLPGRPC   = "127.0.0.1:34317"
-	portOTLPHTTP   = "127.0.0.1:34318"
-	portZipkin     = "127.0.0.1:39411"
-	portQuery      = "127.0.0.1:36686" // meshlens HTTP / Jaeger query HTTP
-	portALS        = "127.0.0.1:31800" // meshlens gRPC (ALS)
-	portJaegerAdm  = "127.0.0.1:34269"
-	portJaegerCG   = "127.0.0.1:34250"
-	portJaegerCH   = "127.0.0.1:34268"
-	portJaegerQG   = "127.0.0.1:36685"
-	portOtelProm   = "127.0.0.1:38889"
-	portPrometheus = "127.0.0.1:39090"
-	portVictoria   = "127.0.0.1:38428"
+	portOTLPGRPC   = "127.0.0.1:24317"
+	portOTLPHTTP   = "127.0.0.1:24318"
+	portZipkin     = "127.0.0.1:29411"
+	portQuery      = "127.0.0.1:26686" // meshlens HTTP / Jaeger query HTTP
+	portALS        = "127.0.0.1:21800" // meshlens gRPC (ALS)
+	portJaegerAdm  = "127.0.0.1:24269"
+	portJaegerCG   = "127.0.0.1:24250"
+	portJaegerCH   = "127.0.0.1:24268"
+	portJaegerQG   = "127.0.0.1:26685"
+	portOtelProm   = "127.0.0.1:28889"
+	portPrometheus = "127.0.0.1:29090"
+	portVictoria   = "127.0.0.1:28428"
 )
 
 // proc is one server process the harness started. It is stopped by its own
