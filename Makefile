@@ -7,7 +7,7 @@ PKGS      := ./...
 # skipping when this is 1; .ci/run sets it.
 export MESHLENS_REQUIRE_PEERS
 
-.PHONY: all build run test test-unit test-e2e test-deps test-cassandra bench bench-chaos lint fmt clean
+.PHONY: all build run test test-unit test-e2e test-deps test-cassandra bench bench-chaos bench-peers lint fmt clean
 
 all: build
 
@@ -49,6 +49,15 @@ test-cassandra:
 # and Zipkin load; every acknowledged record and span must be there once.
 bench-chaos: build
 	MESHLENS_CHAOS_CYCLES=$(or $(CYCLES),20) $(GO) test -count=1 -timeout 30m -run '^TestKill9KeepsAcknowledgedData$$' -v ./e2e/
+
+# meshlens against Jaeger (badger, memory), the OpenTelemetry Collector,
+# Prometheus and VictoriaMetrics on this machine; writes docs/benchmarks.md.
+# Installs the pinned peers first (scripts/install-peers.sh, ~10-15 min cold).
+# SHORT=1: meshlens against Jaeger-badger only, under 3 minutes.
+bench-peers: build
+	./scripts/install-peers.sh
+	$(GO) build -o bin/meshlens-benchpeers ./cmd/meshlens-benchpeers
+	taskset -c 0 bin/meshlens-benchpeers $(if $(SHORT),-short)
 
 bench: build
 	$(GO) build -o bin/meshlens-bench ./cmd/meshlens-bench
