@@ -159,7 +159,7 @@ func zipkinLoad(ctx context.Context, base string, cycle, worker int, led *chaosL
 // be stored in full, in part (ALS) or not at all, but never more than once.
 func TestKill9KeepsAcknowledgedData(t *testing.T) {
 	if testing.Short() {
-		t.Skip("kill -9 cycles start the binary repeatedly")
+		t.Skip("skipped in -short mode: kill -9 cycles start the binary repeatedly")
 	}
 	cycles := cyclesWanted()
 	seed := time.Now().UnixNano()
