@@ -398,8 +398,18 @@ func (s *Server) startBackground(ctx context.Context) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	dctx, cancel := context.WithCancel(ctx)
-	s.stopDemo = cancel
+	done := make(chan struct{})
+	// The demo flushes what it buffered when stopped; it must finish while
+	// the receivers still listen.
+	s.stopDemo = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	}
 	s.goBackground(func() {
+		defer close(done)
 		if err := g.Run(dctx); err != nil {
 			s.logger.Error("demo traffic stopped", "err", err)
 		}
@@ -408,7 +418,8 @@ func (s *Server) startBackground(ctx context.Context) error {
 	return nil
 }
 
-// stopBackground stops the demo before the receivers shut down.
+// stopBackground stops the demo, and waits for its last flush, before the
+// receivers shut down.
 func (s *Server) stopBackground() {
 	if s.stopDemo != nil {
 		s.stopDemo()
