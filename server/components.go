@@ -56,7 +56,7 @@ import (
 
 // buildProcessors creates the call processors and sinks; it runs before the
 // queue exists, which needs them.
-func (s *Server) buildProcessors(ctx context.Context) error {
+func (s *Server) buildProcessors() error {
 	var resolvers []identity.IPResolver
 	if k := s.cfg.Processors.Kubernetes; k.Enabled {
 		var rc *rest.Config
@@ -124,7 +124,6 @@ func (s *Server) buildProcessors(ctx context.Context) error {
 		}
 		s.sinks = append(s.sinks, s.recommend)
 	}
-	_ = ctx
 	return nil
 }
 

@@ -144,7 +144,7 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	}
 	s.agg = redmetrics.New(cfg.Processors.Metrics, s.app, restore, s.reg, logger.With("component", "aggregator"))
 
-	if err := s.buildProcessors(ctx); err != nil {
+	if err := s.buildProcessors(); err != nil {
 		return nil, err
 	}
 	workers := cfg.Pipeline.Workers
