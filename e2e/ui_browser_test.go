@@ -42,11 +42,10 @@ func chromiumPath(t testing.TB) string {
 	if p, err := exec.LookPath("chromium"); err == nil {
 		return p
 	}
-	msg := "browser test needs Debian's chromium (/usr/bin/chromium): apt-get install -y chromium, or make test-deps"
 	if os.Getenv("MESHLENS_REQUIRE_PEERS") == "1" {
-		t.Fatal(msg)
+		t.Fatal("browser test needs Debian's chromium (/usr/bin/chromium) and MESHLENS_REQUIRE_PEERS=1 is set")
 	}
-	t.Skip(msg)
+	t.Skip("browser test needs Debian's chromium (/usr/bin/chromium): apt-get install -y chromium, or make test-deps")
 	return ""
 }
 

@@ -160,7 +160,7 @@ func heapAfterGC() uint64 {
 // per unique path would need ~100 MiB.
 func TestCardinalityCap(t *testing.T) {
 	if testing.Short() {
-		t.Skip("1M calls")
+		t.Skip("skipped in -short mode: pushes 1M calls")
 	}
 	for _, adaptive := range []bool{false, true} {
 		name := "adaptive_off"

@@ -25,7 +25,7 @@ func TestChainCheckPrecisionRecall(t *testing.T) {
 
 func TestRecommendedSettingsConsistent(t *testing.T) {
 	if testing.Short() {
-		t.Skip("feeds millions of calls")
+		t.Skip("skipped in -short mode: feeds millions of calls")
 	}
 	res, err := RunChainCheck(200, 2, 30, true)
 	if err != nil {
