@@ -1,39 +1,22 @@
 package cassandra
 
 import (
+	"github.com/meshlens/meshlens/storage/tracestore"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are the store's self-metrics, registered on the registry passed
 // in (none when nil). Names match pebblestore's where the meaning does.
 type metrics struct {
-	spans      prometheus.Counter
-	writes     prometheus.Counter
-	failed     prometheus.Counter
-	latency    prometheus.Histogram
+	*tracestore.WriteMetrics
 	statements *prometheus.CounterVec
 	slotWait   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 	m := &metrics{
-		spans: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meshlens_tracestore_spans_written_total",
-			Help: "Spans written to the trace store (acknowledged at the configured consistency).",
-		}),
-		writes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meshlens_tracestore_batches_written_total",
-			Help: "WriteTraces calls that completed.",
-		}),
-		failed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meshlens_tracestore_write_failures_total",
-			Help: "WriteTraces calls that failed.",
-		}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "meshlens_tracestore_write_duration_seconds",
-			Help:    "Time to write one WriteTraces call, including waits for a batch slot.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
-		}),
+		WriteMetrics: tracestore.NewWriteMetrics("Spans written to the trace store (acknowledged at the configured consistency).",
+			"Time to write one WriteTraces call, including waits for a batch slot.", 0.0005),
 		statements: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_tracestore_cassandra_statements_total",
 			Help: "CQL round trips, by kind (batch, select) and result (ok, error).",
@@ -45,11 +28,11 @@ func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.spans, m.writes, m.failed, m.latency, m.statements, m.slotWait,
+		reg.MustRegister(append(m.Collectors(), m.statements, m.slotWait,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "meshlens_tracestore_cassandra_inflight_batches",
 				Help: "Batches being written now.",
-			}, func() float64 { return float64(len(s.slots)) }))
+			}, func() float64 { return float64(len(s.slots)) }))...)
 	}
 	return m
 }

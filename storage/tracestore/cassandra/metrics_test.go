@@ -30,10 +30,10 @@ func TestSelfMetrics(t *testing.T) {
 	if _, err := s.FindTraceIDs(ctx, tracestore.Query{Service: "frontend"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(s.m.spans); got != float64(td.SpanCount()) {
+	if got := testutil.ToFloat64(s.m.Spans); got != float64(td.SpanCount()) {
 		t.Errorf("spans written = %v, want %d", got, td.SpanCount())
 	}
-	if got := testutil.ToFloat64(s.m.failed); got != 1 {
+	if got := testutil.ToFloat64(s.m.Failed); got != 1 {
 		t.Errorf("write failures = %v", got)
 	}
 	if got := testutil.ToFloat64(s.m.statements.WithLabelValues("batch", "error")); got != 1 {

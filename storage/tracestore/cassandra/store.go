@@ -155,13 +155,13 @@ func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) (err error) {
 	}
 	t0 := time.Now()
 	defer func() {
-		s.m.latency.Observe(time.Since(t0).Seconds())
+		s.m.Latency.Observe(time.Since(t0).Seconds())
 		if err != nil {
-			s.m.failed.Inc()
+			s.m.Failed.Inc()
 			return
 		}
-		s.m.writes.Inc()
-		s.m.spans.Add(float64(td.SpanCount()))
+		s.m.Batches.Inc()
+		s.m.Spans.Add(float64(td.SpanCount()))
 	}()
 	stmts, err := Rows(s.wcfg, s.cql, td)
 	if err != nil {

@@ -283,19 +283,19 @@ func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) error {
 	w := writer{s: s, batch: s.db.NewBatch(), newBuckets: map[uint32]struct{}{}, newMeta: map[string]uint32{}, resDone: map[resDoneKey]bool{}}
 	defer w.batch.Close()
 	if err := w.add(td); err != nil {
-		s.m.failed.Inc()
+		s.m.Failed.Inc()
 		return err
 	}
 	if w.batch.Empty() {
 		return nil
 	}
 	if err := w.batch.Commit(s.wo); err != nil {
-		s.m.failed.Inc()
+		s.m.Failed.Inc()
 		return fmt.Errorf("commit %d spans: %w", w.spans, err)
 	}
-	s.m.spans.Add(float64(w.spans))
-	s.m.batches.Inc()
-	s.m.latency.Observe(time.Since(start).Seconds())
+	s.m.Spans.Add(float64(w.spans))
+	s.m.Batches.Inc()
+	s.m.Latency.Observe(time.Since(start).Seconds())
 	s.mu.Lock()
 	for b := range w.newBuckets {
 		s.buckets[b] = struct{}{}
