@@ -248,7 +248,21 @@ type Call struct {
 
 	// Origin is the kind of telemetry the call was derived from.
 	Origin Origin
+
+	// Tenant is the tenant that sent the call when multi-tenancy is on
+	// (docs/security.md), empty otherwise. It becomes the TenantLabel of
+	// every series the call is counted in.
+	Tenant string
 }
+
+// TenantLabel is the label every series written for a tenant carries when
+// multi-tenancy is on; queries of that tenant are confined to it.
+const TenantLabel = "tenant"
+
+// TenantAttribute is the resource attribute that records, on every stored
+// span, the tenant that sent it. Ingest overwrites whatever the client put
+// there, so a tenant cannot write as another.
+const TenantAttribute = "meshlens.tenant"
 
 // IsError reports whether the call failed: an HTTP status of 500 or more, a
 // non-OK gRPC status, or (for TCP) any response flag.
