@@ -93,6 +93,8 @@ type Record struct {
 	DetectPoint     string   `json:"detect_point"`
 	Protocol        string   `json:"protocol"`
 	TLS             string   `json:"tls"`
+	// Tenant is the tenant that sent the call (multi-tenancy on), else empty.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Filter selects records. Empty fields match everything.
@@ -109,6 +111,9 @@ type Filter struct {
 	Start, End time.Time
 	// Limit caps the number of records returned, newest first.
 	Limit int
+	// Tenant, when set, keeps only that tenant's records; multi-tenancy
+	// sets it from the request, never from the query string.
+	Tenant string
 }
 
 // Log is the bounded, sampled error log.
@@ -127,7 +132,8 @@ type Log struct {
 }
 
 type bucketKey struct {
-	service, namespace, code string
+	// tenant keeps one tenant's errors from using up another's budget.
+	tenant, service, namespace, code string
 }
 
 type bucket struct {
@@ -199,7 +205,7 @@ func code(c *model.Call) string {
 
 // admit takes a token from the call's bucket. l.mu is held.
 func (l *Log) admit(c *model.Call, now time.Time) bool {
-	k := bucketKey{service: c.Destination.Service, namespace: c.Destination.Namespace, code: code(c)}
+	k := bucketKey{tenant: c.Tenant, service: c.Destination.Service, namespace: c.Destination.Namespace, code: code(c)}
 	b := l.buckets[k]
 	if b == nil {
 		if len(l.buckets) >= l.cfg.MaxKeys && !l.prune(now) {
@@ -238,6 +244,7 @@ func (l *Log) prune(now time.Time) bool {
 func toRecord(c *model.Call) Record {
 	r := Record{
 		Time:            c.Start,
+		Tenant:          c.Tenant,
 		Source:          identity(c.Source),
 		Destination:     identity(c.Destination),
 		Endpoint:        c.Endpoint,
@@ -299,6 +306,9 @@ func (f *Filter) match(r *Record) bool {
 		return false
 	}
 	if !f.End.IsZero() && r.Time.After(f.End) {
+		return false
+	}
+	if f.Tenant != "" && r.Tenant != f.Tenant {
 		return false
 	}
 	if f.Service != "" || f.Namespace != "" {
