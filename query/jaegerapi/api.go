@@ -35,6 +35,7 @@ type API struct {
 	r   tracestore.Reader
 	log *slog.Logger
 	now func() time.Time
+	lim tracestore.SearchLimits
 }
 
 // New returns the API over r; logger may be nil.
@@ -43,6 +44,13 @@ func New(r tracestore.Reader, logger *slog.Logger) *API {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &API{r: r, log: logger, now: time.Now}
+}
+
+// WithLimits makes searches over l answer 400 naming the limit, and
+// bounds every read by l.Timeout; it returns a.
+func (a *API) WithLimits(l tracestore.SearchLimits) *API {
+	a.lim = l
+	return a
 }
 
 // Register adds the Jaeger routes to mux.
@@ -149,28 +157,33 @@ func (a *API) getTrace(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	t, err := a.r.GetTrace(r.Context(), id)
+	ctx, cancel := a.lim.Context(r.Context())
+	defer cancel()
+	t, err := a.r.GetTrace(ctx, id)
 	if err != nil {
-		a.fail(w, err)
+		a.fail(w, a.lim.TimeoutError(ctx, err))
 		return
 	}
 	a.ok(w, []uiTrace{toUI(t)}, 1)
 }
 
 func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
-	p, err := parseTraceQuery(r.URL.Query(), a.now())
+	now := a.now()
+	p, err := parseTraceQuery(r.URL.Query(), now)
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
+	ctx, cancel := a.lim.Context(r.Context())
+	defer cancel()
 	var traces []*tracestore.Trace
 	var errs []respError
 	if len(p.traceIDs) > 0 {
 		for _, id := range p.traceIDs {
-			t, err := a.r.GetTrace(r.Context(), id)
+			t, err := a.r.GetTrace(ctx, id)
 			if err != nil {
 				if !errors.Is(err, tracestore.ErrTraceNotFound) {
-					a.fail(w, err)
+					a.fail(w, a.lim.TimeoutError(ctx, err))
 					return
 				}
 				errs = append(errs, respError{Code: http.StatusNotFound, Msg: err.Error(), TraceID: tracestore.TraceIDString(id)})
@@ -179,9 +192,13 @@ func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
 			traces = append(traces, t)
 		}
 	} else {
-		traces, err = a.r.FindTraces(r.Context(), p.query)
+		q, err := a.lim.Check(p.query, now)
 		if err != nil {
 			a.fail(w, err)
+			return
+		}
+		if traces, err = a.r.FindTraces(ctx, q); err != nil {
+			a.fail(w, a.lim.TimeoutError(ctx, err))
 			return
 		}
 	}
@@ -274,7 +291,9 @@ func parseTraceQuery(q url.Values, now time.Time) (traceParams, error) {
 		if err != nil || n < 0 {
 			return p, badParam("limit", fmt.Errorf("want a non-negative integer, got %q", s))
 		}
-		qq.Limit = min(n, tracestore.MaxLimit)
+		// Not clamped: SearchLimits.Check refuses a limit over the
+		// configured maximum rather than answering fewer traces silently.
+		qq.Limit = n
 	}
 	return p, nil
 }

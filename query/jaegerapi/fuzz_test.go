@@ -19,6 +19,7 @@ func FuzzParseTraceQuery(f *testing.F) {
 		f.Add(s)
 	}
 	now := time.Unix(1700000000, 0)
+	lim := tracestore.SearchLimits{MaxRange: 72 * time.Hour, MaxResults: tracestore.MaxLimit, Retention: 72 * time.Hour}
 	f.Fuzz(func(t *testing.T, raw string) {
 		v, err := url.ParseQuery(raw)
 		if err != nil {
@@ -28,8 +29,11 @@ func FuzzParseTraceQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if p.query.Limit > tracestore.MaxLimit || p.query.StartMax.Before(p.query.StartMin) || len(p.query.Tags) > maxTags {
+		if p.query.StartMax.Before(p.query.StartMin) || len(p.query.Tags) > maxTags {
 			t.Fatalf("accepted out-of-bounds query %+v", p.query)
+		}
+		if q, err := lim.Check(p.query, now); err == nil && (q.Limit > tracestore.MaxLimit || q.StartMax.Sub(q.StartMin) > lim.MaxRange || q.StartMax.Before(q.StartMin)) {
+			t.Fatalf("limits accepted out-of-bounds query %+v", q)
 		}
 		if _, err := p.query.Normalize(now, 0); err != nil && p.query.DurationMax >= p.query.DurationMin {
 			t.Logf("normalize: %v", err)
@@ -71,8 +75,12 @@ func FuzzParseV3Query(f *testing.F) {
 			return
 		}
 		q, err := parseV3Query(v)
-		if err == nil && q.Limit > tracestore.MaxLimit {
-			t.Fatalf("limit %d", q.Limit)
+		if err != nil {
+			return
+		}
+		lim := tracestore.SearchLimits{MaxRange: 72 * time.Hour, MaxResults: tracestore.MaxLimit}
+		if q, err := lim.Check(q, q.StartMax); err == nil && (q.Limit > tracestore.MaxLimit || q.StartMax.Sub(q.StartMin) > lim.MaxRange) {
+			t.Fatalf("limits accepted out-of-bounds query %+v", q)
 		}
 	})
 }

@@ -55,9 +55,11 @@ func (a *API) v3GetTrace(w http.ResponseWriter, r *http.Request) {
 		a.v3Fail(w, err)
 		return
 	}
-	t, err := a.r.GetTrace(r.Context(), id)
+	ctx, cancel := a.lim.Context(r.Context())
+	defer cancel()
+	t, err := a.r.GetTrace(ctx, id)
 	if err != nil {
-		a.v3Fail(w, err)
+		a.v3Fail(w, a.lim.TimeoutError(ctx, err))
 		return
 	}
 	a.v3Traces(w, t.Spans)
@@ -65,13 +67,18 @@ func (a *API) v3GetTrace(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) v3FindTraces(w http.ResponseWriter, r *http.Request) {
 	q, err := parseV3Query(r.URL.Query())
+	if err == nil {
+		q, err = a.lim.Check(q, a.now())
+	}
 	if err != nil {
 		a.v3Fail(w, err)
 		return
 	}
-	traces, err := a.r.FindTraces(r.Context(), q)
+	ctx, cancel := a.lim.Context(r.Context())
+	defer cancel()
+	traces, err := a.r.FindTraces(ctx, q)
 	if err != nil {
-		a.v3Fail(w, err)
+		a.v3Fail(w, a.lim.TimeoutError(ctx, err))
 		return
 	}
 	td := ptrace.NewTraces()
@@ -115,7 +122,7 @@ func parseV3Query(v url.Values) (tracestore.Query, error) {
 			if err != nil || n < 0 {
 				return q, badParam(name, fmt.Errorf("want a non-negative integer, got %q", s))
 			}
-			q.Limit = min(n, tracestore.MaxLimit)
+			q.Limit = n // checked against SearchLimits, not clamped
 		}
 	}
 	if s := v.Get("query.attributes"); s != "" {

@@ -35,6 +35,7 @@ type API struct {
 	keys []string
 	log  *slog.Logger
 	now  func() time.Time
+	lim  tracestore.SearchLimits
 }
 
 // New returns the API over r. autocompleteKeys are the tag keys
@@ -48,6 +49,13 @@ func New(r tracestore.Reader, autocompleteKeys []string, logger *slog.Logger) *A
 		autocompleteKeys = []string{}
 	}
 	return &API{r: r, keys: autocompleteKeys, log: logger, now: time.Now}
+}
+
+// WithLimits makes searches over l answer 400 naming the limit, and
+// bounds every read by l.Timeout; it returns a.
+func (a *API) WithLimits(l tracestore.SearchLimits) *API {
+	a.lim = l
+	return a
 }
 
 // Register adds the Zipkin routes to mux.
@@ -139,12 +147,14 @@ func (a *API) trace(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	t, err := a.r.GetTrace(r.Context(), id)
+	ctx, cancel := a.lim.Context(r.Context())
+	defer cancel()
+	t, err := a.r.GetTrace(ctx, id)
 	if err != nil {
 		if errors.Is(err, tracestore.ErrTraceNotFound) {
 			err = fmt.Errorf("%s: %w", tracestore.TraceIDString(id), err)
 		}
-		a.fail(w, err)
+		a.fail(w, a.lim.TimeoutError(ctx, err))
 		return
 	}
 	writeJSON(w, toSpans(t))
@@ -156,14 +166,16 @@ func (a *API) traceMany(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	ctx, cancel := a.lim.Context(r.Context())
+	defer cancel()
 	out := [][]*zipkinmodel.SpanModel{}
 	for _, id := range ids {
-		t, err := a.r.GetTrace(r.Context(), id)
+		t, err := a.r.GetTrace(ctx, id)
 		if errors.Is(err, tracestore.ErrTraceNotFound) {
 			continue
 		}
 		if err != nil {
-			a.fail(w, err)
+			a.fail(w, a.lim.TimeoutError(ctx, err))
 			return
 		}
 		out = append(out, toSpans(t))
@@ -172,14 +184,20 @@ func (a *API) traceMany(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) traces(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r.URL.Query(), a.now())
+	now := a.now()
+	q, err := parseQuery(r.URL.Query(), now)
+	if err == nil {
+		q, err = a.lim.Check(q, now)
+	}
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
-	traces, err := a.r.FindTraces(r.Context(), q)
+	ctx, cancel := a.lim.Context(r.Context())
+	defer cancel()
+	traces, err := a.r.FindTraces(ctx, q)
 	if err != nil {
-		a.fail(w, err)
+		a.fail(w, a.lim.TimeoutError(ctx, err))
 		return
 	}
 	out := make([][]*zipkinmodel.SpanModel, 0, len(traces))
@@ -312,7 +330,7 @@ func parseQuery(v url.Values, now time.Time) (tracestore.Query, error) {
 		if err != nil || n <= 0 {
 			return q, bad("limit must be a positive integer, got %q", s)
 		}
-		q.Limit = min(n, tracestore.MaxLimit)
+		q.Limit = n // checked against SearchLimits, not clamped
 	}
 	return q, nil
 }

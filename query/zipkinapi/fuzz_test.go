@@ -34,6 +34,7 @@ func FuzzParseQuery(f *testing.F) {
 	f.Add("remoteServiceName=x&limit=100000")
 	f.Add("traceIds=a,b")
 	now := time.Unix(1700000000, 0)
+	lim := tracestore.SearchLimits{MaxRange: 72 * time.Hour, MaxResults: tracestore.MaxLimit, Retention: 72 * time.Hour}
 	f.Fuzz(func(t *testing.T, raw string) {
 		v, err := url.ParseQuery(raw)
 		if err != nil {
@@ -43,8 +44,11 @@ func FuzzParseQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if q.Limit <= 0 || q.Limit > tracestore.MaxLimit || q.StartMax.Before(q.StartMin) {
+		if q.Limit <= 0 || q.StartMax.Before(q.StartMin) {
 			t.Fatalf("accepted %+v", q)
+		}
+		if c, err := lim.Check(q, now); err == nil && (c.Limit > tracestore.MaxLimit || c.StartMax.Sub(c.StartMin) > lim.MaxRange || c.StartMax.Before(c.StartMin)) {
+			t.Fatalf("limits accepted out-of-bounds query %+v", c)
 		}
 		_, _ = parseTraceIDs(v.Get("traceIds"))
 	})
