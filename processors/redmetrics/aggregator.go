@@ -99,9 +99,10 @@ type Aggregator struct {
 	epoch   uint64
 	restore map[uint64]float64
 	fam     families
-	// logged is the flush epoch in which each service last appeared in an
-	// access log or mesh report (bounded by MaxSeriesPerFamily).
-	logged map[string]uint64
+	// logged is the flush epoch in which each service of each tenant last
+	// appeared in an access log or mesh report (bounded by
+	// MaxSeriesPerFamily).
+	logged map[loggedKey]uint64
 
 	// flushSem admits one flush at a time (refs belong to the flusher); a
 	// channel so that Sync can give up waiting for it.
@@ -135,7 +136,7 @@ func New(cfg Config, app storage.Appendable, restore map[uint64]float64, reg pro
 		restore:  restore,
 		epoch:    1,
 		fam:      newFamilies(cfg.MaxSeriesPerFamily),
-		logged:   map[string]uint64{},
+		logged:   map[loggedKey]uint64{},
 		flushSem: make(chan struct{}, 1),
 		flushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_aggregator_flushes_total", Help: "Aggregation flushes to storage."}),
@@ -167,25 +168,30 @@ func (a *Aggregator) ConsumeCalls(_ context.Context, calls []model.Call) error {
 	return nil
 }
 
-func (a *Aggregator) markLogged(service string) {
+// loggedKey is a service of a tenant: one tenant's access logs never hide
+// another tenant's span-derived calls.
+type loggedKey struct{ tenant, service string }
+
+func (a *Aggregator) markLogged(tenant, service string) {
 	if service == "" || service == model.Unknown {
 		return
 	}
-	if _, ok := a.logged[service]; ok || len(a.logged) < a.cfg.MaxSeriesPerFamily {
-		a.logged[service] = a.epoch
+	k := loggedKey{tenant, service}
+	if _, ok := a.logged[k]; ok || len(a.logged) < a.cfg.MaxSeriesPerFamily {
+		a.logged[k] = a.epoch
 	}
 }
 
 // loggedRecently reports whether service appeared in access logs within
 // StaleAfter. Istio names a span's service "<canonical>.<namespace>", so
 // the name before the first dot is tried too.
-func (a *Aggregator) loggedRecently(service string) bool {
+func (a *Aggregator) loggedRecently(tenant, service string) bool {
 	if service == "" || service == model.Unknown {
 		return false
 	}
 	stale := uint64(a.cfg.StaleAfter / a.cfg.FlushInterval)
 	for _, name := range []string{service, strings.SplitN(service, ".", 2)[0]} {
-		if e, ok := a.logged[name]; ok && a.epoch-e <= stale {
+		if e, ok := a.logged[loggedKey{tenant, name}]; ok && a.epoch-e <= stale {
 			return true
 		}
 	}
@@ -202,7 +208,7 @@ func (a *Aggregator) ConsumeSpanMetrics(_ context.Context, spans []spancalls.Spa
 	f := &a.fam
 	for i := range spans {
 		s := &spans[i]
-		e := f.spans.get(spanKey{service: s.ServiceName, name: s.SpanName, kind: s.SpanKind, status: s.StatusCode}, a.epoch, a.restore)
+		e := f.spans.get(spanKey{tenant: s.Tenant, service: s.ServiceName, name: s.SpanName, kind: s.SpanKind, status: s.StatusCode}, a.epoch, a.restore)
 		if e == nil {
 			continue
 		}
@@ -211,10 +217,10 @@ func (a *Aggregator) ConsumeSpanMetrics(_ context.Context, spans []spancalls.Spa
 	}
 	for i := range edges {
 		ed := &edges[i]
-		if a.loggedRecently(ed.Client) || a.loggedRecently(ed.Server) {
+		if a.loggedRecently(ed.Tenant, ed.Client) || a.loggedRecently(ed.Tenant, ed.Server) {
 			continue
 		}
-		e := f.graph.get(graphKey{client: ed.Client, server: ed.Server, connType: ed.ConnectionType}, a.epoch, a.restore)
+		e := f.graph.get(graphKey{tenant: ed.Tenant, client: ed.Client, server: ed.Server, connType: ed.ConnectionType}, a.epoch, a.restore)
 		if e == nil {
 			continue
 		}

@@ -27,6 +27,7 @@ type peer struct {
 
 // istioKey is the label set Istio's standard metrics carry.
 type istioKey struct {
+	tenant                                   string
 	reporter                                 string
 	src, dst                                 peer
 	dstService, dstServiceName, dstServiceNS string
@@ -64,16 +65,19 @@ func (k istioKey) labels(tcp bool) labels.Labels {
 	}
 	add("response_flags", k.flags)
 	add("connection_security_policy", k.policy)
+	add(model.TenantLabel, k.tenant)
 	b.Sort()
 	return b.Labels()
 }
 
 type scopeKey struct {
+	tenant                                          string
 	service, namespace, instance, version, endpoint string
 	dp                                              model.DetectPoint
 }
 
 type relKey struct {
+	tenant                    string
 	srcService, srcNS, srcSub string // srcSub: instance or endpoint
 	dstService, dstNS, dstSub string
 	dp                        model.DetectPoint
@@ -81,9 +85,9 @@ type relKey struct {
 	tls                       model.TLSMode
 }
 
-type graphKey struct{ client, server, connType string }
+type graphKey struct{ tenant, client, server, connType string }
 
-type spanKey struct{ service, name, kind, status string }
+type spanKey struct{ tenant, service, name, kind, status string }
 
 // spanBuckets (ms) are the OpenTelemetry spanmetrics connector's defaults.
 var spanBuckets = []float64{2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10000, 15000}
@@ -162,36 +166,36 @@ func newFamilies(max int) families {
 		istioHTTP: newTable("istio_http", ih, max, func(k istioKey) labels.Labels { return k.labels(false) }),
 		istioTCP:  newTable("istio_tcp", it, max, func(k istioKey) labels.Labels { return k.labels(true) }),
 		service: newTable("service", svcL, max, func(k scopeKey) labels.Labels {
-			return labels.FromStrings("service", k.service, "namespace", k.namespace, "detect_point", k.dp.String())
+			return withTenant(k.tenant, "service", k.service, "namespace", k.namespace, "detect_point", k.dp.String())
 		}),
 		instance: newTable("instance", scopeLayout("meshlens_instance_"), max, func(k scopeKey) labels.Labels {
-			return labels.FromStrings("service", k.service, "namespace", k.namespace, "instance", k.instance,
+			return withTenant(k.tenant, "service", k.service, "namespace", k.namespace, "instance", k.instance,
 				"version", k.version, "detect_point", k.dp.String())
 		}),
 		endpoint: newTable("endpoint", scopeLayout("meshlens_endpoint_"), max, func(k scopeKey) labels.Labels {
-			return labels.FromStrings("service", k.service, "namespace", k.namespace, "endpoint", k.endpoint,
+			return withTenant(k.tenant, "service", k.service, "namespace", k.namespace, "endpoint", k.endpoint,
 				"detect_point", k.dp.String())
 		}),
 		svcRel: newTable("service_relation", scopeLayout("meshlens_service_relation_"), max, func(k relKey) labels.Labels {
-			return labels.FromStrings("source_service", k.srcService, "source_namespace", k.srcNS,
+			return withTenant(k.tenant, "source_service", k.srcService, "source_namespace", k.srcNS,
 				"destination_service", k.dstService, "destination_namespace", k.dstNS,
 				"detect_point", k.dp.String(), "protocol", k.proto.String(), "tls", k.tls.String())
 		}),
 		instRel: newTable("instance_relation", scopeLayout("meshlens_instance_relation_"), max, func(k relKey) labels.Labels {
-			return labels.FromStrings("source_service", k.srcService, "source_instance", k.srcSub,
+			return withTenant(k.tenant, "source_service", k.srcService, "source_instance", k.srcSub,
 				"destination_service", k.dstService, "destination_instance", k.dstSub,
 				"detect_point", k.dp.String(), "protocol", k.proto.String(), "tls", k.tls.String())
 		}),
 		epRel: newTable("endpoint_relation", scopeLayout("meshlens_endpoint_relation_"), max, func(k relKey) labels.Labels {
-			return labels.FromStrings("source_service", k.srcService, "source_endpoint", k.srcSub,
+			return withTenant(k.tenant, "source_service", k.srcService, "source_endpoint", k.srcSub,
 				"destination_service", k.dstService, "destination_endpoint", k.dstSub,
 				"detect_point", k.dp.String())
 		}),
 		graph: newTable("service_graph", g, max, func(k graphKey) labels.Labels {
-			return labels.FromStrings("client", k.client, "server", k.server, "connection_type", k.connType)
+			return withTenant(k.tenant, "client", k.client, "server", k.server, "connection_type", k.connType)
 		}),
 		spans: newTable("span_metrics", sm, max, func(k spanKey) labels.Labels {
-			return labels.FromStrings("service_name", k.service, "span_name", k.name, "span_kind", k.kind, "status_code", k.status)
+			return withTenant(k.tenant, "service_name", k.service, "span_name", k.name, "span_kind", k.kind, "status_code", k.status)
 		}),
 	}
 	f.smCalls = sm.offset("traces_span_metrics_calls_total")
@@ -238,6 +242,15 @@ func visitTable[K comparable](t *table[K], visit func(string, *layout, func(func
 			}
 		}
 	}, t.overflow, len(t.m))
+}
+
+// withTenant is labels.FromStrings with the tenant label added when there
+// is a tenant (multi-tenancy on).
+func withTenant(tenant string, ss ...string) labels.Labels {
+	if tenant != "" {
+		ss = append(ss, model.TenantLabel, tenant)
+	}
+	return labels.FromStrings(ss...)
 }
 
 func orUnknown(s string) string {
@@ -295,18 +308,20 @@ func (f *families) add(c *model.Call, a *Aggregator) {
 	if c.Origin == model.OriginSpan {
 		// A mesh that sends access logs and spans describes each request
 		// twice; the access logs win for every service they cover.
-		if a.loggedRecently(src.Service) || a.loggedRecently(dst.Service) {
+		if a.loggedRecently(c.Tenant, src.Service) || a.loggedRecently(c.Tenant, dst.Service) {
 			return
 		}
 	} else {
-		a.markLogged(src.Service)
-		a.markLogged(dst.Service)
+		a.markLogged(c.Tenant, src.Service)
+		a.markLogged(c.Tenant, dst.Service)
 	}
+	tenant := c.Tenant
 	isErr := c.IsError()
 	ms := float64(c.Duration) / 1e6
 
 	// Istio standard metrics.
 	k := istioKey{
+		tenant:         tenant,
 		reporter:       c.DetectPoint.Reporter(),
 		src:            a.peerOf(src),
 		dst:            a.peerOf(dst),
@@ -374,19 +389,19 @@ func (f *families) add(c *model.Call, a *Aggregator) {
 	}
 	dstSvc, dstNS := orUnknown(dst.Service), orUnknown(dst.Namespace)
 	srcSvc, srcNS := orUnknown(src.Service), orUnknown(src.Namespace)
-	scope(f.service.get(scopeKey{service: dstSvc, namespace: dstNS, dp: dp}, epoch, restore))
+	scope(f.service.get(scopeKey{tenant: tenant, service: dstSvc, namespace: dstNS, dp: dp}, epoch, restore))
 	if dst.Instance != "" {
-		scope(f.instance.get(scopeKey{service: dstSvc, namespace: dstNS, instance: dst.Instance, version: dst.Version, dp: dp}, epoch, restore))
+		scope(f.instance.get(scopeKey{tenant: tenant, service: dstSvc, namespace: dstNS, instance: dst.Instance, version: dst.Version, dp: dp}, epoch, restore))
 	}
 	if c.Endpoint != "" {
-		scope(f.endpoint.get(scopeKey{service: dstSvc, namespace: dstNS, endpoint: c.Endpoint, dp: dp}, epoch, restore))
+		scope(f.endpoint.get(scopeKey{tenant: tenant, service: dstSvc, namespace: dstNS, endpoint: c.Endpoint, dp: dp}, epoch, restore))
 	}
-	rk := relKey{srcService: srcSvc, srcNS: srcNS, dstService: dstSvc, dstNS: dstNS, dp: dp, proto: c.Protocol, tls: c.TLS}
+	rk := relKey{tenant: tenant, srcService: srcSvc, srcNS: srcNS, dstService: dstSvc, dstNS: dstNS, dp: dp, proto: c.Protocol, tls: c.TLS}
 	scope(f.svcRel.get(rk, epoch, restore))
 	rk.srcSub, rk.dstSub = orUnknown(src.Instance), orUnknown(dst.Instance)
 	scope(f.instRel.get(rk, epoch, restore))
 	if c.Endpoint != "" {
-		scope(f.epRel.get(relKey{srcService: srcSvc, dstService: dstSvc, dstSub: c.Endpoint, dp: dp}, epoch, restore))
+		scope(f.epRel.get(relKey{tenant: tenant, srcService: srcSvc, dstService: dstSvc, dstSub: c.Endpoint, dp: dp}, epoch, restore))
 	}
 
 	if c.Origin == model.OriginSpan {
@@ -399,7 +414,7 @@ func (f *families) add(c *model.Call, a *Aggregator) {
 	// seen for that edge (an external or sidecar-less destination).
 	// connection_type stays empty: access logs cannot tell a database from
 	// any other TCP peer (traces can, from db.system).
-	gk := graphKey{client: srcSvc, server: dstSvc}
+	gk := graphKey{tenant: tenant, client: srcSvc, server: dstSvc}
 	if e := f.graph.get(gk, epoch, restore); e != nil {
 		sec := ms / 1000
 		count := false

@@ -25,6 +25,8 @@ type SpanMetric struct {
 	// StatusCode is "STATUS_CODE_UNSET", "STATUS_CODE_OK" or "STATUS_CODE_ERROR".
 	StatusCode string
 	Duration   time.Duration
+	// Tenant is the span's model.TenantAttribute (multi-tenancy on).
+	Tenant string
 }
 
 // Connection types of a GraphEdge, as Tempo's service-graph processor
@@ -51,6 +53,8 @@ const VirtualUser = "user"
 // expired client edge carry the client duration as both durations; a
 // root server span ("user" client) carries the server duration as both.
 type GraphEdge struct {
+	// Tenant is the tenant both halves belong to (multi-tenancy on).
+	Tenant         string
 	Client, Server string
 	ConnectionType string
 	ClientDuration time.Duration
@@ -114,9 +118,12 @@ type PairerStats struct {
 	Pending int
 }
 
+// pairKey includes the tenant: halves sent by two tenants never pair, even
+// with the same trace and span ids.
 type pairKey struct {
-	trace pcommon.TraceID
-	span  pcommon.SpanID
+	tenant string
+	trace  pcommon.TraceID
+	span   pcommon.SpanID
 }
 
 // Half is one side of a prospective edge, as fed to a Pairer.
@@ -136,6 +143,8 @@ type Half struct {
 	// server.address, upstream cluster), for a virtual-node edge when the
 	// server half never comes.
 	Peer string
+	// Tenant is the tenant that sent the span (multi-tenancy on).
+	Tenant string
 }
 
 type pending struct {
@@ -163,7 +172,7 @@ func NewPairer(ttl time.Duration, max int) *Pairer {
 // Add feeds one half at time now and appends the edge it completes, if
 // any, to edges.
 func (p *Pairer) Add(h Half, now time.Time, edges []GraphEdge) []GraphEdge {
-	k := pairKey{h.TraceID, h.Key}
+	k := pairKey{h.Tenant, h.TraceID, h.Key}
 	if el, ok := p.byKey[k]; ok {
 		other := el.Value.(*pending)
 		if other.half.Client != h.Client {
@@ -179,7 +188,7 @@ func (p *Pairer) Add(h Half, now time.Time, edges []GraphEdge) []GraphEdge {
 				conn = s.Conn
 			}
 			return append(edges, GraphEdge{
-				Client: c.Service, Server: s.Service, ConnectionType: conn,
+				Tenant: h.Tenant, Client: c.Service, Server: s.Service, ConnectionType: conn,
 				ClientDuration: c.Duration, ServerDuration: s.Duration, Failed: c.Failed || s.Failed,
 			})
 		}
@@ -206,7 +215,7 @@ func (p *Pairer) expireFront(counter *int64, edges []GraphEdge) []GraphEdge {
 			conn = ConnVirtualNode
 		}
 		edges = append(edges, GraphEdge{
-			Client: pd.half.Service, Server: pd.half.Peer, ConnectionType: conn,
+			Tenant: pd.half.Tenant, Client: pd.half.Service, Server: pd.half.Peer, ConnectionType: conn,
 			ClientDuration: pd.half.Duration, ServerDuration: pd.half.Duration, Failed: pd.half.Failed,
 		})
 	}

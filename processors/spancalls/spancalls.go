@@ -117,6 +117,7 @@ type info struct {
 	kind     ptrace.SpanKind
 	shared   bool
 	service  string // service.name verbatim
+	tenant   string // model.TenantAttribute of the resource
 	local    *model.Identity
 }
 
@@ -150,6 +151,7 @@ func (p *Processor) index(td ptrace.Traces) *batch {
 		rs := rss.At(i)
 		res := rs.Resource().Attributes()
 		svc := str(res, keyServiceName)
+		tenant := str(res, model.TenantAttribute)
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
 			spans := sss.At(j).Spans()
@@ -158,7 +160,7 @@ func (p *Processor) index(td ptrace.Traces) *batch {
 				in := info{
 					span: sp, a: attrs{span: sp.Attributes(), res: res},
 					traceID: sp.TraceID(), spanID: sp.SpanID(), parentID: sp.ParentSpanID(),
-					kind: sp.Kind(), service: svc,
+					kind: sp.Kind(), service: svc, tenant: tenant,
 				}
 				if v, ok := in.a.span.Get(p.cfg.SharedAttr); ok {
 					in.shared = v.Bool() || v.Str() == "true"
@@ -330,9 +332,9 @@ func (p *Processor) graph(b *batch) ([]SpanMetric, []GraphEdge) {
 		metrics[i] = SpanMetric{
 			ServiceName: in.service, SpanName: in.span.Name(),
 			SpanKind: SpanKindLabel(in.kind), StatusCode: StatusCodeLabel(in.span.Status().Code()),
-			Duration: dur,
+			Duration: dur, Tenant: in.tenant,
 		}
-		h := Half{TraceID: in.traceID, Service: in.service, Duration: dur, Failed: failed(in.span)}
+		h := Half{TraceID: in.traceID, Service: in.service, Duration: dur, Failed: failed(in.span), Tenant: in.tenant}
 		switch in.kind {
 		case ptrace.SpanKindClient, ptrace.SpanKindProducer:
 			h.Client, h.Key = true, in.spanID
@@ -348,7 +350,7 @@ func (p *Processor) graph(b *batch) ([]SpanMetric, []GraphEdge) {
 				if server == "" {
 					server = db
 				}
-				edges = append(edges, GraphEdge{Client: in.service, Server: server, ConnectionType: ConnDatabase,
+				edges = append(edges, GraphEdge{Tenant: in.tenant, Client: in.service, Server: server, ConnectionType: ConnDatabase,
 					ClientDuration: dur, ServerDuration: dur, Failed: h.Failed})
 				continue
 			}
@@ -362,7 +364,7 @@ func (p *Processor) graph(b *batch) ([]SpanMetric, []GraphEdge) {
 			}
 			if h.Key.IsEmpty() {
 				// A root: the request came from outside any traced service.
-				edges = append(edges, GraphEdge{Client: VirtualUser, Server: in.service, ConnectionType: ConnVirtualNode,
+				edges = append(edges, GraphEdge{Tenant: in.tenant, Client: VirtualUser, Server: in.service, ConnectionType: ConnVirtualNode,
 					ClientDuration: dur, ServerDuration: dur, Failed: h.Failed})
 				continue
 			}
@@ -458,7 +460,7 @@ func requestOf(in *info, c *model.Call) {
 }
 
 func (p *Processor) serverCall(b *batch, in *info) model.Call {
-	c := model.Call{DetectPoint: model.DetectServer, Destination: in.identity()}
+	c := model.Call{DetectPoint: model.DetectServer, Destination: in.identity(), Tenant: in.tenant}
 	requestOf(in, &c)
 	if client := b.clientOf(in); client != nil {
 		c.Source = client.identity()
@@ -479,7 +481,7 @@ func (p *Processor) serverCall(b *batch, in *info) model.Call {
 }
 
 func (p *Processor) clientCall(b *batch, in *info) model.Call {
-	c := model.Call{DetectPoint: model.DetectClient, Source: in.identity()}
+	c := model.Call{DetectPoint: model.DetectClient, Source: in.identity(), Tenant: in.tenant}
 	requestOf(in, &c)
 	if server := b.serverOf(in); server != nil {
 		c.Destination = server.identity()
