@@ -39,7 +39,7 @@ func TestTenantLabel(t *testing.T) {
 		`sum(meshlens_service_relation_calls_total{tenant="team-b"})`:                                     1,
 		`sum(traces_span_metrics_calls_total{tenant="team-b"})`:                                           1,
 		`sum(traces_service_graph_request_total{tenant="team-b",server="reviews"})`:                       1,
-		`sum(traces_service_graph_request_total{tenant="team-a",server="reviews"})`:                       1,
+		`sum(traces_service_graph_request_total{tenant="team-a",server="reviews"})`:                       2, // both access logs
 		`count({__name__=~"istio_requests_total|meshlens_service_calls_total",tenant=""})`:                2, // the untenanted call: no label
 		`count({__name__=~".+",tenant!~"team-a|team-b",destination_service_name="reviews"}) or vector(0)`: 0,
 	} {
