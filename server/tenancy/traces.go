@@ -62,17 +62,25 @@ func ownedBy(res pcommon.Resource, id string) bool {
 	return ok && v.Type() == pcommon.ValueTypeStr && v.Str() == id
 }
 
-func tenantQuery(q tracestore.Query, id string) tracestore.Query {
+// tenantQuery adds the tenant tag to q. It reports false when q asks for
+// another tenant's tag, which nothing of id's can match.
+func tenantQuery(q tracestore.Query, id string) (tracestore.Query, bool) {
+	if v, ok := q.Tags[model.TenantAttribute]; ok && v != id {
+		return q, false
+	}
 	tags := make(map[string]string, len(q.Tags)+1)
 	maps.Copy(tags, q.Tags)
 	tags[model.TenantAttribute] = id
 	q.Tags = tags
-	return q
+	return q, true
 }
 
 // has reports whether the tenant has a span matching q.
 func (t tenantReader) has(ctx context.Context, q tracestore.Query, id string) (bool, error) {
-	q = tenantQuery(q, id)
+	q, ok := tenantQuery(q, id)
+	if !ok {
+		return false, nil
+	}
 	q.Limit = 1
 	ids, err := t.r.FindTraceIDs(ctx, q)
 	if err != nil {
@@ -171,7 +179,11 @@ func (t tenantReader) FindTraces(ctx context.Context, q tracestore.Query) ([]*tr
 	if err != nil {
 		return nil, err
 	}
-	found, err := t.r.FindTraces(ctx, tenantQuery(q, id))
+	q, ok := tenantQuery(q, id)
+	if !ok {
+		return nil, nil
+	}
+	found, err := t.r.FindTraces(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +201,11 @@ func (t tenantReader) FindTraceIDs(ctx context.Context, q tracestore.Query) ([]p
 	if err != nil {
 		return nil, err
 	}
-	return t.r.FindTraceIDs(ctx, tenantQuery(q, id))
+	q, ok := tenantQuery(q, id)
+	if !ok {
+		return nil, nil
+	}
+	return t.r.FindTraceIDs(ctx, q)
 }
 
 func (t tenantReader) GetDependencies(ctx context.Context, endTs time.Time, lookback time.Duration) ([]tracestore.DependencyLink, error) {
