@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -179,6 +180,9 @@ func TestLoad(t *testing.T) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
+	// MESHLENS_TRACESTORE_LOAD_REUSE=1 skips writing and queries the
+	// store already in MESHLENS_TRACESTORE_LOAD_DIR (to profile queries).
+	reuse := os.Getenv("MESHLENS_TRACESTORE_LOAD_REUSE") == "1"
 	s := openTest(t, Config{Dir: dir, RetentionInterval: time.Hour})
 	ctx := context.Background()
 	now := time.Now()
@@ -192,7 +196,8 @@ func TestLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	var next atomic.Int64
 	t0 := time.Now()
-	for w := 0; w < writers; w++ {
+	cpu0 := cpuTime()
+	for w := 0; w < writers && !reuse; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
@@ -220,14 +225,28 @@ func TestLoad(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	writeDur := time.Since(t0)
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	t.Logf("write CPU time %v = %.0f spans per CPU-second (the machine is shared: wall-clock throughput depends on load)",
-		cpu.Round(time.Millisecond), float64(traces*spansPerTrace)/cpu.Seconds())
-	t.Logf("wrote %d spans in %v: %.0f spans/s (synced batches of %d spans, %d writers)",
-		traces*spansPerTrace, writeDur.Round(time.Millisecond), float64(traces*spansPerTrace)/writeDur.Seconds(), batchTraces*spansPerTrace, writers)
+	if !reuse {
+		writeDur := time.Since(t0)
+		cpu := cpuTime() - cpu0
+		// The generator's own cost, measured alone, is subtracted to give
+		// the store's.
+		cpuGen0 := cpuTime()
+		g := newGen(99)
+		for b := 0; b*batchTraces < traces; b++ {
+			td := ptrace.NewTraces()
+			for j := 0; j < batchTraces; j++ {
+				g.trace(td, first)
+			}
+		}
+		gen := cpuTime() - cpuGen0
+		spans := float64(traces * spansPerTrace)
+		t.Logf("write CPU time %v (generator alone %v): store %.1f µs CPU per span = %.0f spans per CPU-second (the machine is shared: wall-clock throughput depends on load)",
+			cpu.Round(time.Millisecond), gen.Round(time.Millisecond), float64((cpu-gen).Microseconds())/spans, spans/(cpu-gen).Seconds())
+		t.Logf("wrote %d spans in %v: %.0f spans/s (synced batches of %d spans, %d writers)",
+			traces*spansPerTrace, writeDur.Round(time.Millisecond), spans/writeDur.Seconds(), batchTraces*spansPerTrace, writers)
+	} else {
+		sample = sampleTraceIDs(t, s, 400)
+	}
 
 	if err := s.DB().Flush(); err != nil {
 		t.Fatal(err)
@@ -236,14 +255,17 @@ func TestLoad(t *testing.T) {
 	if err := s.DB().Compact(ctx, []byte{0}, []byte{0xff}, true); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("full compaction %v; sstables %d bytes = %.0f bytes/span; directory %d bytes",
-		time.Since(t1).Round(time.Millisecond), s.TableBytes(), float64(s.TableBytes())/float64(traces*spansPerTrace), dirSize(dir))
+	keys := countKeys(t, s)
+	t.Logf("full compaction %v; sstables %d bytes = %.0f bytes/span; %d keys = %.2f keys/span; directory %d bytes",
+		time.Since(t1).Round(time.Millisecond), s.TableBytes(), float64(s.TableBytes())/float64(traces*spansPerTrace),
+		keys, float64(keys)/float64(traces*spansPerTrace), dirSize(dir))
 
 	pct := func(d []time.Duration) string {
 		slices.Sort(d)
 		return fmt.Sprintf("p50 %v p99 %v max %v (n=%d)", d[len(d)/2].Round(time.Microsecond), d[len(d)*99/100].Round(time.Microsecond), d[len(d)-1].Round(time.Microsecond), len(d))
 	}
 	var lat []time.Duration
+	cpu0 = cpuTime()
 	for i, id := range sample {
 		if i >= 2000 {
 			break
@@ -255,7 +277,7 @@ func TestLoad(t *testing.T) {
 			t.Fatalf("GetTrace %s: %v", id, err)
 		}
 	}
-	t.Logf("GetTrace over %d buckets: %s", hours, pct(lat))
+	t.Logf("GetTrace over %d buckets: %s, %.0f µs CPU/op", hours, pct(lat), float64((cpuTime()-cpu0).Microseconds())/float64(len(lat)))
 
 	rng := rand.New(rand.NewPCG(9, 9))
 	svc := func() string { return fmt.Sprintf("svc-%02d", rng.IntN(20)) }
@@ -285,6 +307,7 @@ func TestLoad(t *testing.T) {
 	for _, qc := range queries {
 		var lat []time.Duration
 		found := 0
+		cpu0 := cpuTime()
 		for i := 0; i < 100; i++ {
 			q := qc.q()
 			t0 := time.Now()
@@ -295,15 +318,64 @@ func TestLoad(t *testing.T) {
 			}
 			found += len(trs)
 		}
-		t.Logf("FindTraces %-40s %s, %.1f traces/query", qc.name+":", pct(lat), float64(found)/100)
+		t.Logf("FindTraces %-40s %s, %.2f ms CPU/query, %.1f traces/query", qc.name+":", pct(lat),
+			float64((cpuTime()-cpu0).Microseconds())/100/1000, float64(found)/100)
 	}
 	t2 := time.Now()
+	cpu0 = cpuTime()
 	deps, err := s.GetDependencies(ctx, now, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("GetDependencies 24h: %d links in %v (first call, uncached)", len(deps), time.Since(t2).Round(time.Millisecond))
+	t.Logf("GetDependencies 24h: %d links in %v, %v CPU (first call, uncached)", len(deps), time.Since(t2).Round(time.Millisecond), (cpuTime() - cpu0).Round(time.Millisecond))
 	t2 = time.Now()
 	_, _ = s.GetDependencies(ctx, now, 24*time.Hour)
 	t.Logf("GetDependencies 24h again: %v (closed buckets cached)", time.Since(t2).Round(time.Millisecond))
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// countKeys counts every live key of the store.
+func countKeys(t *testing.T, s *Store) int {
+	it, err := s.DB().NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	return n
+}
+
+// sampleTraceIDs takes up to n trace ids from the locators, spread over
+// the key space.
+func sampleTraceIDs(t *testing.T, s *Store, n int) []pcommon.TraceID {
+	it, err := s.DB().NewIter(&pebble.IterOptions{LowerBound: []byte{pfxLocate}, UpperBound: []byte{pfxLocate + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var out []pcommon.TraceID
+	k := 0
+	for ok := it.First(); ok && len(out) < n; ok = it.Next() {
+		k++
+		if k%997 != 0 {
+			continue
+		}
+		key := it.Key()
+		if len(key) != 1+4+16+4 {
+			continue
+		}
+		var id pcommon.TraceID
+		copy(id[:], key[5:21])
+		out = append(out, id)
+	}
+	return out
 }

@@ -1,10 +1,11 @@
 package pebblestore
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"time"
@@ -16,102 +17,52 @@ import (
 	"github.com/meshlens/meshlens/storage/tracestore"
 )
 
-// plan is how one search reads the indexes: which index range, and what
-// the index entries do not already prove (and so needs the span read).
-type plan struct {
-	name string
-	// prefix of a time-ordered index (after the bucket prefix), or of the
-	// duration index when byDuration.
-	prefix     []byte
-	byDuration bool
-	// needSpan: some predicate must be checked on the span itself.
-	needSpan bool
+// queryPlan is how a search reads a bucket: the terms whose posting lists
+// are intersected (the service or operation term carries durations), and
+// whether a candidate that passes the trace-table
+// checks is a match without reading its spans.
+type queryPlan struct {
+	terms [][]byte
+	// attrsImplied: every predicate other than time and duration is
+	// implied by the terms.
+	attrsImplied bool
 }
 
-// candidates lists the usable indexes for q, most specific first.
-func candidatePlans(q *tracestore.Query) []plan {
-	var out []plan
-	residual := func(p plan, covered func() bool) plan {
-		p.needSpan = !covered()
-		return p
+func planQuery(q *tracestore.Query) queryPlan {
+	var p queryPlan
+	tag := func(k, v string) {
+		if len(k) <= tracestore.MaxTagLen && len(v) <= tracestore.MaxTagLen {
+			p.terms = append(p.terms, appendLP(appendLP([]byte{termTag}, k), v))
+		}
 	}
-	onlyKind := q.SpanKind == "" && q.RemoteService == "" && len(q.Annotations) == 0
+	keys := make([]string, 0, len(q.Tags))
+	for k := range q.Tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		tag(k, q.Tags[k])
+	}
+	if q.RemoteService != "" {
+		tag(tracestore.AttrPeerService, q.RemoteService)
+	}
+	if k, err := tracestore.ParseKind(q.SpanKind); err == nil && tracestore.KindName(k) != "" {
+		tag("span.kind", tracestore.KindName(k))
+	}
+	// The service (or service+operation) term goes last: tag values are
+	// usually rarer than a service, and an intersection stops as soon as
+	// it is empty, so a unique tag costs one short range per bucket.
 	if q.Service != "" {
-		tags := make([]string, 0, len(q.Tags)+1)
-		for k := range q.Tags {
-			tags = append(tags, k)
-		}
-		sort.Strings(tags)
-		type kv struct{ k, v string }
-		var tagKVs []kv
-		if q.RemoteService != "" {
-			tagKVs = append(tagKVs, kv{tracestore.AttrPeerService, q.RemoteService})
-		}
-		for _, k := range tags {
-			tagKVs = append(tagKVs, kv{k, q.Tags[k]})
-		}
-		for _, t := range tagKVs {
-			if len(t.k) > tracestore.MaxTagLen || len(t.v) > tracestore.MaxTagLen {
-				continue
-			}
-			p := plan{name: "tag " + t.k, prefix: appendLP(appendLP(appendLP([]byte{secIndex, idxTag}, q.Service), t.k), t.v)}
-			out = append(out, residual(p, func() bool {
-				return q.Operation == "" && onlyKind && len(q.Tags) == 1 && q.RemoteService == ""
-			}))
-		}
+		t := appendLP([]byte{termService}, q.Service)
 		if q.Operation != "" {
-			p := plan{name: "operation", prefix: appendLP(appendLP([]byte{secIndex, idxOp}, q.Service), q.Operation)}
-			out = append(out, residual(p, func() bool { return len(q.Tags) == 0 && onlyKind }))
+			t[0] = termOp
+			t = appendLP(t, q.Operation)
 		}
-		if q.DurationMin > 0 {
-			p := plan{name: "duration", byDuration: true, prefix: appendLP(appendLP([]byte{secDuration}, q.Service), q.Operation)}
-			out = append(out, residual(p, func() bool { return len(q.Tags) == 0 && onlyKind }))
-		}
-		p := plan{name: "service", prefix: appendLP([]byte{secIndex, idxService}, q.Service)}
-		out = append(out, residual(p, func() bool { return q.Operation == "" && len(q.Tags) == 0 && onlyKind }))
-		return out
+		p.terms = append(p.terms, t)
 	}
-	p := plan{name: "time", prefix: []byte{secIndex, idxAll}}
-	p.needSpan = q.Operation != "" || len(q.Tags) > 0 || !onlyKind
-	return append(out, p)
-}
-
-// choosePlan picks the candidate whose range is smallest on disk in the
-// newest bucket (Pebble's estimate, from sstable indexes). Data still in the
-// memtable estimates as zero, so ties keep the static order above.
-func (s *Store) choosePlan(q *tracestore.Query, newest uint32) plan {
-	cands := candidatePlans(q)
-	if len(cands) == 1 {
-		return cands[0]
-	}
-	best, bestSize := 0, uint64(math.MaxUint64)
-	for i, c := range cands {
-		lo, hi := s.planRange(c, newest, q)
-		size, err := s.db.EstimateDiskUsage(lo, hi)
-		if err != nil {
-			continue
-		}
-		if size < bestSize {
-			best, bestSize = i, size
-		}
-	}
-	return cands[best]
-}
-
-func (s *Store) planRange(p plan, bkt uint32, q *tracestore.Query) (lo, hi []byte) {
-	base := append(bucketPrefix(nil, bkt), p.prefix...)
-	if p.byDuration {
-		lo = appendU64(slices.Clone(base), uint64(q.DurationMin))
-		if q.DurationMax > 0 {
-			hi = appendU64(slices.Clone(base), uint64(q.DurationMax)+1)
-		} else {
-			hi = prefixEnd(base)
-		}
-		return lo, hi
-	}
-	lo = appendU64(slices.Clone(base), uint64(max(q.StartMin.UnixNano(), 0)))
-	hi = appendU64(slices.Clone(base), uint64(q.StartMax.UnixNano())+1)
-	return lo, hi
+	p.attrsImplied = len(q.Tags) == 0 && q.RemoteService == "" && q.SpanKind == "" && len(q.Annotations) == 0 &&
+		(q.Service != "" || q.Operation == "")
+	return p
 }
 
 // FindTraceIDs implements tracestore.Reader.
@@ -156,14 +107,13 @@ func (s *Store) findTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon
 	if len(buckets) == 0 {
 		return []pcommon.TraceID{}, nil
 	}
-	p := s.choosePlan(&q, buckets[0])
-
 	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	sr := &searcher{s: s, q: &q, p: p, ctx: ctx, seen: map[pcommon.TraceID]bool{}, res: map[resKey]pcommon.Resource{}}
+	sr := &searcher{s: s, q: &q, p: planQuery(&q), ctx: ctx, seen: map[pcommon.TraceID]bool{},
+		lo: uint64(max(q.StartMin.UnixNano(), 0)), hi: uint64(max(q.StartMax.UnixNano(), 0))}
 	for _, bkt := range buckets {
 		done, err := sr.bucket(it, bkt)
 		if err != nil {
@@ -179,137 +129,201 @@ func (s *Store) findTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon
 	return sr.ids, nil
 }
 
-type resKey struct {
-	bkt   uint32
-	trace pcommon.TraceID
-	hash  uint64
-}
-
 type searcher struct {
 	s       *Store
 	q       *tracestore.Query
-	p       plan
+	p       queryPlan
 	ctx     context.Context
+	lo, hi  uint64
 	seen    map[pcommon.TraceID]bool
 	ids     []pcommon.TraceID
 	scanned int
-	res     map[resKey]pcommon.Resource
 	um      ptrace.ProtoUnmarshaler
 	key     []byte
 }
 
-// bucket scans one bucket; done reports the limit or the scan budget hit.
+// batchOrd is one trace of one batch.
+type batchOrd struct {
+	seq uint64
+	ord uint32
+}
+
+// candidate is a trace of one batch that the posting lists and the trace
+// table do not rule out.
+type candidate struct {
+	seq   uint64
+	entry traceEntry
+	exact bool
+}
+
+
+// bucket searches one bucket; done reports the limit or the scan budget hit.
 func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err error) {
-	lo, hi := sr.s.planRange(sr.p, bkt, sr.q)
-	it.SetBounds(lo, hi)
-	if sr.p.byDuration {
-		// Duration-ordered: gather the bucket's hits, then visit them newest
-		// first like the time-ordered indexes.
-		var hits []suffix
+	// cur maps the surviving traces to the longest duration behind the
+	// service or operation term's posting (µs, rounded up), ^0 when no
+	// such term has been read.
+	var cur map[batchOrd]uint64
+	for ti, term := range sr.p.terms {
+		withDur := termHasDuration(term[0])
+		next := map[batchOrd]uint64{}
+		prefix := postingPrefix(sr.key[:0], bkt, term)
+		it.SetBounds(prefix, prefixEnd(prefix))
 		for ok := it.First(); ok; ok = it.Next() {
-			if sr.budget() {
-				break
-			}
 			k := it.Key()
-			sf, ok := parseSuffix(k)
-			if !ok || len(k) < suffixLen+8 {
+			if len(k) != len(prefix)+8 {
 				continue
 			}
-			dur := binary.BigEndian.Uint64(k[len(k)-suffixLen-8:])
-			if !sr.q.MatchTime(time.Unix(0, int64(sf.start)), time.Duration(dur)) || sr.seen[sf.trace] {
-				continue
+			seq := binary.BigEndian.Uint64(k[len(prefix):])
+			err := decodePostings(it.Value(), withDur, func(p posting) {
+				if sr.budget() {
+					return
+				}
+				if withDur && p.durUS*1000 < uint64(sr.q.DurationMin) {
+					return
+				}
+				bo := batchOrd{seq, p.ord}
+				d, ok := cur[bo]
+				switch {
+				case ti == 0:
+					d = ^uint64(0)
+				case !ok:
+					return
+				}
+				if withDur {
+					d = p.durUS
+				}
+				next[bo] = d
+			})
+			if err != nil {
+				sr.s.cfg.Logger.Warn("corrupt posting list", "bucket", bkt, "err", err)
 			}
-			hits = append(hits, sf)
 		}
 		if err := it.Error(); err != nil {
 			return false, err
 		}
-		order := make([]int, len(hits))
-		for i := range order {
-			order[i] = i
+		cur = next
+		if len(cur) == 0 || sr.over() {
+			return sr.over(), nil
 		}
-		sort.Slice(order, func(a, b int) bool { return hits[order[a]].start > hits[order[b]].start })
-		for _, i := range order {
-			if sr.visit(bkt, hits[i]) {
-				return true, nil
-			}
-		}
-		return sr.scanned >= sr.s.cfg.MaxScan, nil
 	}
-	for ok := it.Last(); ok; ok = it.Prev() {
-		if sr.budget() {
-			return true, it.Error()
-		}
-		sf, ok := parseSuffix(it.Key())
-		if !ok || sr.seen[sf.trace] {
+	cands, err := sr.candidates(it, bkt, cur)
+	if err != nil {
+		return false, err
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(b.entry.maxStart, a.entry.maxStart) })
+	for _, c := range cands {
+		if sr.seen[c.entry.id] {
 			continue
 		}
-		dur, w := binary.Uvarint(it.Value())
-		if w <= 0 || !sr.q.MatchTime(time.Unix(0, int64(sf.start)), time.Duration(dur)) {
+		if !c.exact && !sr.matchChunk(bkt, c) {
 			continue
 		}
-		if sr.visit(bkt, sf) {
+		sr.seen[c.entry.id] = true
+		sr.ids = append(sr.ids, c.entry.id)
+		if len(sr.ids) >= sr.q.Limit {
 			return true, nil
 		}
 	}
-	return false, it.Error()
+	return sr.over(), nil
+}
+
+// candidates reads the trace tables of the batches in cur (every batch of
+// the bucket when the plan has no terms) and keeps the traces whose time
+// range and longest duration can satisfy the query.
+func (sr *searcher) candidates(it *pebble.Iterator, bkt uint32, cur map[batchOrd]uint64) ([]candidate, error) {
+	var out []candidate
+	q := sr.q
+	consider := func(seq uint64, e traceEntry, dUS uint64) {
+		if e.maxStart < sr.lo || e.minStart > sr.hi {
+			return
+		}
+		maxDur := e.maxDur
+		exactDur := q.DurationMin == 0 || maxDur >= uint64(q.DurationMin)
+		if dUS != ^uint64(0) {
+			// The posting's duration (rounded up to µs) is of the spans
+			// that gave the term, a tighter bound than the trace's.
+			if dUS*1000 < uint64(q.DurationMin) {
+				return
+			}
+			exactDur = q.DurationMin == 0 || (dUS-1)*1000 >= uint64(q.DurationMin)
+		} else if maxDur < uint64(q.DurationMin) {
+			return
+		}
+		exact := sr.p.attrsImplied && q.DurationMax == 0 && exactDur && e.minStart >= sr.lo && e.maxStart <= sr.hi
+		out = append(out, candidate{seq: seq, entry: e, exact: exact})
+	}
+	if len(sr.p.terms) == 0 {
+		prefix := append(bucketPrefix(sr.key[:0], bkt), secTable)
+		it.SetBounds(prefix, prefixEnd(prefix))
+		for ok := it.First(); ok; ok = it.Next() {
+			k := it.Key()
+			if len(k) != len(prefix)+8 {
+				continue
+			}
+			seq := binary.BigEndian.Uint64(k[len(prefix):])
+			v := it.Value()
+			for ord := uint64(0); ord*traceEntryLen < uint64(len(v)); ord++ {
+				if sr.budget() {
+					return out, it.Error()
+				}
+				e, _ := traceEntryAt(v, ord)
+				consider(seq, e, ^uint64(0))
+			}
+		}
+		return out, it.Error()
+	}
+	bySeq := map[uint64][]batchOrd{}
+	for bo := range cur {
+		bySeq[bo.seq] = append(bySeq[bo.seq], bo)
+	}
+	for seq, bos := range bySeq {
+		sr.key = tableKey(sr.key[:0], bkt, seq)
+		v, closer, err := sr.s.db.Get(sr.key)
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read trace table: %w", err)
+		}
+		for _, bo := range bos {
+			if e, ok := traceEntryAt(v, uint64(bo.ord)); ok {
+				consider(seq, e, cur[bo])
+			}
+		}
+		closer.Close()
+	}
+	return out, nil
 }
 
 func (sr *searcher) budget() bool {
 	sr.scanned++
 	if sr.scanned&4095 == 0 && sr.ctx.Err() != nil {
-		return true
+		sr.scanned = sr.s.cfg.MaxScan + 1
 	}
 	return sr.scanned > sr.s.cfg.MaxScan
 }
 
-// visit checks the span if the plan needs it and records its trace; it
-// reports whether the limit is reached.
-func (sr *searcher) visit(bkt uint32, sf suffix) bool {
-	if sr.seen[sf.trace] {
-		return false
-	}
-	if sr.p.needSpan && !sr.matchSpan(bkt, sf) {
-		return false
-	}
-	sr.seen[sf.trace] = true
-	sr.ids = append(sr.ids, sf.trace)
-	return len(sr.ids) >= sr.q.Limit
-}
+func (sr *searcher) over() bool { return sr.scanned > sr.s.cfg.MaxScan }
 
-func (sr *searcher) matchSpan(bkt uint32, sf suffix) bool {
-	sr.key = spanKey(sr.key[:0], bkt, sf.trace, sf.span, sf.kind, sf.start)
+// matchChunk reads the candidate's chunk and reports whether one of its
+// spans satisfies the query.
+func (sr *searcher) matchChunk(bkt uint32, c candidate) bool {
+	sr.key = chunkKey(sr.key[:0], bkt, c.entry.id, c.seq)
 	v, closer, err := sr.s.db.Get(sr.key)
 	if err != nil {
 		return false
 	}
 	defer closer.Close()
-	h, err := parseSpanValue(v)
+	found := false
+	err = chunkSpans(&sr.um, v, func(r spanRef) {
+		if !found && sr.q.MatchSpan(r.rs.Resource(), r.span) {
+			found = true
+		}
+	})
 	if err != nil {
-		return false
+		sr.s.cfg.Logger.Warn("corrupt trace chunk", "trace", c.entry.id.String(), "err", err)
 	}
-	td, err := sr.um.UnmarshalTraces(h.proto)
-	if err != nil || td.SpanCount() != 1 {
-		return false
-	}
-	sp := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
-	rk := resKey{bkt, sf.trace, h.resHash}
-	res, ok := sr.res[rk]
-	if !ok {
-		res = pcommon.NewResource()
-		sr.key = resourceKey(sr.key[:0], bkt, sf.trace, h.resHash)
-		if rv, c, err := sr.s.db.Get(sr.key); err == nil {
-			if rtd, err := sr.um.UnmarshalTraces(rv); err == nil && rtd.ResourceSpans().Len() > 0 {
-				rtd.ResourceSpans().At(0).Resource().CopyTo(res)
-			}
-			c.Close()
-		}
-		if len(sr.res) > 4096 {
-			clear(sr.res)
-		}
-		sr.res[rk] = res
-	}
-	return sr.q.MatchAttrs(res, sp)
+	return found
 }
 
 // GetDependencies implements tracestore.Reader. Buckets that are closed
@@ -361,41 +375,50 @@ func (s *Store) GetDependencies(ctx context.Context, endTs time.Time, lookback t
 	return l.Links(), nil
 }
 
+// linkBucket reads every chunk of the bucket; a trace's chunks are
+// adjacent, so its spans are linked once all its chunks are read.
 func (s *Store) linkBucket(ctx context.Context, it *pebble.Iterator, bkt uint32, from, to time.Time, l *tracestore.Linker) error {
-	prefix := append(bucketPrefix(nil, bkt), secTrace)
+	prefix := append(bucketPrefix(nil, bkt), secChunk)
 	it.SetBounds(prefix, prefixEnd(prefix))
 	var cur pcommon.TraceID
-	var spans []tracestore.LinkSpan
+	spans := map[tracestore.SpanKey]tracestore.LinkSpan{}
+	var list []tracestore.LinkSpan
+	flush := func() {
+		list = list[:0]
+		for _, sp := range spans {
+			list = append(list, sp)
+		}
+		l.AddTrace(list)
+		clear(spans)
+	}
 	lo, hi := uint64(max(from.UnixNano(), 0)), uint64(max(to.UnixNano(), 0))
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
 		n++
-		if n&8191 == 0 && ctx.Err() != nil {
+		if n&1023 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		k := it.Key()[len(prefix):]
-		if len(k) != 16+1+8+1+8 || k[16] != recSpan {
+		if len(k) != 16+8 {
 			continue
 		}
 		var tid pcommon.TraceID
 		copy(tid[:], k[:16])
 		if tid != cur {
-			l.AddTrace(spans)
-			spans = spans[:0]
+			flush()
 			cur = tid
 		}
-		start := binary.BigEndian.Uint64(k[26:])
-		if start <= lo || start > hi {
-			continue
-		}
-		h, err := parseSpanValue(it.Value())
+		_, err := parseChunk(it.Value(), func(r linkRec, svc string) {
+			if r.start <= lo || r.start > hi {
+				return
+			}
+			k := tracestore.SpanKey{TraceID: tid, SpanID: r.span, Kind: ptrace.SpanKind(r.kind), Start: pcommon.Timestamp(r.start)}
+			spans[k] = tracestore.LinkSpan{SpanID: r.span, ParentID: r.parent, Kind: ptrace.SpanKind(r.kind), Service: svc}
+		})
 		if err != nil {
-			continue
+			s.cfg.Logger.Warn("corrupt trace chunk", "trace", tid.String(), "err", err)
 		}
-		var sid pcommon.SpanID
-		copy(sid[:], k[17:25])
-		spans = append(spans, tracestore.LinkSpan{SpanID: sid, ParentID: h.parent, Kind: ptrace.SpanKind(k[25]), Service: h.service})
 	}
-	l.AddTrace(spans)
+	flush()
 	return it.Error()
 }

@@ -1,7 +1,7 @@
 // Package pebblestore is the embedded, durable tracestore backend on
-// Pebble: spans grouped by trace id inside hourly time buckets, secondary
-// indexes for service, operation, tag and duration in the same buckets,
-// retention by dropping whole buckets (TTL and disk-size cap).
+// Pebble: spans stored as one chunk per trace and batch inside hourly time
+// buckets, per-batch posting lists for service, operation and tags in the
+// same buckets, retention by dropping whole buckets (TTL and disk-size cap).
 package pebblestore
 
 import (
@@ -13,11 +13,12 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable/block"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/meshlens/meshlens/storage/tracestore"
@@ -106,6 +107,12 @@ type Store struct {
 	meta     map[string]uint32
 	depCache map[uint32][]tracestore.DependencyLink
 
+	// seq numbers WriteTraces calls. It starts at the wall clock at Open,
+	// so that chunks written after a restart sort after older ones (a
+	// rewritten span's last write wins) as long as the clock does not step
+	// back by more than the time since the previous write.
+	seq atomic.Uint64
+
 	// retMu serialises retention passes.
 	retMu sync.Mutex
 	stop  chan struct{}
@@ -126,15 +133,28 @@ func Open(cfg Config) (*Store, error) {
 	opts := &pebble.Options{
 		Cache:                       cache,
 		MemTableSize:                64 << 20,
+		// Larger blocks give zstd more repetition (attribute keys, service
+		// names) to compress.
+		Levels: [7]pebble.LevelOptions{{BlockSize: 32 << 10}, {BlockSize: 32 << 10}, {BlockSize: 32 << 10},
+			{BlockSize: 32 << 10}, {BlockSize: 32 << 10}, {BlockSize: 32 << 10}, {BlockSize: 32 << 10}},
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       24,
 		Logger:                      quietLogger{cfg.Logger},
 	}
-	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
+	// zstd on every level: span chunks are most of the bytes and they reach
+	// L6 only after hours, so the default (snappy above L5) would keep them
+	// ~2x larger for most of their life.
+	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
+		return pebble.UniformDBCompressionSettings(block.ZstdCompression)
+	})
 	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open trace store %s: %w", cfg.Dir, err)
+	}
+	if err := checkFormat(db, cfg.Dir); err != nil {
+		db.Close()
+		return nil, err
 	}
 	s := &Store{
 		cfg:      cfg,
@@ -150,6 +170,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.NoSync {
 		s.wo = pebble.NoSync
 	}
+	s.seq.Store(uint64(time.Now().UnixNano()))
 	for _, k := range cfg.AutocompleteKeys {
 		s.autoKey[k] = true
 	}
@@ -163,6 +184,41 @@ func Open(cfg Config) (*Store, error) {
 	}
 	go s.retentionLoop()
 	return s, nil
+}
+
+// checkFormat writes the format version into an empty database and
+// rejects one written in another layout: reading it with this code would
+// silently return nothing or garbage.
+func checkFormat(db *pebble.DB, dir string) error {
+	v, closer, err := db.Get([]byte{pfxFormat})
+	if err == nil {
+		defer closer.Close()
+		if len(v) == 1 && v[0] == formatVersion {
+			return nil
+		}
+		return fmt.Errorf("trace store %s has on-disk format %v, this meshlens reads format %d: "+
+			"run the meshlens version that wrote it, or move the directory away (its traces are then lost) and restart", dir, v, formatVersion)
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("read trace store format of %s: %w", dir, err)
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	empty := !it.First()
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("read trace store %s: %w", dir, err)
+	}
+	if !empty {
+		return fmt.Errorf("trace store %s was written by a meshlens before on-disk format %d (format 1, one key per span): "+
+			"this version cannot read it; run the previous meshlens version to read it, or move the directory away "+
+			"(its traces are then lost) and restart", dir, formatVersion)
+	}
+	if err := db.Set([]byte{pfxFormat}, []byte{formatVersion}, pebble.Sync); err != nil {
+		return fmt.Errorf("write trace store format to %s: %w", dir, err)
+	}
+	return nil
 }
 
 type quietLogger struct{ l *slog.Logger }
@@ -262,349 +318,6 @@ func (s *Store) checkOpen() error {
 		return tracestore.ErrClosed
 	}
 	return nil
-}
-
-// ConsumeTraces implements pipeline.TraceConsumer.
-func (s *Store) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
-	return s.WriteTraces(ctx, td)
-}
-
-// WriteTraces stores td in one synced Pebble batch: once it returns nil the
-// spans survive a crash. Concurrent callers share WAL syncs (Pebble's
-// commit pipeline groups them).
-func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) error {
-	if err := s.checkOpen(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	start := time.Now()
-	w := writer{s: s, batch: s.db.NewBatch(), newBuckets: map[uint32]struct{}{}, newMeta: map[string]uint32{}, resDone: map[resDoneKey]bool{}}
-	defer w.batch.Close()
-	if err := w.add(td); err != nil {
-		s.m.Failed.Inc()
-		return err
-	}
-	if w.batch.Empty() {
-		return nil
-	}
-	if err := w.batch.Commit(s.wo); err != nil {
-		s.m.Failed.Inc()
-		return fmt.Errorf("commit %d spans: %w", w.spans, err)
-	}
-	s.m.Spans.Add(float64(w.spans))
-	s.m.Batches.Inc()
-	s.m.Latency.Observe(time.Since(start).Seconds())
-	s.mu.Lock()
-	for b := range w.newBuckets {
-		s.buckets[b] = struct{}{}
-	}
-	if len(s.meta)+len(w.newMeta) > maxMetaCache {
-		clear(s.meta)
-	}
-	for k, b := range w.newMeta {
-		s.meta[k] = b
-	}
-	s.mu.Unlock()
-	return nil
-}
-
-type resDoneKey struct {
-	bkt   uint32
-	trace pcommon.TraceID
-	hash  uint64
-}
-
-type writer struct {
-	s          *Store
-	batch      *pebble.Batch
-	newBuckets map[uint32]struct{}
-	newMeta    map[string]uint32
-	resDone    map[resDoneKey]bool
-	spans      int
-	key, val   []byte
-	tmp        ptrace.Traces
-	tmpSpan    ptrace.Span
-	marshal    ptrace.ProtoMarshaler
-	tags       map[[2]string]bool
-}
-
-func (w *writer) add(td ptrace.Traces) error {
-	w.tmp = ptrace.NewTraces()
-	w.tmpSpan = w.tmp.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	w.tags = map[[2]string]bool{}
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		rs := rss.At(i)
-		res := rs.Resource()
-		svc := tracestore.ServiceName(res)
-		for j := 0; j < rs.ScopeSpans().Len(); j++ {
-			ss := rs.ScopeSpans().At(j)
-			hash := tracestore.ResourceScopeHash(res, ss.Scope())
-			var resBytes []byte
-			for k := 0; k < ss.Spans().Len(); k++ {
-				sp := ss.Spans().At(k)
-				bkt := w.s.bucketOf(uint64(sp.StartTimestamp()))
-				rk := resDoneKey{bkt, sp.TraceID(), hash}
-				if lk := (resDoneKey{bkt: bkt, trace: sp.TraceID()}); !w.resDone[lk] {
-					w.key = locateKey(w.key[:0], bkt, sp.TraceID())
-					if err := w.batch.Set(w.key, nil, nil); err != nil {
-						return err
-					}
-					w.resDone[lk] = true
-				}
-				if !w.resDone[rk] {
-					if resBytes == nil {
-						var err error
-						if resBytes, err = marshalResource(res, ss.Scope()); err != nil {
-							return fmt.Errorf("encode resource: %w", err)
-						}
-					}
-					w.key = resourceKey(w.key[:0], bkt, sp.TraceID(), hash)
-					if err := w.batch.Set(w.key, resBytes, nil); err != nil {
-						return err
-					}
-					w.resDone[rk] = true
-				}
-				if err := w.addSpan(bkt, hash, svc, res, sp); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-func marshalResource(res pcommon.Resource, sc pcommon.InstrumentationScope) ([]byte, error) {
-	td := ptrace.NewTraces()
-	rs := td.ResourceSpans().AppendEmpty()
-	res.CopyTo(rs.Resource())
-	sc.CopyTo(rs.ScopeSpans().AppendEmpty().Scope())
-	m := ptrace.ProtoMarshaler{}
-	return m.MarshalTraces(td)
-}
-
-func (w *writer) addSpan(bkt uint32, hash uint64, svc string, res pcommon.Resource, sp ptrace.Span) error {
-	w.spans++
-	w.newBuckets[bkt] = struct{}{}
-	tid, sid, kind := sp.TraceID(), sp.SpanID(), sp.Kind()
-	start := uint64(sp.StartTimestamp())
-	dur := uint64(tracestore.Duration(sp))
-
-	sp.CopyTo(w.tmpSpan)
-	proto, err := w.marshal.MarshalTraces(w.tmp)
-	if err != nil {
-		return fmt.Errorf("encode span: %w", err)
-	}
-	w.val = appendSpanValue(w.val[:0], hash, sp.ParentSpanID(), svc, proto)
-	w.key = spanKey(w.key[:0], bkt, tid, sid, kind, start)
-	if err := w.batch.Set(w.key, w.val, nil); err != nil {
-		return err
-	}
-
-	durVal := binary.AppendUvarint(nil, dur)
-	index := func(idx byte, fields ...string) error {
-		k := append(bucketPrefix(w.key[:0], bkt), secIndex, idx)
-		for _, f := range fields {
-			k = appendLP(k, f)
-		}
-		w.key = appendSuffix(k, start, tid, sid, kind)
-		return w.batch.Set(w.key, durVal, nil)
-	}
-	durIndex := func(op string) error {
-		k := append(bucketPrefix(w.key[:0], bkt), secDuration)
-		k = appendLP(appendLP(k, svc), op)
-		k = appendU64(k, dur)
-		w.key = appendSuffix(k, start, tid, sid, kind)
-		return w.batch.Set(w.key, nil, nil)
-	}
-	if err := errors.Join(
-		index(idxAll),
-		index(idxService, svc),
-		index(idxOp, svc, sp.Name()),
-		durIndex(""),
-		durIndex(sp.Name()),
-	); err != nil {
-		return err
-	}
-	clear(w.tags)
-	tracestore.ForEachTag(res, sp, func(k, v string) bool {
-		if len(k) <= tracestore.MaxTagLen && len(v) <= tracestore.MaxTagLen {
-			w.tags[[2]string{k, v}] = true
-		}
-		return true
-	})
-	for kv := range w.tags {
-		if err := index(idxTag, svc, kv[0], kv[1]); err != nil {
-			return err
-		}
-	}
-
-	w.meta(bkt, metaService, []byte(svc))
-	w.meta(bkt, metaOp, append(appendLP(nil, svc), byte(kind)), []byte(sp.Name()))
-	if v, ok := sp.Attributes().Get(tracestore.AttrPeerService); ok && v.AsString() != "" {
-		w.meta(bkt, metaRemote, appendLP(nil, svc), []byte(v.AsString()))
-	}
-	if len(w.s.autoKey) > 0 {
-		sp.Attributes().Range(func(k string, v pcommon.Value) bool {
-			if w.s.autoKey[k] && len(v.AsString()) <= tracestore.MaxTagLen {
-				w.meta(bkt, metaTag, appendLP(nil, k), []byte(v.AsString()))
-			}
-			return true
-		})
-	}
-	return nil
-}
-
-// meta records a metadata key unless this process already wrote it for
-// this bucket or a newer one.
-func (w *writer) meta(bkt uint32, kind byte, parts ...[]byte) {
-	k := []byte{pfxMeta, kind}
-	for _, p := range parts {
-		k = append(k, p...)
-	}
-	ks := string(k)
-	if b, ok := w.newMeta[ks]; ok && b >= bkt {
-		return
-	}
-	w.s.mu.RLock()
-	b, ok := w.s.meta[ks]
-	w.s.mu.RUnlock()
-	if ok && b >= bkt {
-		return
-	}
-	w.newMeta[ks] = bkt
-	_ = w.batch.Set(k, appendU32(nil, bkt), nil)
-}
-
-// oldestBucket is the first bucket still within the TTL.
-func (s *Store) oldestBucket() uint32 {
-	return s.bucketOf(uint64(s.cfg.Now().Add(-s.cfg.TTL).UnixNano()))
-}
-
-// GetTrace implements tracestore.Reader.
-func (s *Store) GetTrace(ctx context.Context, id pcommon.TraceID) (*tracestore.Trace, error) {
-	if err := s.checkOpen(); err != nil {
-		return nil, err
-	}
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	return s.getTrace(it, id)
-}
-
-// locate lists the existing buckets holding spans of trace id, newest
-// first, from the locator keys of every live epoch.
-func (s *Store) locate(it *pebble.Iterator, id pcommon.TraceID) ([]uint32, error) {
-	s.mu.RLock()
-	epochs := map[uint32]bool{}
-	for b := range s.buckets {
-		epochs[b/epochBuckets] = true
-	}
-	s.mu.RUnlock()
-	var out []uint32
-	var prefix []byte
-	for e := range epochs {
-		prefix = locatePrefix(prefix[:0], e, id)
-		it.SetBounds(prefix, prefixEnd(prefix))
-		for ok := it.First(); ok; ok = it.Next() {
-			k := it.Key()
-			if len(k) == len(prefix)+4 {
-				out = append(out, binary.BigEndian.Uint32(k[len(prefix):]))
-			}
-		}
-		if err := it.Error(); err != nil {
-			return nil, err
-		}
-	}
-	s.mu.RLock()
-	out = slices.DeleteFunc(out, func(b uint32) bool { _, ok := s.buckets[b]; return !ok })
-	s.mu.RUnlock()
-	slices.Sort(out)
-	slices.Reverse(out)
-	return out, nil
-}
-
-func (s *Store) getTrace(it *pebble.Iterator, id pcommon.TraceID) (*tracestore.Trace, error) {
-	buckets, err := s.locate(it, id)
-	if err != nil {
-		return nil, err
-	}
-	a := tracestore.NewAssembler()
-	resources := map[uint64]ptrace.ResourceSpans{}
-	var um ptrace.ProtoUnmarshaler
-	out := &tracestore.Trace{ID: id}
-	n, total := 0, 0
-	var prefix []byte
-	for _, bkt := range buckets {
-		prefix = tracePrefix(prefix[:0], bkt, id)
-		it.SetBounds(prefix, prefixEnd(prefix))
-		for ok := it.First(); ok; ok = it.Next() {
-			k := it.Key()
-			if len(k) <= len(prefix) {
-				continue
-			}
-			switch k[len(prefix)] {
-			case recResource:
-				if len(k) != len(prefix)+9 {
-					continue
-				}
-				hash := binary.BigEndian.Uint64(k[len(prefix)+1:])
-				if _, ok := resources[hash]; ok {
-					continue
-				}
-				td, err := um.UnmarshalTraces(it.Value())
-				if err != nil || td.ResourceSpans().Len() == 0 || td.ResourceSpans().At(0).ScopeSpans().Len() == 0 {
-					s.cfg.Logger.Warn("corrupt resource record", "trace", id.String())
-					continue
-				}
-				resources[hash] = td.ResourceSpans().At(0)
-			case recSpan:
-				total++
-				if n >= s.cfg.MaxSpansPerTrace {
-					continue
-				}
-				h, err := parseSpanValue(it.Value())
-				if err != nil {
-					s.cfg.Logger.Warn("corrupt span record", "trace", id.String(), "err", err)
-					continue
-				}
-				td, err := um.UnmarshalTraces(h.proto)
-				if err != nil || td.SpanCount() != 1 {
-					s.cfg.Logger.Warn("corrupt span record", "trace", id.String(), "err", err)
-					continue
-				}
-				sp := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
-				rs, ok := resources[h.resHash]
-				var ss ptrace.ScopeSpans
-				if ok {
-					ss = a.Scope(h.resHash, rs.Resource(), rs.ScopeSpans().At(0).Scope())
-				} else {
-					// Resource lost (should not happen): keep the span under
-					// a resource naming its service.
-					r := pcommon.NewResource()
-					r.Attributes().PutStr(tracestore.AttrServiceName, h.service)
-					ss = a.Scope(h.resHash, r, pcommon.NewInstrumentationScope())
-				}
-				sp.MoveTo(ss.Spans().AppendEmpty())
-				n++
-			}
-		}
-		if err := it.Error(); err != nil {
-			return nil, err
-		}
-	}
-	if n == 0 {
-		return nil, tracestore.ErrTraceNotFound
-	}
-	if total > n {
-		out.Warnings = append(out.Warnings, fmt.Sprintf("trace has %d spans; only the first %d are returned", total, n))
-	}
-	out.Spans = a.Traces()
-	return out, nil
 }
 
 func (s *Store) scanMeta(prefix []byte, fn func(rest []byte)) error {

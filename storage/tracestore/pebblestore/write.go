@@ -1,0 +1,399 @@
+package pebblestore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/meshlens/meshlens/storage/tracestore"
+)
+
+// ConsumeTraces implements pipeline.TraceConsumer.
+func (s *Store) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	return s.WriteTraces(ctx, td)
+}
+
+// WriteTraces stores td in one synced Pebble batch: once it returns nil the
+// spans survive a crash. Concurrent callers share WAL syncs (Pebble's
+// commit pipeline groups them).
+func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	w := writer{s: s, buckets: map[uint32]*bucketAcc{}, newMeta: map[string]uint32{}}
+	w.add(td)
+	if w.spans == 0 {
+		return nil
+	}
+	batch := s.db.NewBatch()
+	defer batch.Close()
+	if err := w.flush(batch, s.seq.Add(1)); err != nil {
+		s.m.Failed.Inc()
+		return err
+	}
+	if err := batch.Commit(s.wo); err != nil {
+		s.m.Failed.Inc()
+		return fmt.Errorf("commit %d spans: %w", w.spans, err)
+	}
+	s.m.Spans.Add(float64(w.spans))
+	s.m.Batches.Inc()
+	s.m.Latency.Observe(time.Since(start).Seconds())
+	s.mu.Lock()
+	for b := range w.buckets {
+		s.buckets[b] = struct{}{}
+	}
+	if len(s.meta)+len(w.newMeta) > maxMetaCache {
+		clear(s.meta)
+	}
+	for k, b := range w.newMeta {
+		s.meta[k] = b
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// traceAcc gathers the spans of one trace in one bucket of a batch.
+type traceAcc struct {
+	entry  traceEntry
+	svcs   []string
+	links  []linkRec
+	td     ptrace.Traces
+	scopes map[[2]int]ptrace.ScopeSpans
+}
+
+// bucketAcc gathers one bucket's part of a batch: its trace table and the
+// posting lists of its terms.
+type bucketAcc struct {
+	traces []*traceAcc
+	byID   map[pcommon.TraceID]uint32
+	terms  map[string][]posting
+}
+
+type writer struct {
+	s       *Store
+	buckets map[uint32]*bucketAcc
+	newMeta map[string]uint32
+	spans   int
+	term    []byte
+	key     []byte
+	val     []byte
+	chunk   []byte
+	marshal ptrace.ProtoMarshaler
+}
+
+func (w *writer) bucket(bkt uint32) *bucketAcc {
+	b := w.buckets[bkt]
+	if b == nil {
+		b = &bucketAcc{byID: map[pcommon.TraceID]uint32{}, terms: map[string][]posting{}}
+		w.buckets[bkt] = b
+	}
+	return b
+}
+
+func (w *writer) add(td ptrace.Traces) {
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		res := rs.Resource()
+		svc := tracestore.ServiceName(res)
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			ss := rs.ScopeSpans().At(j)
+			for k := 0; k < ss.Spans().Len(); k++ {
+				w.addSpan(i, j, svc, rs, ss, ss.Spans().At(k))
+			}
+		}
+	}
+}
+
+func (w *writer) addSpan(i, j int, svc string, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) {
+	w.spans++
+	start := uint64(sp.StartTimestamp())
+	dur := uint64(tracestore.Duration(sp))
+	bkt := w.s.bucketOf(start)
+	b := w.bucket(bkt)
+	ord, ok := b.byID[sp.TraceID()]
+	if !ok {
+		ord = uint32(len(b.traces))
+		b.byID[sp.TraceID()] = ord
+		b.traces = append(b.traces, &traceAcc{
+			entry:  traceEntry{id: sp.TraceID(), minStart: start, maxStart: start},
+			td:     ptrace.NewTraces(),
+			scopes: map[[2]int]ptrace.ScopeSpans{},
+		})
+	}
+	t := b.traces[ord]
+	t.entry.minStart = min(t.entry.minStart, start)
+	t.entry.maxStart = max(t.entry.maxStart, start)
+	t.entry.maxDur = max(t.entry.maxDur, dur)
+	dst, ok := t.scopes[[2]int{i, j}]
+	if !ok {
+		drs := t.td.ResourceSpans().AppendEmpty()
+		rs.Resource().CopyTo(drs.Resource())
+		drs.SetSchemaUrl(rs.SchemaUrl())
+		dst = drs.ScopeSpans().AppendEmpty()
+		ss.Scope().CopyTo(dst.Scope())
+		dst.SetSchemaUrl(ss.SchemaUrl())
+		t.scopes[[2]int{i, j}] = dst
+	}
+	sp.CopyTo(dst.Spans().AppendEmpty())
+	si := slices.Index(t.svcs, svc)
+	if si < 0 {
+		si = len(t.svcs)
+		t.svcs = append(t.svcs, svc)
+	}
+	t.links = append(t.links, linkRec{span: sp.SpanID(), parent: sp.ParentSpanID(), kind: byte(sp.Kind()), start: start, svc: si})
+
+	d := durUS(dur)
+	w.term = appendLP(append(w.term[:0], termService), svc)
+	w.post(b, ord, d)
+	w.term = appendLP(w.term, sp.Name())
+	w.term[0] = termOp
+	w.post(b, ord, d)
+	tracestore.ForEachTag(rs.Resource(), sp, func(k, v string) bool {
+		if len(k) <= tracestore.MaxTagLen && len(v) <= tracestore.MaxTagLen {
+			w.term = appendLP(appendLP(append(w.term[:0], termTag), k), v)
+			w.post(b, ord, 0)
+		}
+		return true
+	})
+
+	w.meta(bkt, metaService, []byte(svc))
+	w.meta(bkt, metaOp, append(appendLP(nil, svc), byte(sp.Kind())), []byte(sp.Name()))
+	if v, ok := sp.Attributes().Get(tracestore.AttrPeerService); ok && v.AsString() != "" {
+		w.meta(bkt, metaRemote, appendLP(nil, svc), []byte(v.AsString()))
+	}
+	if len(w.s.autoKey) > 0 {
+		sp.Attributes().Range(func(k string, v pcommon.Value) bool {
+			if w.s.autoKey[k] && len(v.AsString()) <= tracestore.MaxTagLen {
+				w.meta(bkt, metaTag, appendLP(nil, k), []byte(v.AsString()))
+			}
+			return true
+		})
+	}
+}
+
+// post adds trace ord to the posting list of w.term, keeping the longest
+// duration when the trace is already the last entry (the common case: a
+// trace's spans usually arrive together).
+func (w *writer) post(b *bucketAcc, ord uint32, d uint64) {
+	ps, ok := b.terms[string(w.term)]
+	if !ok {
+		b.terms[string(w.term)] = []posting{{ord, d}}
+		return
+	}
+	if last := &ps[len(ps)-1]; last.ord == ord {
+		last.durUS = max(last.durUS, d)
+		return
+	}
+	b.terms[string(w.term)] = append(ps, posting{ord, d})
+}
+
+// flush puts the batch's chunks, trace tables, posting lists and locators
+// into batch under sequence number seq.
+func (w *writer) flush(batch *pebble.Batch, seq uint64) error {
+	for bkt, b := range w.buckets {
+		w.val = w.val[:0]
+		for _, t := range b.traces {
+			w.val = appendTraceEntry(w.val, &t.entry)
+			proto, err := w.marshal.MarshalTraces(t.td)
+			if err != nil {
+				return fmt.Errorf("encode spans of trace %s: %w", t.entry.id, err)
+			}
+			w.key = chunkKey(w.key[:0], bkt, t.entry.id, seq)
+			w.chunk = appendChunk(w.chunk[:0], t.svcs, t.links, proto)
+			if err := batch.Set(w.key, w.chunk, nil); err != nil {
+				return err
+			}
+			w.key = locateKey(w.key[:0], bkt, t.entry.id)
+			if err := batch.Set(w.key, nil, nil); err != nil {
+				return err
+			}
+		}
+		if err := batch.Set(tableKey(w.key[:0], bkt, seq), w.val, nil); err != nil {
+			return err
+		}
+		for term, ps := range b.terms {
+			// Spans of one trace that arrive apart leave the list unsorted.
+			if !slices.IsSortedFunc(ps, func(a, b posting) int { return int(a.ord) - int(b.ord) }) {
+				slices.SortFunc(ps, func(a, b posting) int { return int(a.ord) - int(b.ord) })
+				out := ps[:1]
+				for _, p := range ps[1:] {
+					if last := &out[len(out)-1]; last.ord == p.ord {
+						last.durUS = max(last.durUS, p.durUS)
+						continue
+					}
+					out = append(out, p)
+				}
+				ps = out
+			}
+			w.key = appendU64(postingPrefix(w.key[:0], bkt, []byte(term)), seq)
+			w.val = appendPostings(w.val[:0], ps, termHasDuration(term[0]))
+			if err := batch.Set(w.key, w.val, nil); err != nil {
+				return err
+			}
+		}
+	}
+	for k := range w.newMeta {
+		if err := batch.Set([]byte(k), appendU32(nil, w.newMeta[k]), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// meta records a metadata key unless this process already wrote it for
+// this bucket or a newer one.
+func (w *writer) meta(bkt uint32, kind byte, parts ...[]byte) {
+	k := []byte{pfxMeta, kind}
+	for _, p := range parts {
+		k = append(k, p...)
+	}
+	ks := string(k)
+	if b, ok := w.newMeta[ks]; ok && b >= bkt {
+		return
+	}
+	w.s.mu.RLock()
+	b, ok := w.s.meta[ks]
+	w.s.mu.RUnlock()
+	if ok && b >= bkt {
+		return
+	}
+	w.newMeta[ks] = bkt
+}
+
+// oldestBucket is the first bucket still within the TTL.
+func (s *Store) oldestBucket() uint32 {
+	return s.bucketOf(uint64(s.cfg.Now().Add(-s.cfg.TTL).UnixNano()))
+}
+
+// GetTrace implements tracestore.Reader.
+func (s *Store) GetTrace(ctx context.Context, id pcommon.TraceID) (*tracestore.Trace, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	return s.getTrace(it, id)
+}
+
+// locate lists the existing buckets holding spans of trace id, newest
+// first, from the locator keys of every live epoch.
+func (s *Store) locate(it *pebble.Iterator, id pcommon.TraceID) ([]uint32, error) {
+	s.mu.RLock()
+	epochs := map[uint32]bool{}
+	for b := range s.buckets {
+		epochs[b/epochBuckets] = true
+	}
+	s.mu.RUnlock()
+	var out []uint32
+	var prefix []byte
+	for e := range epochs {
+		prefix = locatePrefix(prefix[:0], e, id)
+		it.SetBounds(prefix, prefixEnd(prefix))
+		for ok := it.First(); ok; ok = it.Next() {
+			k := it.Key()
+			if len(k) == len(prefix)+4 {
+				out = append(out, uint32(k[len(prefix)])<<24|uint32(k[len(prefix)+1])<<16|uint32(k[len(prefix)+2])<<8|uint32(k[len(prefix)+3]))
+			}
+		}
+		if err := it.Error(); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.RLock()
+	out = slices.DeleteFunc(out, func(b uint32) bool { _, ok := s.buckets[b]; return !ok })
+	s.mu.RUnlock()
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out, nil
+}
+
+// spanRef is a span read back from a chunk, with where it belongs.
+type spanRef struct {
+	rs   ptrace.ResourceSpans
+	ss   ptrace.ScopeSpans
+	span ptrace.Span
+}
+
+// chunkSpans decodes a chunk value and calls fn for each of its spans.
+func chunkSpans(um *ptrace.ProtoUnmarshaler, v []byte, fn func(r spanRef)) error {
+	proto, err := parseChunk(v, nil)
+	if err != nil {
+		return err
+	}
+	td, err := um.UnmarshalTraces(proto)
+	if err != nil {
+		return fmt.Errorf("chunk: %w", err)
+	}
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			ss := rs.ScopeSpans().At(j)
+			for k := 0; k < ss.Spans().Len(); k++ {
+				fn(spanRef{rs, ss, ss.Spans().At(k)})
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Store) getTrace(it *pebble.Iterator, id pcommon.TraceID) (*tracestore.Trace, error) {
+	buckets, err := s.locate(it, id)
+	if err != nil {
+		return nil, err
+	}
+	var um ptrace.ProtoUnmarshaler
+	// Chunks are read in write order, so a span written again replaces
+	// the earlier copy (last write wins) and keeps its first position.
+	latest := map[tracestore.SpanKey]int{}
+	var spans []spanRef
+	var prefix []byte
+	for _, bkt := range buckets {
+		prefix = chunkPrefix(prefix[:0], bkt, id)
+		it.SetBounds(prefix, prefixEnd(prefix))
+		for ok := it.First(); ok; ok = it.Next() {
+			err := chunkSpans(&um, it.Value(), func(r spanRef) {
+				k := tracestore.KeyOf(r.span)
+				if i, ok := latest[k]; ok {
+					spans[i] = r
+					return
+				}
+				latest[k] = len(spans)
+				spans = append(spans, r)
+			})
+			if err != nil {
+				s.cfg.Logger.Warn("corrupt trace chunk", "trace", id.String(), "err", err)
+			}
+		}
+		if err := it.Error(); err != nil {
+			return nil, err
+		}
+	}
+	if len(spans) == 0 {
+		return nil, tracestore.ErrTraceNotFound
+	}
+	out := &tracestore.Trace{ID: id}
+	a := tracestore.NewAssembler()
+	n := min(len(spans), s.cfg.MaxSpansPerTrace)
+	for _, r := range spans[:n] {
+		a.AddSpan(r.rs.Resource(), r.ss.Scope(), r.span)
+	}
+	if len(spans) > n {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("trace has %d spans; only the first %d are returned", len(spans), n))
+	}
+	out.Spans = a.Traces()
+	return out, nil
+}
