@@ -156,7 +156,6 @@ type candidate struct {
 	exact bool
 }
 
-
 // bucket searches one bucket; done reports the limit or the scan budget hit.
 func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err error) {
 	// cur maps the surviving traces to the longest duration behind the

@@ -131,8 +131,8 @@ func Open(cfg Config) (*Store, error) {
 	cache := pebble.NewCache(cfg.CacheBytes)
 	defer cache.Unref()
 	opts := &pebble.Options{
-		Cache:                       cache,
-		MemTableSize:                64 << 20,
+		Cache:        cache,
+		MemTableSize: 64 << 20,
 		// Larger blocks give zstd more repetition (attribute keys, service
 		// names) to compress.
 		Levels: [7]pebble.LevelOptions{{BlockSize: 32 << 10}, {BlockSize: 32 << 10}, {BlockSize: 32 << 10},
