@@ -106,7 +106,7 @@ func (s *Server) buildProcessors() error {
 	e := s.cfg.Processors.Errors
 	s.errors = errorlog.New(errorlog.Config{Capacity: e.Capacity, RatePerSecond: e.RatePerSecond, Burst: e.Burst}, s.tel, s.logger)
 	s.sinks = fanout{s.agg, s.errors}
-	if r := s.cfg.Processors.Recommend; r.Enabled {
+	if r := s.cfg.Processors.Recommend; s.recommendationsOn() {
 		s.recommend, err = recommend.New(recommend.Config{
 			Window: r.Window, RecomputeEvery: r.RecomputeEvery, TargetFalseTimeout: r.TargetFalseTimeout,
 		}, s.logger.With("component", "recommend"), s.reg)
@@ -157,17 +157,17 @@ func (f traceFanout) ConsumeTraces(ctx context.Context, td ptrace.Traces) error 
 func (s *Server) buildComponents(ctx context.Context) error {
 	r := s.cfg.Receivers
 	if r.EnvoyALS.Enabled {
-		envoyals.New(r.EnvoyALS.Config, s.queue, s.tel, s.logger).Register(s.grpcServer)
+		envoyals.New(r.EnvoyALS.Config, s.tenantCalls(s.queue), s.tel, s.logger).Register(s.grpcServer)
 	}
 	if r.MeshReport.Enabled {
-		meshreport.New(meshreport.Config{MaxMetricsPerMessage: r.MeshReport.MaxMetricsPerMessage}, s.queue, s.tel, s.logger).Register(s.grpcServer)
+		meshreport.New(meshreport.Config{MaxMetricsPerMessage: r.MeshReport.MaxMetricsPerMessage}, s.tenantCalls(s.queue), s.tel, s.logger).Register(s.grpcServer)
 	}
 	if r.EnvoyMetrics.Enabled {
 		mc := envoymetrics.Config{MaxSeriesPerProxy: r.EnvoyMetrics.MaxSeriesPerProxy, MaxSeriesTotal: r.EnvoyMetrics.MaxSeriesTotal}
 		if !r.EnvoyMetrics.IstioMetricNames {
 			mc.CustomNamespaces = []string{} // keep the envoy_istiocustom_ prefix
 		}
-		envoymetrics.New(mc, s.app, s.tel, s.logger).Register(s.grpcServer)
+		envoymetrics.New(mc, s.tenantAppendable(s.app), s.tel, s.logger).Register(s.grpcServer)
 	}
 
 	// Traces.
@@ -180,7 +180,7 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		return fmt.Errorf("processors.trace_sampling: %w", err)
 	}
 	s.spans = spancalls.New(spancalls.Config{}, spanOrigin{s.queue}, s.agg, s.tel, s.logger.With("component", "spancalls"))
-	traces := traceFanout{derive: s.spans, store: sampler, tel: s.tel}
+	traces := s.tenantTraces(traceFanout{derive: s.spans, store: sampler, tel: s.tel})
 
 	zipkinMux := s.extraMux("zipkin")
 	if r.Zipkin.Enabled {
@@ -193,6 +193,7 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		o := otlp.New(oc, traces, s.tel, s.logger)
 		o.Register(s.extraMux("otlp_http"))
 		opts := append(oc.GRPCServerOptions(), grpc.MaxConcurrentStreams(uint32(s.cfg.Pipeline.MaxConcurrentStreams)))
+		opts = append(opts, s.tenantGRPCOptions()...)
 		if r := s.tls["otlp_grpc"]; r != nil {
 			opts = append(opts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
 		}
@@ -205,7 +206,7 @@ func (s *Server) buildComponents(ctx context.Context) error {
 
 	// Query APIs.
 	prom := promapi.New(promapi.Options{
-		Queryable:    security.LimitSeries(s.queryable, s.cfg.Query.MaxSeries),
+		Queryable:    security.LimitSeries(s.tenantQueryable(s.queryable), s.cfg.Query.MaxSeries),
 		Logger:       s.logger.With("component", "promapi"),
 		Registerer:   s.reg,
 		QueryTimeout: s.cfg.Query.Timeout,
@@ -227,16 +228,16 @@ func (s *Server) buildComponents(ctx context.Context) error {
 	s.closers = append(s.closers, func(context.Context) error { return prom.Close() })
 	topology.New(topology.Options{
 		Engine:    prom.Engine(),
-		Queryable: s.queryable,
+		Queryable: s.tenantQueryable(s.queryable),
 		Logger:    s.logger.With("component", "topology"),
 	}).Register(s.mux)
-	jaegerapi.New(store, s.logger).Register(s.mux)
+	jaegerapi.New(s.tenantTraceReader(store), s.logger).Register(s.mux)
 	// Jaeger v2 can use meshlens as its storage (remote storage API v2).
-	remotestorage.New(store, s.logger).Register(s.grpcServer)
-	zk := zipkinapi.New(store, autocompleteKeys, s.logger)
+	remotestorage.New(s.tenantTraceReader(store), s.logger).Register(s.grpcServer)
+	zk := zipkinapi.New(s.tenantTraceReader(store), autocompleteKeys, s.logger)
 	zk.Register(s.mux)
 	zk.Register(zipkinMux)
-	errorapi.New(s.errors, s.logger).Register(s.mux)
+	errorapi.New(s.tenantErrors(s.errors), s.logger).Register(s.mux)
 	if s.recommend != nil {
 		recommendapi.New(s.recommend, s.logger).Register(s.mux)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/meshlens/meshlens/processors/tracesampling"
 	"github.com/meshlens/meshlens/receivers/envoyals"
 	"github.com/meshlens/meshlens/server/security"
+	"github.com/meshlens/meshlens/server/tenancy"
 	"github.com/meshlens/meshlens/storage/downsample"
 	"github.com/meshlens/meshlens/storage/metricstore"
 	"github.com/meshlens/meshlens/storage/remotewrite"
@@ -44,8 +45,10 @@ type Config struct {
 	Query      QueryConfig      `yaml:"query"`
 	// Auth protects the HTTP query API and UI (docs/security.md).
 	Auth security.AuthConfig `yaml:"auth"`
-	Demo DemoConfig          `yaml:"demo"`
-	Log  LogConfig           `yaml:"log"`
+	// MultiTenancy isolates tenants by a header (docs/security.md).
+	MultiTenancy tenancy.Config `yaml:"multi_tenancy"`
+	Demo         DemoConfig     `yaml:"demo"`
+	Log          LogConfig      `yaml:"log"`
 }
 
 // ListenConfig holds every listener address. An empty address turns the
@@ -318,10 +321,11 @@ func DefaultConfig() Config {
 			OTLP:         HTTPReceiverConfig{Enabled: true, MaxRequestBytes: 16 << 20},
 			Jaeger:       JaegerConfig{Enabled: true, MaxSpansPerBatch: 10000},
 		},
-		Query: QueryConfig{Timeout: 2 * time.Minute, MaxSamples: 50_000_000, MaxSeries: 1_000_000},
-		Auth:  security.AuthConfig{PermissionsClaim: "scope"},
-		Demo:  DemoConfig{Rate: 20, Seed: 1},
-		Log:   LogConfig{Level: "info", Format: "text"},
+		Query:        QueryConfig{Timeout: 2 * time.Minute, MaxSamples: 50_000_000, MaxSeries: 1_000_000},
+		Auth:         security.AuthConfig{PermissionsClaim: "scope"},
+		MultiTenancy: tenancy.DefaultConfig(),
+		Demo:         DemoConfig{Rate: 20, Seed: 1},
+		Log:          LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -452,6 +456,9 @@ func (c Config) Validate() error {
 	}
 	if c.Query.Timeout <= 0 {
 		errs = append(errs, errors.New("query.timeout: must be positive"))
+	}
+	if err := c.MultiTenancy.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Query.MaxSeries < 0 {
 		errs = append(errs, errors.New("query.max_series: must not be negative (0 = no cap)"))

@@ -189,6 +189,7 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 		}, s.agg.Sync, cfg.Pipeline.AckTimeout, s.reg)
 		grpcOpts = append(grpcOpts, grpc.ChainStreamInterceptor(ack.StreamInterceptor))
 	}
+	grpcOpts = append(grpcOpts, s.tenantGRPCOptions()...)
 	s.grpcServer = grpc.NewServer(grpcOpts...)
 	if err := s.buildComponents(ctx); err != nil {
 		return nil, err
@@ -222,6 +223,9 @@ func (s *Server) loadTLS() error {
 // protect adds the common response headers and, when auth is configured,
 // the permission check rule asks for.
 func (s *Server) protect(h http.Handler, rule security.Rule) http.Handler {
+	// The tenant is resolved after authentication: a request without a
+	// credential gets 401 for that first.
+	h = s.tenantHTTP(h)
 	if s.auth != nil {
 		h = s.auth.Middleware(h, rule)
 	}

@@ -435,12 +435,28 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 	default:
 		return nil
 	}
-	backoff := ms(e.cfg.Backoff)
+	rate := float64(es.c.total) / es.window.Seconds()
 	idemShare := 0.0
 	if n := es.c.idem + es.c.nonIdem; n > 0 {
 		idemShare = float64(es.c.idem) / float64(n)
 	}
 	idem := idemShare >= 0.99
+	fit, maxR := 0.0, 1
+	if t != nil {
+		// A retry is useful only if, after the mean jittered wait (half the
+		// base), a median attempt still ends within the route timeout.
+		fit = 2 * (t.Recommended.TimeoutMs - ms(es.p50))
+		if idem {
+			maxR = e.cfg.MaxRetries
+		}
+	}
+	backoff, worst, fits := e.retryBackoff(rate, maxR, fit)
+	if !fits && maxR > 1 {
+		// One retry per request doubles load at worst, where two triple
+		// it: on a quiet edge that may stay within the floor.
+		maxR = 1
+		backoff, worst, fits = e.retryBackoff(rate, maxR, fit)
+	}
 	set := &Setting{RetryBudgetPercent: e.cfg.RetryBudgetPercent, MinRetryConcurrency: e.cfg.MinRetryConcurrency, BackoffMs: backoff}
 	var why strings.Builder
 	if t == nil {
@@ -452,12 +468,18 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 		}
 		fmt.Fprintf(&why, "%d of %d requests in the window failed in ways a retry can fix; with too few samples to set a timeout (and so a per-try timeout) safely, retry once on fast failures only (%s). ",
 			retriable, es.c.total, set.RetryOn)
+	} else if T := t.Recommended.TimeoutMs; !fits {
+		// The backoff that keeps the budget's floor at its share of this
+		// edge's traffic does not fit in the route timeout: a typical retry
+		// would end after the caller has given up, so it could only add load.
+		set.Retries, set.Disabled = 0, true
+		fmt.Fprintf(&why, "No retries: at %.1f req/s, keeping Envoy's retry budget (at least %d concurrent retry) within %.0f%% of requests or %.0f retries/s needs a %.0f ms backoff; half of it (the mean jittered wait) plus the %.1f ms median does not fit in the %.1f ms route timeout. ",
+			rate, e.cfg.MinRetryConcurrency, e.cfg.RetryBudgetPercent, e.cfg.MinRetriesPerSecond, backoff, ms(es.p50), T)
 	} else if idem {
-		T := t.Recommended.TimeoutMs
 		set.RetryOn = "connect-failure,refused-stream,unavailable,cancelled,reset,503"
 		perTry := roundUpMs(ms(es.perTry))
 		r := int(math.Floor((T - perTry) / (perTry + backoff)))
-		r = min(max(r, 0), e.cfg.MaxRetries)
+		r = min(max(r, 0), maxR)
 		if r > 0 {
 			set.Retries, set.PerTryTimeoutMs = r, perTry
 			fmt.Fprintf(&why, "Requests are idempotent (%.0f%%): retry up to %d× with a %.1f ms per-try timeout (p%g), which with %.0f ms backoff fits in the %.1f ms route timeout. ",
@@ -487,9 +509,11 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 	if er := errRate(&es.c); er > 0.5 {
 		fmt.Fprintf(&why, "%.0f%% of requests fail: retries cannot help and the budget keeps them from amplifying the outage. ", 100*er)
 	}
-	fmt.Fprintf(&why, "A retry budget of %.0f%% of requests (at least %d concurrent) bounds amplification to %.2f×.",
-		e.cfg.RetryBudgetPercent, e.cfg.MinRetryConcurrency, 1+e.cfg.RetryBudgetPercent/100)
-	rate := float64(es.c.total) / es.window.Seconds()
+	if set.Retries > 0 {
+		worst = min(worst, rate*float64(set.Retries))
+		fmt.Fprintf(&why, "Envoy's retry budget (DestinationRule retryBudget: %.0f%% of active requests, at least %d concurrent retry) with a %.1f ms backoff: a retry holds its budget slot through its backoff (%.1f ms on average), so when the destination fails fast at this edge's %.1f req/s at most %.1f retries/s get through (%.2f attempts per request).",
+			e.cfg.RetryBudgetPercent, e.cfg.MinRetryConcurrency, backoff, backoff/2, rate, worst, 1+worst/math.Max(rate, 1e-9))
+	}
 	if t != nil && idem && es.p50 > 0 && float64(es.p99)/float64(es.p50) >= 5 && rate < e.cfg.HedgeMaxRate {
 		set.HedgeAfterMs = roundUpMs(ms(es.p95))
 		fmt.Fprintf(&why, " The tail is long (p99/p50 = %.1f) and load low (%.1f req/s): hedging a second request after %.0f ms (p95) would cut tail latency for about 5%% extra load.",
@@ -510,6 +534,42 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 		r.Current.RetryBudgetPercent, r.Current.MinRetryConcurrency = p.RetryBudgetPercent, p.MinRetryConcurrency
 	}
 	return r
+}
+
+// retryBackoff picks the retry base interval for an edge carrying rate
+// req/s with up to retries retries per request, and returns it with the
+// most retries per second that can get through when the destination fails
+// every request fast; fits is false if that needs a backoff longer than
+// fitMs (0: no limit).
+//
+// Envoy's retry budget bounds concurrent retries: a retry may start while
+// fewer than max(budget% × active requests, min_retry_concurrency) are in
+// progress, and it holds its slot from the moment it is scheduled, through
+// the jittered backoff (uniform in [0, base] for the first retry), until its
+// attempt ends. When a downstream fails fast, few requests are active and
+// only the floor binds; by Little's law the floor then admits at most
+// min_retry_concurrency / (base/2) retries per second whatever the budget
+// percentage says. Envoy's default 25 ms base lets one concurrent retry
+// through 80 times a second: 2× amplification on any edge under 80 req/s.
+// So the base grows until the floor's rate is within the budget share of
+// the edge's traffic, or MinRetriesPerSecond, whichever is larger. The
+// price is recovery latency: a request a retry rescues waits base/2 longer
+// on average. An edge so quiet that retrying every request stays within
+// MinRetriesPerSecond keeps Envoy's default base (shortened to fit).
+func (e *Engine) retryBackoff(rate float64, retries int, fitMs float64) (backoffMs, worst float64, fits bool) {
+	allowed := math.Max(e.cfg.RetryBudgetPercent/100*rate, e.cfg.MinRetriesPerSecond)
+	def := ms(e.cfg.Backoff)
+	if fitMs > 0 {
+		def = math.Min(def, fitMs)
+	}
+	def = math.Max(def, 1)
+	all := rate * float64(retries)
+	if all <= allowed {
+		return roundUpMs(def), all, true
+	}
+	need := roundUpMs(2 * float64(e.cfg.MinRetryConcurrency) / allowed * 1000)
+	backoffMs = math.Max(need, def)
+	return backoffMs, math.Min(all, 2*float64(e.cfg.MinRetryConcurrency)/(backoffMs/1000)), fitMs <= 0 || backoffMs <= fitMs
 }
 
 // budgetOf is the full wait a retry/timeout pair allows.

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+	istionet "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	"sigs.k8s.io/yaml"
@@ -202,6 +203,11 @@ func (c *CurrentConfig) addVirtualService(doc []byte, file string) error {
 func (c *CurrentConfig) addVS(vs *networkingv1.VirtualService, file string) {
 	res := vs.Namespace + "/" + vs.Name
 	for _, r := range vs.Spec.GetHttp() {
+		if pathScoped(r) {
+			// A route for some paths only (an endpoint's) does not say what
+			// the service's other requests get.
+			continue
+		}
 		for _, d := range r.GetRoute() {
 			host := d.GetDestination().GetHost()
 			if host == "" {
@@ -227,6 +233,21 @@ func (c *CurrentConfig) addVS(vs *networkingv1.VirtualService, file string) {
 			c.Routes[k] = rs
 		}
 	}
+}
+
+// pathScoped reports whether every match of r constrains the URI or the
+// method, so that the route applies to some of a caller's requests only.
+func pathScoped(r *istionet.HTTPRoute) bool {
+	ms := r.GetMatch()
+	if len(ms) == 0 {
+		return false
+	}
+	for _, m := range ms {
+		if m.GetUri() == nil && m.GetMethod() == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *CurrentConfig) addDestinationRule(doc []byte, file string) error {

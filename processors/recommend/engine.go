@@ -49,8 +49,15 @@ type Config struct {
 	KneeErrorRate float64
 	// RetryBudgetPercent caps retries as a share of requests (default 20).
 	RetryBudgetPercent float64
-	// MinRetryConcurrency is the retry budget's floor (default 3).
+	// MinRetryConcurrency is the retry budget's floor (default 1, the
+	// lowest Istio expresses; Envoy's own default of 3 lets a fast-failing
+	// outage through nearly unbudgeted, see retryBackoff).
 	MinRetryConcurrency int
+	// MinRetriesPerSecond is the retry rate the budget's floor may admit on
+	// low-traffic edges, where the budget percentage of requests would be
+	// less than this (default 10, 20% of 50 req/s). It sets the retry
+	// backoff there.
+	MinRetriesPerSecond float64
 	// MaxRetries caps recommended retries (default 2).
 	MaxRetries int
 	// Backoff is the retry base interval (default 25ms, Envoy's).
@@ -103,9 +110,10 @@ func (c Config) withDefaults() Config {
 	deff(&c.KneeErrorRate, 0.02)
 	deff(&c.RetryBudgetPercent, 20)
 	deff(&c.HedgeMaxRate, 20)
+	deff(&c.MinRetriesPerSecond, 10)
 	deff(&c.ChangeThreshold, 0.1)
 	defi(&c.MinTailSamples, 50)
-	defi(&c.MinRetryConcurrency, 3)
+	defi(&c.MinRetryConcurrency, 1)
 	defi(&c.MaxRetries, 2)
 	defi(&c.MaxEdges, 20000)
 	defi(&c.MaxServices, 5000)

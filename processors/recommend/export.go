@@ -41,8 +41,13 @@ type destPlan struct {
 	timeout map[string]*Recommendation // by source
 	retry   map[string]*Recommendation
 	limit   *Recommendation
-	p99Ms   float64
-	outlier bool
+	// Per endpoint: timeouts and retries by source then endpoint, limits
+	// by endpoint.
+	epTimeout map[string]map[string]*Recommendation
+	epRetry   map[string]map[string]*Recommendation
+	epLimit   map[string]*Recommendation
+	p99Ms     float64
+	outlier   bool
 }
 
 func plans(recs []Recommendation) []*destPlan {
@@ -50,7 +55,8 @@ func plans(recs []Recommendation) []*destPlan {
 	get := func(s string) *destPlan {
 		p := m[s]
 		if p == nil {
-			p = &destPlan{svc: s, timeout: map[string]*Recommendation{}, retry: map[string]*Recommendation{}}
+			p = &destPlan{svc: s, timeout: map[string]*Recommendation{}, retry: map[string]*Recommendation{},
+				epTimeout: map[string]map[string]*Recommendation{}, epRetry: map[string]map[string]*Recommendation{}, epLimit: map[string]*Recommendation{}}
 			m[s] = p
 		}
 		return p
@@ -70,6 +76,12 @@ func plans(recs []Recommendation) []*destPlan {
 			}
 		case r.Kind == KindRateLimit && r.Edge == nil:
 			get(r.Service).limit = r
+		case r.Kind == KindTimeout && r.Edge != nil:
+			addEp(get(r.Edge.Destination).epTimeout, r)
+		case r.Kind == KindRetry && r.Edge != nil:
+			addEp(get(r.Edge.Destination).epRetry, r)
+		case r.Kind == KindRateLimit && r.Edge != nil && r.Edge.Endpoint != "":
+			get(r.Service).epLimit[r.Edge.Endpoint] = r
 		}
 	}
 	out := make([]*destPlan, 0, len(m))
@@ -78,6 +90,15 @@ func plans(recs []Recommendation) []*destPlan {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].svc < out[j].svc })
 	return out
+}
+
+func addEp(m map[string]map[string]*Recommendation, r *Recommendation) {
+	bySrc := m[r.Edge.Source]
+	if bySrc == nil {
+		bySrc = map[string]*Recommendation{}
+		m[r.Edge.Source] = bySrc
+	}
+	bySrc[r.Edge.Endpoint] = r
 }
 
 func httpRetry(r *Recommendation) *istionet.HTTPRetry {
@@ -122,20 +143,26 @@ func RenderIstioYAML(recs []Recommendation) ([]byte, error) {
 	for _, p := range plans(recs) {
 		name, ns := splitName(p.svc)
 		host := fqdn(p.svc)
-		if len(p.timeout) > 0 || len(p.retry) > 0 {
+		if len(p.timeout) > 0 || len(p.retry) > 0 || len(p.epTimeout) > 0 || len(p.epRetry) > 0 {
 			vs := &networkingv1.VirtualService{
 				TypeMeta:   metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "VirtualService"},
 				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/managed-by": "meshlens"}},
 			}
 			vs.Spec.Hosts = []string{host}
-			srcs := make([]string, 0, len(p.timeout)+len(p.retry))
-			for s := range p.timeout {
-				srcs = append(srcs, s)
-			}
-			for s := range p.retry {
-				if p.timeout[s] == nil {
-					srcs = append(srcs, s)
+			seen := map[string]bool{}
+			for _, m := range []map[string]*Recommendation{p.timeout, p.retry} {
+				for s := range m {
+					seen[s] = true
 				}
+			}
+			for _, m := range []map[string]map[string]*Recommendation{p.epTimeout, p.epRetry} {
+				for s := range m {
+					seen[s] = true
+				}
+			}
+			srcs := make([]string, 0, len(seen))
+			for s := range seen {
+				srcs = append(srcs, s)
 			}
 			sort.Strings(srcs)
 			var maxT float64
@@ -153,6 +180,13 @@ func RenderIstioYAML(recs []Recommendation) ([]byte, error) {
 					continue
 				}
 				sn, _ := splitName(s)
+				// Endpoint routes first: Istio takes the first route that
+				// matches, and the caller's route matches all its paths.
+				epRoutes, skipped := endpointRoutes(sn, host, p.epTimeout[s], p.epRetry[s], p.retry[s])
+				vs.Spec.Http = append(vs.Spec.Http, epRoutes...)
+				for _, sk := range skipped {
+					fmt.Fprintf(&buf, "# %s → %s: %s; no endpoint route written\n", s, p.svc, sk)
+				}
 				vs.Spec.Http = append(vs.Spec.Http, &istionet.HTTPRoute{
 					Name:    "from-" + sn,
 					Match:   []*istionet.HTTPMatchRequest{{SourceLabels: map[string]string{"app": sn}}},
@@ -212,7 +246,7 @@ func RenderIstioYAML(recs []Recommendation) ([]byte, error) {
 			}
 		}
 		if p.limit != nil && p.limit.Recommended.RatePerSecond > 0 {
-			ef, err := localRateLimit(name, ns, p.limit.Recommended)
+			ef, err := localRateLimit(name, ns, p.limit.Recommended, p.epLimit, &buf)
 			if err != nil {
 				return nil, err
 			}
@@ -236,25 +270,61 @@ func tokenBucket(s *Setting) (tokens int, interval string, maxTokens int) {
 	return tokens, interval, max(s.Burst, tokens)
 }
 
-func localRateLimit(name, ns string, s *Setting) (*networkingv1alpha3.EnvoyFilter, error) {
+// endpointDescriptorKey is the rate-limit descriptor key naming an
+// endpoint in the exported local rate limit.
+const endpointDescriptorKey = "meshlens_endpoint"
+
+func bucket(s *Setting) map[string]any {
 	tokens, interval, maxTokens := tokenBucket(s)
+	return map[string]any{"max_tokens": maxTokens, "tokens_per_fill": tokens, "fill_interval": interval}
+}
+
+// localRateLimit renders the service's local rate limit: the service-wide
+// token bucket, and per endpoint a descriptor with its own bucket, selected
+// by rate-limit actions on the filter itself (LocalRateLimit.rate_limits),
+// so no route of the inbound listener has to be patched. A request to a
+// limited endpoint takes a token from its endpoint's bucket and from the
+// service's (always_consume_default_token_bucket defaults to true).
+// Endpoint names that cannot be matched are reported as comments in w.
+func localRateLimit(name, ns string, s *Setting, eps map[string]*Recommendation, w *bytes.Buffer) (*networkingv1alpha3.EnvoyFilter, error) {
 	pct := map[string]any{"default_value": map[string]any{"numerator": 100, "denominator": "HUNDRED"}}
-	value, err := structpb.NewStruct(map[string]any{
-		"name": "envoy.filters.http.local_ratelimit",
-		"typed_config": map[string]any{
-			"@type":       "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-			"stat_prefix": "http_local_rate_limiter",
-			"token_bucket": map[string]any{
-				"max_tokens": maxTokens, "tokens_per_fill": tokens, "fill_interval": interval,
-			},
-			"filter_enabled":  mergeKey(pct, "runtime_key", "local_rate_limit_enabled"),
-			"filter_enforced": mergeKey(pct, "runtime_key", "local_rate_limit_enforced"),
-			"response_headers_to_add": []any{map[string]any{
-				"append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-				"header":        map[string]any{"key": "x-local-rate-limit", "value": "true"},
-			}},
-		},
-	})
+	cfg := map[string]any{
+		"@type":           "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+		"stat_prefix":     "http_local_rate_limiter",
+		"token_bucket":    bucket(s),
+		"filter_enabled":  mergeKey(pct, "runtime_key", "local_rate_limit_enabled"),
+		"filter_enforced": mergeKey(pct, "runtime_key", "local_rate_limit_enforced"),
+		"response_headers_to_add": []any{map[string]any{
+			"append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+			"header":        map[string]any{"key": "x-local-rate-limit", "value": "true"},
+		}},
+	}
+	names := make([]string, 0, len(eps))
+	for ep := range eps {
+		names = append(names, ep)
+	}
+	sort.Strings(names)
+	var descs, actions []any
+	for _, ep := range names {
+		r := eps[ep]
+		if r.Recommended == nil || r.Recommended.RatePerSecond <= 0 {
+			continue
+		}
+		m, err := parseEndpoint(ep)
+		if err != nil {
+			fmt.Fprintf(w, "# %s.%s: %s; no endpoint rate limit written\n", name, ns, err)
+			continue
+		}
+		descs = append(descs, map[string]any{
+			"entries":      []any{map[string]any{"key": endpointDescriptorKey, "value": ep}},
+			"token_bucket": bucket(r.Recommended),
+		})
+		actions = append(actions, m.rateLimitAction(endpointDescriptorKey, ep))
+	}
+	if len(descs) > 0 {
+		cfg["descriptors"], cfg["rate_limits"] = descs, actions
+	}
+	value, err := structpb.NewStruct(map[string]any{"name": "envoy.filters.http.local_ratelimit", "typed_config": cfg})
 	if err != nil {
 		return nil, fmt.Errorf("render local rate limit for %s.%s: %w", name, ns, err)
 	}

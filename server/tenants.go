@@ -1,0 +1,106 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/prometheus/storage"
+	"google.golang.org/grpc"
+
+	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/query/errorapi"
+	"github.com/meshlens/meshlens/server/tenancy"
+	"github.com/meshlens/meshlens/storage/tracestore"
+)
+
+// Multi-tenancy wiring (docs/security.md). Each helper returns its argument
+// unchanged while multi_tenancy is off, so the rest of the wiring reads the
+// same either way.
+
+func (s *Server) tenancy() *tenancy.Tenancy {
+	if !s.cfg.MultiTenancy.Enabled {
+		return nil
+	}
+	// Validate ran on the configuration; an error here cannot happen, and
+	// a nil resolver would turn isolation off, so fail loudly instead.
+	t, err := tenancy.New(s.cfg.MultiTenancy)
+	if err != nil {
+		panic("multi_tenancy: " + err.Error())
+	}
+	return t
+}
+
+// tenantHTTP resolves the tenant of every request that reads or writes
+// tenant data on an HTTP port.
+func (s *Server) tenantHTTP(h http.Handler) http.Handler {
+	if t := s.tenancy(); t != nil {
+		return t.Middleware(h, tenancy.HTTPRule)
+	}
+	return h
+}
+
+// tenantGRPCOptions resolve the tenant of every gRPC call but health checks.
+func (s *Server) tenantGRPCOptions() []grpc.ServerOption {
+	t := s.tenancy()
+	if t == nil {
+		return nil
+	}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(t.UnaryInterceptor(tenancy.DefaultGRPCRule)),
+		grpc.ChainStreamInterceptor(t.StreamInterceptor(tenancy.DefaultGRPCRule)),
+	}
+}
+
+func (s *Server) tenantCalls(c pipeline.CallConsumer) pipeline.CallConsumer {
+	if s.cfg.MultiTenancy.Enabled {
+		return tenancy.StampCalls(c)
+	}
+	return c
+}
+
+func (s *Server) tenantTraces(c pipeline.TraceConsumer) pipeline.TraceConsumer {
+	if s.cfg.MultiTenancy.Enabled {
+		return tenancy.StampTraces(c)
+	}
+	return c
+}
+
+func (s *Server) tenantAppendable(a storage.Appendable) storage.Appendable {
+	if s.cfg.MultiTenancy.Enabled {
+		return tenancy.Appendable(a)
+	}
+	return a
+}
+
+func (s *Server) tenantQueryable(q storage.Queryable) storage.Queryable {
+	if s.cfg.MultiTenancy.Enabled {
+		return tenancy.Queryable(q)
+	}
+	return q
+}
+
+func (s *Server) tenantTraceReader(r tracestore.Reader) tracestore.Reader {
+	if s.cfg.MultiTenancy.Enabled {
+		return tenancy.Reader(r)
+	}
+	return r
+}
+
+func (s *Server) tenantErrors(src errorapi.Source) errorapi.Source {
+	if s.cfg.MultiTenancy.Enabled {
+		return tenancy.Errors(src)
+	}
+	return src
+}
+
+// recommendationsOn: recommendations are computed over every call, whoever
+// sent it, so they are off while tenants are isolated.
+func (s *Server) recommendationsOn() bool {
+	if !s.cfg.Processors.Recommend.Enabled {
+		return false
+	}
+	if s.cfg.MultiTenancy.Enabled {
+		s.logger.Warn("processors.recommendations is off: recommendations are not per tenant and multi_tenancy is on")
+		return false
+	}
+	return true
+}
