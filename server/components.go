@@ -102,10 +102,16 @@ func (s *Server) buildProcessors() error {
 		return err
 	}
 	s.procs = []pipeline.CallProcessor{id, ep}
+	s.sinks = fanout{s.agg}
+	if s.flags.Mode == ModeCollector {
+		// Error records and recommendations live in this process's memory
+		// for its own APIs, which a collector does not serve.
+		return nil
+	}
 
 	e := s.cfg.Processors.Errors
 	s.errors = errorlog.New(errorlog.Config{Capacity: e.Capacity, RatePerSecond: e.RatePerSecond, Burst: e.Burst}, s.tel, s.logger)
-	s.sinks = fanout{s.agg, s.errors}
+	s.sinks = append(s.sinks, s.errors)
 	if r := s.cfg.Processors.Recommend; s.recommendationsOn() {
 		s.recommend, err = recommend.New(recommend.Config{
 			Window: r.Window, RecomputeEvery: r.RecomputeEvery, TargetFalseTimeout: r.TargetFalseTimeout,
@@ -204,7 +210,18 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		jaeger.New(jaeger.Config{MaxSpansPerBatch: r.Jaeger.MaxSpansPerBatch}, traces, s.tel, s.logger).Register(s.grpcServer)
 	}
 
-	// Query APIs.
+	if s.flags.Mode == ModeCollector {
+		if s.cfg.Storage.Traces.Backend == "pebble" {
+			s.logger.Warn("collector mode: spans go to this collector's own Pebble store, which no query node reads; use storage.traces.backend: cassandra (docs/scaleout.md)")
+		}
+		return nil
+	}
+	return s.buildQueryAPIs(store)
+}
+
+// buildQueryAPIs registers the query APIs and the UI. store is nil on a
+// query node without a shared trace store: the trace APIs then answer 503.
+func (s *Server) buildQueryAPIs(store tracestore.Store) error {
 	prom := promapi.New(promapi.Options{
 		Queryable:    security.LimitSeries(s.tenantQueryable(s.queryable), s.cfg.Query.MaxSeries),
 		Logger:       s.logger.With("component", "promapi"),
@@ -231,15 +248,26 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		Queryable: s.tenantQueryable(s.queryable),
 		Logger:    s.logger.With("component", "topology"),
 	}).Register(s.mux)
-	jaegerapi.New(s.tenantTraceReader(store), s.logger).Register(s.mux)
-	// Jaeger v2 can use meshlens as its storage (remote storage API v2).
-	remotestorage.New(s.tenantTraceReader(store), s.logger).Register(s.grpcServer)
-	zk := zipkinapi.New(s.tenantTraceReader(store), autocompleteKeys, s.logger)
-	zk.Register(s.mux)
-	zk.Register(zipkinMux)
-	errorapi.New(s.tenantErrors(s.errors), s.logger).Register(s.mux)
+	if store != nil {
+		jaegerapi.New(s.tenantTraceReader(store), s.logger).Register(s.mux)
+		// Jaeger v2 can use meshlens as its storage (remote storage API v2).
+		remotestorage.New(s.tenantTraceReader(store), s.logger).Register(s.grpcServer)
+		zk := zipkinapi.New(s.tenantTraceReader(store), autocompleteKeys, s.logger)
+		zk.Register(s.mux)
+		zk.Register(s.extraMux("zipkin"))
+	} else {
+		registerNoTraces(s.mux)
+	}
+	if s.errors != nil {
+		errorapi.New(s.tenantErrors(s.errors), s.logger).Register(s.mux)
+	} else {
+		s.mux.Handle("GET /api/meshlens/v1/errors", unavailable(meshlensError, inMemoryOnly))
+	}
 	if s.recommend != nil {
 		recommendapi.New(s.recommend, s.logger).Register(s.mux)
+	} else if s.flags.Mode == ModeQuery {
+		s.mux.Handle("GET "+recommendapi.Base+"/", unavailable(meshlensError, inMemoryOnly))
+		s.mux.Handle("GET "+recommendapi.Base, unavailable(meshlensError, inMemoryOnly))
 	}
 	ui.Register(s.mux)
 	return nil
@@ -375,7 +403,9 @@ func (s *Server) startBackground(ctx context.Context) error {
 			return fmt.Errorf("processors.kubernetes: %w", err)
 		}
 	}
-	s.goBackground(func() { s.spans.Run(ctx) })
+	if s.spans != nil {
+		s.goBackground(func() { s.spans.Run(ctx) })
+	}
 	if s.recommend != nil {
 		s.goBackground(func() {
 			if err := s.recommend.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

@@ -49,6 +49,9 @@ type Config struct {
 	MultiTenancy tenancy.Config `yaml:"multi_tenancy"`
 	Demo         DemoConfig     `yaml:"demo"`
 	Log          LogConfig      `yaml:"log"`
+	// Collector names this process when it runs as `meshlens collector`
+	// (docs/scaleout.md).
+	Collector CollectorConfig `yaml:"collector"`
 }
 
 // ListenConfig holds every listener address. An empty address turns the
@@ -105,6 +108,9 @@ type StorageConfig struct {
 	// RemoteWrite sends every stored sample on to Prometheus remote-write
 	// receivers (Prometheus, Mimir, VictoriaMetrics, Thanos receive).
 	RemoteWrite remotewrite.Config `yaml:"remote_write"`
+	// RemoteRead is where `meshlens query` reads the metrics collectors
+	// remote-write (docs/scaleout.md).
+	RemoteRead RemoteReadConfig `yaml:"remote_read"`
 }
 
 // MetricsStorageConfig bounds the embedded TSDB.
@@ -295,6 +301,7 @@ func DefaultConfig() Config {
 			Metrics: MetricsStorageConfig{Retention: 7 * 24 * time.Hour, Downsample: downsample.DefaultConfig()},
 			Traces: TraceStorageConfig{Backend: "pebble", Retention: 72 * time.Hour, MaxBytes: 10 << 30,
 				Cassandra: CassandraStorageConfig{Keyspace: "meshlens", Consistency: "LOCAL_QUORUM", Timeout: 5 * time.Second}},
+			RemoteRead: RemoteReadConfig{Timeout: time.Minute},
 		},
 		Pipeline: PipelineConfig{
 			QueueCapacity:        1024,
@@ -485,6 +492,8 @@ func (c Config) Validate() error {
 // Flags are the command-line options of `meshlens serve` that are not
 // configuration fields.
 type Flags struct {
+	// Mode is the command: serve (all-in-one), collector or query.
+	Mode             Mode
 	ConfigFile       string
 	Demo             bool
 	StaticIdentities string
@@ -494,8 +503,14 @@ type Flags struct {
 // the config file, MESHLENS_* environment variables and flags, in that
 // order, and validates it.
 func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, Flags, error) {
-	var fl Flags
-	fs := flag.NewFlagSet("meshlens serve", flag.ContinueOnError)
+	return LoadModeConfig(ModeAll, args, environ, stderr)
+}
+
+// LoadModeConfig is LoadConfig for `meshlens <mode>`; it also checks what
+// the mode needs (ValidateMode).
+func LoadModeConfig(mode Mode, args []string, environ []string, stderr io.Writer) (Config, Flags, error) {
+	fl := Flags{Mode: mode}
+	fs := flag.NewFlagSet("meshlens "+string(mode), flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&fl.ConfigFile, "config", "", "YAML configuration file (see deploy/meshlens.yaml)")
 	fs.BoolVar(&fl.Demo, "demo", false, "also generate Bookinfo demo traffic against this server")
@@ -530,7 +545,7 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, Flag
 	if fl.StaticIdentities != "" {
 		cfg.Processors.Identity.StaticIdentities = fl.StaticIdentities
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), cfg.ValidateMode(mode)); err != nil {
 		return Config{}, fl, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return cfg, fl, nil

@@ -109,6 +109,13 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	}()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.tel = pipeline.NewTelemetry(s.reg)
+	if flags.Mode == ModeQuery {
+		if err := s.newQueryNode(); err != nil {
+			return nil, err
+		}
+		s.routes()
+		return s, nil
+	}
 
 	s.metrics, err = metricstore.Open(cfg.MetricStore(), logger, s.reg)
 	if err != nil {
@@ -117,7 +124,8 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	s.closers = append(s.closers, func(context.Context) error { return s.metrics.Close() })
 
 	s.queryable = s.metrics
-	if ds := cfg.Storage.Metrics.Downsample; ds.Enabled && len(ds.Levels) > 0 {
+	// A collector serves no queries: its TSDB is only the remote-write WAL.
+	if ds := cfg.Storage.Metrics.Downsample; ds.Enabled && len(ds.Levels) > 0 && flags.Mode != ModeCollector {
 		s.downsample, err = downsample.Open(ds, filepath.Join(cfg.Storage.Path, "metrics-downsampled"), s.metrics,
 			cfg.Storage.Metrics.Retention, logger, s.reg)
 		if err != nil {
@@ -133,7 +141,11 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	}
 	s.app = s.metrics
 	if len(cfg.Storage.RemoteWrite.Targets) > 0 {
-		rw, err := remotewrite.New(cfg.Storage.RemoteWrite, cfg.MetricStore().Path, logger, s.reg)
+		rwc, err := s.remoteWriteConfig()
+		if err != nil {
+			return nil, err
+		}
+		rw, err := remotewrite.New(rwc, cfg.MetricStore().Path, logger, s.reg)
 		if err != nil {
 			return nil, err
 		}
@@ -155,24 +167,13 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 		Name: "calls", Capacity: cfg.Pipeline.QueueCapacity, Workers: workers, EnqueueWait: cfg.Pipeline.EnqueueWait,
 	}, s.tel, s.sinks, s.procs...)
 
-	grpcOpts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(cfg.Pipeline.MaxRecvMsgBytes),
-		grpc.MaxConcurrentStreams(uint32(cfg.Pipeline.MaxConcurrentStreams)),
-		// Sidecars keep ALS streams open for hours; make dead peers go away.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	}
 	if err := s.loadTLS(); err != nil {
 		return nil, err
 	}
-	if cfg.Auth.Enabled() {
-		if s.auth, err = security.NewAuthenticator(cfg.Auth, logger.With("component", "auth")); err != nil {
-			return nil, err
-		}
+	if err := s.newAuth(); err != nil {
+		return nil, err
 	}
-	if r := s.tls["grpc"]; r != nil {
-		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
-	}
+	grpcOpts := s.grpcOptions()
 	if ids := cfg.Receivers.EnvoyALS.AllowedSPIFFEIDs; len(ids) > 0 {
 		allow, err := security.NewSPIFFEAllowList(ids, []string{"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"})
 		if err != nil {
@@ -196,6 +197,31 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	}
 	s.routes()
 	return s, nil
+}
+
+// grpcOptions are the limits, keepalive and TLS of the gRPC listener.
+func (s *Server) grpcOptions() []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.cfg.Pipeline.MaxRecvMsgBytes),
+		grpc.MaxConcurrentStreams(uint32(s.cfg.Pipeline.MaxConcurrentStreams)),
+		// Sidecars keep ALS streams open for hours; make dead peers go away.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	if r := s.tls["grpc"]; r != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
+	}
+	return opts
+}
+
+// newAuth builds the authenticator when auth is configured.
+func (s *Server) newAuth() error {
+	if !s.cfg.Auth.Enabled() {
+		return nil
+	}
+	var err error
+	s.auth, err = security.NewAuthenticator(s.cfg.Auth, s.logger.With("component", "auth"))
+	return err
 }
 
 // loadTLS reads the certificates of every listener with TLS; a file that
@@ -267,7 +293,9 @@ func (s *Server) routes() {
 func (s *Server) Start(ctx context.Context) error {
 	// Background loops end with Shutdown, whatever happens to the caller's ctx.
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	s.queue.Start()
+	if s.queue != nil {
+		s.queue.Start()
+	}
 	bind := func(proto, name, addr, what string) (net.Listener, error) {
 		if addr == "" {
 			return nil, nil
@@ -285,15 +313,17 @@ func (s *Server) Start(ctx context.Context) error {
 		s.listeners = append(s.listeners, boundListener{proto: proto, name: name, what: what, ln: ln})
 		return ln, nil
 	}
-	httpLn, err := bind("http", "http", s.cfg.Listen.HTTP, "ui, prometheus api, jaeger api, zipkin api, meshlens api, /metrics")
+	httpLn, err := bind("http", "http", s.cfg.Listen.HTTP, s.httpWhat())
 	if err != nil {
 		return err
 	}
 	s.serveHTTP(httpLn, s.protect(s.mux, security.QueryPortRule))
-	if grpcLn, err := bind("grpc", "grpc", s.cfg.Listen.GRPC, strings.Join(s.grpcServices(), ", ")); err != nil {
-		return err
-	} else if grpcLn != nil {
-		s.serveGRPC(s.grpcServer, grpcLn)
+	if s.grpcServer != nil {
+		if grpcLn, err := bind("grpc", "grpc", s.cfg.Listen.GRPC, strings.Join(s.grpcServices(), ", ")); err != nil {
+			return err
+		} else if grpcLn != nil {
+			s.serveGRPC(s.grpcServer, grpcLn)
+		}
 	}
 	if err := s.startExtraListeners(bind); err != nil {
 		return err
@@ -309,7 +339,9 @@ func (s *Server) Start(ctx context.Context) error {
 		s.logger.Info(fmt.Sprintf("listening %s=%s (%s)", l.name, l.ln.Addr(), what))
 	}
 
-	s.goBackground(func() { s.agg.Run(ctx) })
+	if s.agg != nil {
+		s.goBackground(func() { s.agg.Run(ctx) })
+	}
 	if s.downsample != nil {
 		s.goBackground(func() { s.downsample.Run(ctx) })
 	}
@@ -405,15 +437,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
 	}
-	if err := s.queue.Shutdown(ctx); err != nil {
-		errs = append(errs, err)
+	if s.queue != nil {
+		if err := s.queue.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.cancel != nil {
 		s.cancel()
 	}
 	s.wg.Wait()
-	if err := s.agg.Flush(ctx, time.Now()); err != nil {
-		errs = append(errs, fmt.Errorf("final flush: %w", err))
+	if s.agg != nil {
+		if err := s.agg.Flush(ctx, time.Now()); err != nil {
+			errs = append(errs, fmt.Errorf("final flush: %w", err))
+		}
 	}
 	errs = append(errs, s.closeAll(ctx))
 	return errors.Join(errs...)

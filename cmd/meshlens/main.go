@@ -1,6 +1,8 @@
 // Command meshlens is the meshlens server and its tools:
 //
 //	meshlens serve [--config meshlens.yaml] [--demo] [--<field> value ...]
+//	meshlens collector --storage.remote_write... (scale-out, docs/scaleout.md)
+//	meshlens query --storage.remote_read.url http://prometheus:9090/api/v1/read
 //	meshlens demo --als 127.0.0.1:11800 --zipkin http://127.0.0.1:9411 --rate 20
 //	meshlens cassandra migrate --hosts 127.0.0.1:9042 --keyspace meshlens
 //	meshlens version
@@ -29,6 +31,10 @@ const usage = `usage: meshlens <command> [flags]
 
 commands:
   serve     run the server (receivers, storage, query APIs, UI)
+  collector scale-out: receive and aggregate, remote-write the metrics with a
+            collector label; no query APIs, no UI (docs/scaleout.md)
+  query     scale-out: serve the query APIs and UI from the shared store
+            (remote read; traces from Cassandra); receives nothing
   demo      send Bookinfo demo traffic to an Envoy ALS / Zipkin endpoint
   cassandra migrate   apply the Cassandra trace schema (deploy/cassandra)
   version   print the version
@@ -46,7 +52,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(ctx, args[1:], stderr)
+		err = serve(ctx, server.ModeAll, args[1:], stderr)
+	case "collector":
+		err = serve(ctx, server.ModeCollector, args[1:], stderr)
+	case "query":
+		err = serve(ctx, server.ModeQuery, args[1:], stderr)
 	case "demo":
 		err = demoCmd(ctx, args[1:], stderr)
 	case "cassandra":
@@ -81,8 +91,9 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, flags, err := server.LoadConfig(args, os.Environ(), stderr)
+// serve runs meshlens in mode until ctx ends.
+func serve(ctx context.Context, mode server.Mode, args []string, stderr io.Writer) error {
+	cfg, flags, err := server.LoadModeConfig(mode, args, os.Environ(), stderr)
 	if err != nil {
 		return err
 	}
@@ -95,7 +106,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = srv.Shutdown(context.Background())
 		return err
 	}
-	logger.Info("meshlens is ready", "ui", srv.URL("/"), "prometheus", srv.URL("/api/v1/query"))
+	if mode == server.ModeCollector {
+		logger.Info("meshlens is ready", "mode", mode, "metrics", srv.URL("/metrics"))
+	} else {
+		logger.Info("meshlens is ready", "mode", mode, "ui", srv.URL("/"), "prometheus", srv.URL("/api/v1/query"))
+	}
 	<-ctx.Done()
 	logger.Info("shutting down: draining queues and flushing storage")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
