@@ -211,10 +211,11 @@ func TestTraceJSONShape(t *testing.T) {
 		t.Errorf("server half timing/parent: %+v", sv)
 	}
 
-	// 64-bit trace: 16 hex digits, annotation from the event.
+	// 64-bit trace: 16 hex digits, annotation from the event with its
+	// attributes as JSON (OpenTelemetry's Zipkin mapping).
 	var tr []span
 	get(t, srv, "/api/v2/trace/00f067aa0ba902b7", 200, &tr)
-	if len(tr) != 1 || tr[0].TraceID != "00f067aa0ba902b7" || len(tr[0].Annotations) != 1 || tr[0].Annotations[0]["value"] != "cache miss" {
+	if len(tr) != 1 || tr[0].TraceID != "00f067aa0ba902b7" || len(tr[0].Annotations) != 1 || tr[0].Annotations[0]["value"] != `cache miss: {"event.note":"cache miss"}` {
 		t.Errorf("64-bit trace: %+v", tr)
 	}
 	if tr[0].Tags["http.status_code"] != "201" {

@@ -3,6 +3,7 @@ package translate
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"strconv"
 	"time"
 
@@ -35,9 +36,12 @@ func ToZipkinV2(td ptrace.Traces) []*zipkinmodel.SpanModel {
 		local := localEndpoint(rs.Resource().Attributes())
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
+			scope := sss.At(j).Scope()
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
-				out = append(out, FromSpan(spans.At(k), local))
+				s := FromSpan(spans.At(k), local)
+				addScopeTags(s, scope)
+				out = append(out, s)
 			}
 		}
 	}
@@ -138,10 +142,50 @@ func FromSpan(sp ptrace.Span, local *zipkinmodel.Endpoint) *zipkinmodel.SpanMode
 		s.Annotations = make([]zipkinmodel.Annotation, 0, evs.Len())
 		for i := 0; i < evs.Len(); i++ {
 			ev := evs.At(i)
-			s.Annotations = append(s.Annotations, zipkinmodel.Annotation{Timestamp: ev.Timestamp().AsTime(), Value: ev.Name()})
+			s.Annotations = append(s.Annotations, zipkinmodel.Annotation{Timestamp: ev.Timestamp().AsTime(), Value: annotationValue(ev)})
 		}
 	}
 	return s
+}
+
+// Tag keys the OpenTelemetry specification's Zipkin mapping gives the
+// instrumentation scope.
+const (
+	TagOTelScopeName    = "otel.scope.name"
+	TagOTelScopeVersion = "otel.scope.version"
+)
+
+// addScopeTags records the instrumentation scope as the OpenTelemetry
+// Zipkin mapping does. The scope the Zipkin receiver itself gives ingested
+// spans is left out, so that Zipkin spans read back as they were sent.
+func addScopeTags(s *zipkinmodel.SpanModel, scope pcommon.InstrumentationScope) {
+	if scope.Name() == "" || scope.Name() == ScopeName {
+		return
+	}
+	if s.Tags == nil {
+		s.Tags = map[string]string{}
+	}
+	if _, ok := s.Tags[TagOTelScopeName]; !ok {
+		s.Tags[TagOTelScopeName] = scope.Name()
+	}
+	if _, ok := s.Tags[TagOTelScopeVersion]; !ok && scope.Version() != "" {
+		s.Tags[TagOTelScopeVersion] = scope.Version()
+	}
+}
+
+// annotationValue is an event as a Zipkin annotation, which has no
+// attributes: the event name, followed by the attributes as a JSON object
+// when there are any (`name: {"k":"v"}`), as the OpenTelemetry
+// specification's Zipkin mapping writes them, so that they are not lost.
+func annotationValue(ev ptrace.SpanEvent) string {
+	if ev.Attributes().Len() == 0 {
+		return ev.Name()
+	}
+	j, err := json.Marshal(ev.Attributes().AsRaw())
+	if err != nil { // NaN or infinite doubles: keep at least the name
+		return ev.Name()
+	}
+	return ev.Name() + ": " + string(j)
 }
 
 func localEndpoint(attrs pcommon.Map) *zipkinmodel.Endpoint {
