@@ -1,5 +1,5 @@
 // Package tenancy isolates tenants from each other when multi-tenancy is on
-// (security.multi_tenancy): it reads the tenant of every request from an
+// (multi_tenancy): it reads the tenant of every request from an
 // HTTP header or gRPC metadata (X-Scope-OrgID, as Mimir, Tempo and Loki do),
 // stamps it on what is written (model.Call.Tenant, the model.TenantLabel of
 // samples, the model.TenantAttribute of spans) and confines every read to
@@ -25,7 +25,7 @@ const DefaultHeader = "X-Scope-OrgID"
 // MaxIDLength is the longest tenant id accepted (Mimir's limit).
 const MaxIDLength = 150
 
-// Config is security.multi_tenancy.
+// Config is multi_tenancy.
 type Config struct {
 	// Enabled turns isolation on: every write and query then carries a
 	// tenant.
@@ -46,13 +46,13 @@ func DefaultConfig() Config { return Config{Header: DefaultHeader} }
 func (c Config) Validate() error {
 	var errs []error
 	if c.Header == "" {
-		errs = append(errs, errors.New("security.multi_tenancy.header: must not be empty"))
+		errs = append(errs, errors.New("multi_tenancy.header: must not be empty"))
 	} else if strings.ContainsAny(c.Header, " \t:\r\n") {
-		errs = append(errs, fmt.Errorf("security.multi_tenancy.header: %q is not a valid header name", c.Header))
+		errs = append(errs, fmt.Errorf("multi_tenancy.header: %q is not a valid header name", c.Header))
 	}
 	if c.DefaultTenant != "" {
 		if err := ValidateID(c.DefaultTenant); err != nil {
-			errs = append(errs, fmt.Errorf("security.multi_tenancy.default_tenant: %w", err))
+			errs = append(errs, fmt.Errorf("multi_tenancy.default_tenant: %w", err))
 		}
 	}
 	return errors.Join(errs...)
