@@ -199,6 +199,7 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		o := otlp.New(oc, traces, s.tel, s.logger)
 		o.Register(s.extraMux("otlp_http"))
 		opts := append(oc.GRPCServerOptions(), grpc.MaxConcurrentStreams(uint32(s.cfg.Pipeline.MaxConcurrentStreams)))
+		opts = append(opts, grpc.KeepaliveParams(keepaliveParams(s.cfg.Pipeline)))
 		opts = append(opts, s.tenantGRPCOptions()...)
 		if r := s.tls["otlp_grpc"]; r != nil {
 			opts = append(opts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
@@ -249,10 +250,10 @@ func (s *Server) buildQueryAPIs(store tracestore.Store) error {
 		Logger:    s.logger.With("component", "topology"),
 	}).Register(s.mux)
 	if store != nil {
-		jaegerapi.New(s.tenantTraceReader(store), s.logger).Register(s.mux)
+		jaegerapi.New(s.tenantTraceReader(store), s.logger).WithLimits(s.traceSearchLimits()).Register(s.mux)
 		// Jaeger v2 can use meshlens as its storage (remote storage API v2).
 		remotestorage.New(s.tenantTraceReader(store), s.logger).Register(s.grpcServer)
-		zk := zipkinapi.New(s.tenantTraceReader(store), autocompleteKeys, s.logger)
+		zk := zipkinapi.New(s.tenantTraceReader(store), autocompleteKeys, s.logger).WithLimits(s.traceSearchLimits())
 		zk.Register(s.mux)
 		zk.Register(s.extraMux("zipkin"))
 	} else {

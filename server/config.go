@@ -30,6 +30,7 @@ import (
 	"github.com/meshlens/meshlens/storage/downsample"
 	"github.com/meshlens/meshlens/storage/metricstore"
 	"github.com/meshlens/meshlens/storage/remotewrite"
+	"github.com/meshlens/meshlens/storage/tracestore"
 )
 
 // Config is meshlens's whole configuration. It is read from one YAML file
@@ -166,6 +167,22 @@ type PipelineConfig struct {
 	// HTTPReadTimeout bounds reading one HTTP request, body included, on
 	// every HTTP port: a client that stalls mid-body is cut off.
 	HTTPReadTimeout time.Duration `yaml:"http_read_timeout"`
+	// HTTPReadHeaderTimeout bounds reading the request line and headers: a
+	// slowloris client trickling header bytes is cut off after it.
+	HTTPReadHeaderTimeout time.Duration `yaml:"http_read_header_timeout"`
+	// HTTPIdleTimeout closes a keep-alive HTTP connection with no request.
+	HTTPIdleTimeout time.Duration `yaml:"http_idle_timeout"`
+	// GRPCStreamIdleTimeout closes a client stream (ALS, Metrics Service,
+	// mesh report) on which nothing arrived for this long, with
+	// UNAVAILABLE; Envoy opens a new stream for its next message. 0 = off.
+	GRPCStreamIdleTimeout time.Duration `yaml:"grpc_stream_idle_timeout"`
+	// GRPCMaxConnectionIdle closes a gRPC connection with no open stream
+	// for this long (GOAWAY). 0 = off.
+	GRPCMaxConnectionIdle time.Duration `yaml:"grpc_max_connection_idle"`
+	// GRPCMaxConnectionAge makes a client reconnect after this long (GOAWAY,
+	// then a minute of grace for open streams), spreading sidecars over
+	// replicas behind a load balancer. 0 = off.
+	GRPCMaxConnectionAge time.Duration `yaml:"grpc_max_connection_age"`
 }
 
 // ProcessorsConfig configures what happens between receivers and storage.
@@ -268,6 +285,21 @@ type QueryConfig struct {
 	// MaxSeries caps the series one Prometheus API query (or series or
 	// federate request) may touch; 0 = no cap.
 	MaxSeries int `yaml:"max_series"`
+	// Traces bounds the Jaeger and Zipkin trace searches.
+	Traces TraceQueryConfig `yaml:"traces"`
+}
+
+// TraceQueryConfig bounds one trace search. A search over a limit is
+// refused with HTTP 400 naming the limit (docs/hostile-input.md), never
+// silently cut short.
+type TraceQueryConfig struct {
+	// MaxSearchRange is the longest start-to-end window of a search, after
+	// the part older than storage.traces.retention is clipped off.
+	MaxSearchRange time.Duration `yaml:"max_search_range"`
+	// MaxResults is the most traces one search may ask for (at most 1500).
+	MaxResults int `yaml:"max_results"`
+	// Timeout bounds one search or trace fetch; past it the API answers 503.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // DemoConfig drives the built-in Bookinfo traffic generator.
@@ -304,13 +336,17 @@ func DefaultConfig() Config {
 			RemoteRead: RemoteReadConfig{Timeout: time.Minute},
 		},
 		Pipeline: PipelineConfig{
-			QueueCapacity:        1024,
-			EnqueueWait:          50 * time.Millisecond,
-			MaxRecvMsgBytes:      16 << 20,
-			MaxConcurrentStreams: 1024,
-			DurableAck:           true,
-			AckTimeout:           10 * time.Second,
-			HTTPReadTimeout:      time.Minute,
+			QueueCapacity:         1024,
+			EnqueueWait:           50 * time.Millisecond,
+			MaxRecvMsgBytes:       16 << 20,
+			MaxConcurrentStreams:  1024,
+			DurableAck:            true,
+			AckTimeout:            10 * time.Second,
+			HTTPReadTimeout:       time.Minute,
+			HTTPReadHeaderTimeout: 10 * time.Second,
+			HTTPIdleTimeout:       2 * time.Minute,
+			GRPCStreamIdleTimeout: 10 * time.Minute,
+			GRPCMaxConnectionIdle: 30 * time.Minute,
 		},
 		Processors: ProcessorsConfig{
 			Metrics:   redmetrics.DefaultConfig(),
@@ -328,7 +364,8 @@ func DefaultConfig() Config {
 			OTLP:         HTTPReceiverConfig{Enabled: true, MaxRequestBytes: 16 << 20},
 			Jaeger:       JaegerConfig{Enabled: true, MaxSpansPerBatch: 10000},
 		},
-		Query:        QueryConfig{Timeout: 2 * time.Minute, MaxSamples: 50_000_000, MaxSeries: 1_000_000},
+		Query: QueryConfig{Timeout: 2 * time.Minute, MaxSamples: 50_000_000, MaxSeries: 1_000_000,
+			Traces: TraceQueryConfig{MaxSearchRange: 72 * time.Hour, MaxResults: tracestore.MaxLimit, Timeout: time.Minute}},
 		Auth:         security.AuthConfig{PermissionsClaim: "scope"},
 		MultiTenancy: tenancy.DefaultConfig(),
 		Demo:         DemoConfig{Rate: 20, Seed: 1},
@@ -415,6 +452,12 @@ func (c Config) Validate() error {
 	if c.Pipeline.HTTPReadTimeout <= 0 {
 		errs = append(errs, errors.New("pipeline.http_read_timeout: must be positive"))
 	}
+	if c.Pipeline.HTTPReadHeaderTimeout <= 0 || c.Pipeline.HTTPIdleTimeout <= 0 {
+		errs = append(errs, errors.New("pipeline.http_read_header_timeout and pipeline.http_idle_timeout: must be positive"))
+	}
+	if c.Pipeline.GRPCStreamIdleTimeout < 0 || c.Pipeline.GRPCMaxConnectionIdle < 0 || c.Pipeline.GRPCMaxConnectionAge < 0 {
+		errs = append(errs, errors.New("pipeline.grpc_stream_idle_timeout, grpc_max_connection_idle and grpc_max_connection_age: must not be negative (0 = off)"))
+	}
 	if c.Pipeline.MaxConcurrentStreams <= 0 {
 		errs = append(errs, errors.New("pipeline.max_concurrent_streams: must be positive"))
 	}
@@ -472,6 +515,9 @@ func (c Config) Validate() error {
 	}
 	if c.Query.MaxSamples <= 0 {
 		errs = append(errs, errors.New("query.max_samples: must be positive"))
+	}
+	if t := c.Query.Traces; t.MaxSearchRange <= 0 || t.Timeout <= 0 || t.MaxResults <= 0 || t.MaxResults > tracestore.MaxLimit {
+		errs = append(errs, fmt.Errorf("query.traces: max_search_range and timeout must be positive, max_results in [1, %d]", tracestore.MaxLimit))
 	}
 	if c.Demo.Rate <= 0 || c.Demo.Rate > 100_000 {
 		errs = append(errs, fmt.Errorf("demo.rate: %v must be in (0, 100000]", c.Demo.Rate))

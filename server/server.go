@@ -190,6 +190,10 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 		}, s.agg.Sync, cfg.Pipeline.AckTimeout, s.reg)
 		grpcOpts = append(grpcOpts, grpc.ChainStreamInterceptor(ack.StreamInterceptor))
 	}
+	// Innermost, so that the idle clock runs only while the receiver
+	// waits in Recv.
+	grpcOpts = append(grpcOpts, grpc.ChainStreamInterceptor(streamIdle{
+		timeout: cfg.Pipeline.GRPCStreamIdleTimeout, setting: "pipeline.grpc_stream_idle_timeout"}.StreamInterceptor))
 	grpcOpts = append(grpcOpts, s.tenantGRPCOptions()...)
 	s.grpcServer = grpc.NewServer(grpcOpts...)
 	if err := s.buildComponents(ctx); err != nil {
@@ -205,7 +209,7 @@ func (s *Server) grpcOptions() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(s.cfg.Pipeline.MaxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(s.cfg.Pipeline.MaxConcurrentStreams)),
 		// Sidecars keep ALS streams open for hours; make dead peers go away.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveParams(keepaliveParams(s.cfg.Pipeline)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	if r := s.tls["grpc"]; r != nil {
@@ -390,9 +394,9 @@ func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
 	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.cfg.Pipeline.HTTPReadHeaderTimeout,
 		ReadTimeout:       s.cfg.Pipeline.HTTPReadTimeout,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       s.cfg.Pipeline.HTTPIdleTimeout,
 		MaxHeaderBytes:    1 << 20,
 	}
 	s.httpSrvs = append(s.httpSrvs, srv)
