@@ -147,6 +147,7 @@ func BenchmarkWriteTraces(b *testing.B) {
 			}
 			var next atomic.Int64
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			b.SetParallelism(2) // 2 x GOMAXPROCS writers
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -158,6 +159,9 @@ func BenchmarkWriteTraces(b *testing.B) {
 			})
 			b.StopTimer()
 			b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "spans/s")
+			// CPU time includes Pebble's background flushes and
+			// compactions that ran meanwhile: the cost the server pays.
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/1000/float64(b.N*100), "cpu-µs/span")
 		})
 	}
 }
@@ -183,7 +187,20 @@ func TestLoad(t *testing.T) {
 	// MESHLENS_TRACESTORE_LOAD_REUSE=1 skips writing and queries the
 	// store already in MESHLENS_TRACESTORE_LOAD_DIR (to profile queries).
 	reuse := os.Getenv("MESHLENS_TRACESTORE_LOAD_REUSE") == "1"
-	s := openTest(t, Config{Dir: dir, RetentionInterval: time.Hour})
+	cfg := Config{Dir: dir, RetentionInterval: time.Hour}
+	// MESHLENS_TRACESTORE_LOAD_COMPRESSION compares Pebble's presets.
+	switch c := os.Getenv("MESHLENS_TRACESTORE_LOAD_COMPRESSION"); c {
+	case "":
+	case "balanced":
+		cfg.compression = func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced }
+	case "good":
+		cfg.compression = func() pebble.DBCompressionSettings { return pebble.DBCompressionGood }
+	case "fastest":
+		cfg.compression = func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest }
+	default:
+		t.Fatalf("MESHLENS_TRACESTORE_LOAD_COMPRESSION=%q: want balanced, good or fastest", c)
+	}
+	s := openTest(t, cfg)
 	ctx := context.Background()
 	now := time.Now()
 	first := now.Add(-time.Duration(hours) * time.Hour)

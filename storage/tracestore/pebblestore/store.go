@@ -58,6 +58,10 @@ type Config struct {
 	Now func() time.Time
 	// Registerer receives the store's self-metrics; nil registers none.
 	Registerer prometheus.Registerer
+
+	// compression overrides the per-level compression (benchmarks compare
+	// settings); nil is zstd on every level.
+	compression func() pebble.DBCompressionSettings
 }
 
 func (c *Config) defaults() {
@@ -112,6 +116,8 @@ type Store struct {
 	// rewritten span's last write wins) as long as the clock does not step
 	// back by more than the time since the previous write.
 	seq atomic.Uint64
+	// writers recycles WriteTraces' encoding buffers.
+	writers sync.Pool
 
 	// retMu serialises retention passes.
 	retMu sync.Mutex
@@ -145,9 +151,13 @@ func Open(cfg Config) (*Store, error) {
 	// zstd on every level: span chunks are most of the bytes and they reach
 	// L6 only after hours, so the default (snappy above L5) would keep them
 	// ~2x larger for most of their life.
-	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings {
-		return pebble.UniformDBCompressionSettings(block.ZstdCompression)
-	})
+	compression := cfg.compression
+	if compression == nil {
+		compression = func() pebble.DBCompressionSettings {
+			return pebble.UniformDBCompressionSettings(block.ZstdCompression)
+		}
+	}
+	opts.ApplyCompressionSettings(compression)
 	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open trace store %s: %w", cfg.Dir, err)
