@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshlens/meshlens/pipeline"
 	"github.com/meshlens/meshlens/query/errorapi"
+	"github.com/meshlens/meshlens/server/security"
 	"github.com/meshlens/meshlens/server/tenancy"
 	"github.com/meshlens/meshlens/storage/tracestore"
 )
@@ -33,7 +34,8 @@ func (s *Server) tenancy() *tenancy.Tenancy {
 // tenant data on an HTTP port.
 func (s *Server) tenantHTTP(h http.Handler) http.Handler {
 	if t := s.tenancy(); t != nil {
-		return t.Middleware(h, tenancy.HTTPRule)
+		// A credential bound to tenants (auth) may name only those.
+		return t.WithAuthorizer(security.TenantAllowed).Middleware(h, tenancy.HTTPRule)
 	}
 	return h
 }

@@ -23,6 +23,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"gopkg.in/yaml.v3"
+
+	"github.com/meshlens/meshlens/server/tenancy"
 )
 
 // AuthConfig turns on authentication of the HTTP query API and UI. With
@@ -113,12 +115,27 @@ type tokenEntry struct {
 	Token       string   `yaml:"token"`
 	Permissions []string `yaml:"permissions"`
 	Name        string   `yaml:"name"`
+	// Tenants binds the token to these tenants (multi_tenancy): it may
+	// name no other in the tenant header. Empty: any tenant.
+	Tenants []string `yaml:"tenants"`
 }
 
 type staticToken struct {
-	hash [32]byte
-	perm Permission
-	name string
+	hash    [32]byte
+	perm    Permission
+	name    string
+	tenants []string
+}
+
+// TenantsClaim is the JWT claim that binds a token to tenants (a list, or
+// a space-separated string), as the tokens file's tenants field does.
+const TenantsClaim = "meshlens_tenants"
+
+// principal is who a credential names and what it may do.
+type principal struct {
+	perm    Permission
+	who     string
+	tenants []string
 }
 
 // Authenticator checks bearer credentials. It never logs a token or a
@@ -185,7 +202,12 @@ func (a *Authenticator) reloadTokens(force bool) error {
 		if p == 0 {
 			return fmt.Errorf("auth.tokens_file %s: entry %d (%s): permissions must list read and/or write", a.cfg.TokensFile, i+1, e.Name)
 		}
-		toks = append(toks, staticToken{hash: sha256.Sum256([]byte(e.Token)), perm: p, name: e.Name})
+		for _, id := range e.Tenants {
+			if err := tenancy.ValidateID(id); err != nil {
+				return fmt.Errorf("auth.tokens_file %s: entry %d (%s): tenants: %w", a.cfg.TokensFile, i+1, e.Name, err)
+			}
+		}
+		toks = append(toks, staticToken{hash: sha256.Sum256([]byte(e.Token)), perm: p, name: e.Name, tenants: e.Tenants})
 	}
 	a.tokens, a.tokenStamp = toks, stamp
 	if !force {
@@ -303,10 +325,15 @@ var ErrUnauthenticated = errors.New("unauthenticated")
 
 // Authenticate returns the permissions of the request's bearer credential.
 func (a *Authenticator) Authenticate(r *http.Request) (Permission, string, error) {
+	p, err := a.authenticate(r)
+	return p.perm, p.who, err
+}
+
+func (a *Authenticator) authenticate(r *http.Request) (principal, error) {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
-		return 0, "", fmt.Errorf("%w: send Authorization: Bearer <token>", ErrUnauthenticated)
+		return principal{}, fmt.Errorf("%w: send Authorization: Bearer <token>", ErrUnauthenticated)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -320,18 +347,18 @@ func (a *Authenticator) Authenticate(r *http.Request) (Permission, string, error
 		sum := sha256.Sum256([]byte(tok))
 		for _, t := range a.tokens {
 			if subtle.ConstantTimeCompare(sum[:], t.hash[:]) == 1 {
-				return t.perm, t.name, nil
+				return principal{perm: t.perm, who: t.name, tenants: t.tenants}, nil
 			}
 		}
 	}
 	if a.keys == nil || strings.Count(tok, ".") != 2 {
-		return 0, "", fmt.Errorf("%w: unknown token", ErrUnauthenticated)
+		return principal{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
 	}
 	return a.verifyJWT(r.Context(), tok)
 }
 
 // verifyJWT runs with a.mu held.
-func (a *Authenticator) verifyJWT(ctx context.Context, tok string) (Permission, string, error) {
+func (a *Authenticator) verifyJWT(ctx context.Context, tok string) (principal, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}),
 		jwt.WithExpirationRequired(), jwt.WithLeeway(30 * time.Second), jwt.WithTimeFunc(a.now),
@@ -358,10 +385,16 @@ func (a *Authenticator) verifyJWT(ctx context.Context, tok string) (Permission, 
 		return nil, fmt.Errorf("no key with kid %q in the JWKS", kid)
 	}, opts...)
 	if err != nil {
-		return 0, "", fmt.Errorf("%w: invalid JWT: %v", ErrUnauthenticated, err)
+		return principal{}, fmt.Errorf("%w: invalid JWT: %v", ErrUnauthenticated, err)
 	}
+	sub, _ := claims["sub"].(string)
+	return principal{perm: parsePermissions(claimWords(claims[a.cfg.PermissionsClaim])), who: sub, tenants: claimWords(claims[TenantsClaim])}, nil
+}
+
+// claimWords reads a claim that is a space-separated string or a list.
+func claimWords(c any) []string {
 	var words []string
-	switch v := claims[a.cfg.PermissionsClaim].(type) {
+	switch v := c.(type) {
 	case string:
 		words = strings.Fields(v)
 	case []any:
@@ -371,8 +404,7 @@ func (a *Authenticator) verifyJWT(ctx context.Context, tok string) (Permission, 
 			}
 		}
 	}
-	sub, _ := claims["sub"].(string)
-	return parsePermissions(words), sub, nil
+	return words
 }
 
 // Rule names the permission a request needs; 0 means none (health probes).
@@ -411,18 +443,43 @@ func (a *Authenticator) Middleware(next http.Handler, rule Rule) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		perm, who, err := a.Authenticate(r)
+		p, err := a.authenticate(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="meshlens"`)
 			writeAuthError(w, http.StatusUnauthorized, err.Error())
 			return
 		}
-		if perm&need != need {
-			writeAuthError(w, http.StatusForbidden, fmt.Sprintf("%q may %s; this request needs %s", who, perm, need))
+		if p.perm&need != need {
+			writeAuthError(w, http.StatusForbidden, fmt.Sprintf("%q may %s; this request needs %s", p.who, p.perm, need))
 			return
+		}
+		if len(p.tenants) > 0 {
+			r = r.WithContext(context.WithValue(r.Context(), tenantsKey{}, boundTenants{who: p.who, tenants: p.tenants}))
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+type tenantsKey struct{}
+
+type boundTenants struct {
+	who     string
+	tenants []string
+}
+
+// ErrTenantDenied is returned by TenantAllowed for a tenant the request's
+// credential is not bound to.
+var ErrTenantDenied = errors.New("tenant not allowed")
+
+// TenantAllowed reports whether the credential that authenticated the
+// request of ctx may name tenant id: any tenant when it is bound to none
+// (or auth is off), else one of its tenants.
+func TenantAllowed(ctx context.Context, id string) error {
+	b, ok := ctx.Value(tenantsKey{}).(boundTenants)
+	if !ok || slices.Contains(b.tenants, id) {
+		return nil
+	}
+	return fmt.Errorf("%w: %q may not read or write tenant %q", ErrTenantDenied, b.who, id)
 }
 
 func writeAuthError(w http.ResponseWriter, code int, msg string) {

@@ -117,6 +117,17 @@ type Tenancy struct {
 	cfg Config
 	// metaKey is Header as gRPC metadata keys are: lower case.
 	metaKey string
+	// authorize, when set, refuses a tenant the request's credential may
+	// not name (see WithAuthorizer).
+	authorize func(ctx context.Context, id string) error
+}
+
+// WithAuthorizer makes the HTTP middleware ask authorize whether the
+// request may name the tenant it names; an error is answered 403. It runs
+// inside authentication, which binds credentials to tenants.
+func (t *Tenancy) WithAuthorizer(authorize func(ctx context.Context, id string) error) *Tenancy {
+	t.authorize = authorize
+	return t
 }
 
 // New checks cfg and returns a resolver.
@@ -213,6 +224,12 @@ func (t *Tenancy) Middleware(next http.Handler, rule Rule) http.Handler {
 			}
 			writeError(w, code, err.Error())
 			return
+		}
+		if t.authorize != nil {
+			if err := t.authorize(r.Context(), id); err != nil {
+				writeError(w, http.StatusForbidden, err.Error())
+				return
+			}
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), id)))
 	})

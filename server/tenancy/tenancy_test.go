@@ -152,3 +152,25 @@ func TestDefaultTenantNotForReads(t *testing.T) {
 		t.Errorf("read without tenant: %v, want Unauthenticated", err)
 	}
 }
+
+func TestAuthorizerRefusesUnboundTenant(t *testing.T) {
+	tn, err := New(Config{Enabled: true, Header: DefaultHeader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tn.WithAuthorizer(func(_ context.Context, id string) error {
+		if id != "team-a" {
+			return errors.New("bound to team-a")
+		}
+		return nil
+	}).Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), HTTPRule)
+	for id, want := range map[string]int{"team-a": 200, "team-b": 403} {
+		r := httptest.NewRequest("GET", "/api/v1/query", nil)
+		r.Header.Set(DefaultHeader, id)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("%s: %d %s, want %d", id, w.Code, w.Body, want)
+		}
+	}
+}
