@@ -173,6 +173,12 @@ type ReplayResult struct {
 	ShareWithinBand float64
 	// MedianRatio is the median realised/target ratio.
 	MedianRatio float64
+	// IncidentRecommended and IncidentWithinBand count the recommended
+	// edges whose evaluation window has a latency incident the training
+	// window could not show; StationaryShare is the within-band share of
+	// the other recommended edges.
+	IncidentRecommended, IncidentWithinBand int
+	StationaryShare                         float64
 	// Seconds spent waiting on requests that failed anyway, under Istio's
 	// default (no route timeout), under Envoy's 15 s default, and under
 	// the recommendations.
@@ -267,14 +273,24 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 			res.Recommended++
 			ratio := er.Realised / cfg.Target
 			ratios = append(ratios, ratio)
-			if ratio >= 0.5 && ratio <= 1.5 {
+			in := ratio >= 0.5 && ratio <= 1.5
+			if in {
 				res.WithinBand++
+			}
+			if er.Incident {
+				res.IncidentRecommended++
+				if in {
+					res.IncidentWithinBand++
+				}
 			}
 		}
 		res.PerEdge = append(res.PerEdge, er)
 	}
 	if res.Recommended > 0 {
 		res.ShareWithinBand = float64(res.WithinBand) / float64(res.Recommended)
+		if n := res.Recommended - res.IncidentRecommended; n > 0 {
+			res.StationaryShare = float64(res.WithinBand-res.IncidentWithinBand) / float64(n)
+		}
 		sort.Float64s(ratios)
 		res.MedianRatio = ratios[len(ratios)/2]
 	}

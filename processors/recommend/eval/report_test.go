@@ -3,6 +3,7 @@ package eval
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,15 +26,35 @@ func TestEvaluationReport(t *testing.T) {
 	fmt.Fprintf(&b, "  seconds waiting on requests that failed anyway: no timeout %.0f, 15 s %.0f, recommended %.0f\n",
 		r.WaitNoTimeout, r.Wait15s, r.WaitRecommended)
 	fmt.Fprintf(&b, "  reduction: %.1f%% vs no timeout (Istio default), %.1f%% vs 15 s\n", 100*r.ReductionVsNoTimeout, 100*r.ReductionVs15s)
+	fmt.Fprintf(&b, "  incident edges recommended %d (%d within band); other edges within band %.1f%%\n",
+		r.IncidentRecommended, r.IncidentWithinBand, 100*r.StationaryShare)
 	if n, _ := strconv.Atoi(os.Getenv("MESHLENS_EVAL_SEEDS")); n > 0 {
+		var shares, stat []float64
 		for s := 1; s <= n; s++ {
 			x, err := RunReplay(ReplayConfig{Seed: uint64(1000 + s), Edges: 100, Window: 30 * time.Minute, Target: 0.001})
 			if err != nil {
 				t.Fatal(err)
 			}
-			fmt.Fprintf(&b, "  seed %d: %d/%d = %.1f%% within band, wait reduction %.1f%% / %.1f%%\n",
-				1000+s, x.WithinBand, x.Recommended, 100*x.ShareWithinBand, 100*x.ReductionVsNoTimeout, 100*x.ReductionVs15s)
+			shares, stat = append(shares, x.ShareWithinBand), append(stat, x.StationaryShare)
+			fmt.Fprintf(&b, "  seed %d: %d/%d = %.1f%% within band (incident edges %d, %d within; others %.1f%%), wait reduction %.1f%% / %.1f%%\n",
+				1000+s, x.WithinBand, x.Recommended, 100*x.ShareWithinBand, x.IncidentRecommended, x.IncidentWithinBand, 100*x.StationaryShare,
+				100*x.ReductionVsNoTimeout, 100*x.ReductionVs15s)
+			for _, e := range x.PerEdge {
+				if e.TimeoutMs > 0 && e.EvalSucc > 0 && (e.Realised < 0.0005 || e.Realised > 0.0015) {
+					fmt.Fprintf(&b, "    outside: %s samples %d timeout %.1f ms realised %.3f%% incident %v\n", e.Name, e.Samples, e.TimeoutMs, 100*e.Realised, e.Incident)
+				}
+			}
 		}
+		slices.Sort(shares)
+		slices.Sort(stat)
+		ok := 0
+		for _, v := range shares {
+			if v >= 0.95 {
+				ok++
+			}
+		}
+		fmt.Fprintf(&b, "  seeds 1001–%d: within-band share min %.1f%%, median %.1f%%, max %.1f%%; %d/%d seeds ≥ 95%%; without incident edges min %.1f%%, median %.1f%%\n",
+			1000+n, 100*shares[0], 100*shares[len(shares)/2], 100*shares[len(shares)-1], ok, n, 100*stat[0], 100*stat[len(stat)/2])
 	}
 	c, err := RunChainCheck(100, 30, 40, false)
 	if err != nil {
@@ -65,7 +86,17 @@ func TestEvaluationReport(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "\nRETRY STORM (downstream fails 100%%, 200 req/s, fast 503s)\n")
 	fmt.Fprintf(&b, "  recommended: %d retries on %q, budget %.0f%% (min %d)\n", rs.Policy.Retries, rs.Policy.RetryOn, rs.Policy.RetryBudgetPercent, rs.Policy.MinRetryConcurrency)
+	fmt.Fprintf(&b, "  recommended backoff %.1f ms\n", rs.Policy.BackoffMs)
 	fmt.Fprintf(&b, "  attempts per request: Istio default %.2f×, recommended without budget %.2f×, with Envoy's concurrency budget %.2f×, with a rate budget %.2f×\n",
 		rs.IstioDefault, rs.NoBudget, rs.EnvoyBudget, rs.RateBudg)
+	worst := 0.0
+	for seed := uint64(1); seed <= 10; seed++ {
+		x, err := RunRetryStorm(seed)
+		if err != nil || x == nil {
+			t.Fatalf("seed %d: no retry recommendation: %v", seed, err)
+		}
+		worst = max(worst, x.EnvoyBudget)
+	}
+	fmt.Fprintf(&b, "  seeds 1–10: worst amplification with Envoy's budget %.3f×\n", worst)
 	t.Log(b.String())
 }
