@@ -92,7 +92,7 @@ type entity struct {
 
 func newEntity(l *layout, base labels.Labels, restore map[uint64]float64) *entity {
 	e := &entity{
-		lsets: l.seriesLabels(base),
+		lsets: l.seriesLabels(sanitizeLabels(base)),
 		refs:  make([]storage.SeriesRef, l.n),
 		base:  make([]float64, l.n),
 		acc:   make([]float64, l.n),
