@@ -69,7 +69,13 @@ func loopbackFlags() []string {
 // and waits until /readyz answers.
 func start(t *testing.T, dir string, extra ...string) *instance {
 	t.Helper()
-	args := append([]string{"serve", "--storage.path=" + dir, "--log.format=text"}, loopbackFlags()...)
+	return startMode(t, "serve", dir, extra...)
+}
+
+// startMode is start for the command mode: serve, collector or query.
+func startMode(t *testing.T, mode, dir string, extra ...string) *instance {
+	t.Helper()
+	args := append([]string{mode, "--storage.path=" + dir, "--log.format=text"}, loopbackFlags()...)
 	args = append(args, extra...)
 	cmd := exec.Command(binary, args...)
 	stderr, err := cmd.StderrPipe()
