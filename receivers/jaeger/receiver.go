@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/receivers/utf8guard"
 )
 
 // Config bounds what one request may cost.
@@ -64,6 +65,8 @@ func (r *Receiver) PostSpans(ctx context.Context, req *api_v2.PostSpansRequest) 
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d spans exceeds the limit of %d", n, max)
 	}
 	td, rejected := BatchToTraces(&req.Batch)
+	// Invalid UTF-8 would make the stored trace unreadable over gRPC.
+	utf8guard.Traces(td)
 	if kept := td.SpanCount(); kept > 0 {
 		if err := r.next.ConsumeTraces(ctx, td); err != nil {
 			r.tel.RefusedErr(kept, err)

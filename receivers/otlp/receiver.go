@@ -37,6 +37,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/receivers/utf8guard"
 )
 
 // Config bounds what one request may cost.
@@ -146,6 +147,8 @@ func (r *Receiver) grpcError(err error) error {
 func (r *Receiver) consume(ctx context.Context, td ptrace.Traces, tel *pipeline.ReceiverTelemetry) (ptraceotlp.ExportResponse, error) {
 	resp := ptraceotlp.NewExportResponse()
 	rejected := DropInvalid(td)
+	// Invalid UTF-8 would make the stored trace unreadable over gRPC.
+	utf8guard.Traces(td)
 	if rejected > 0 {
 		tel.Refused(rejected, "malformed")
 		resp.PartialSuccess().SetRejectedSpans(int64(rejected))
