@@ -44,6 +44,7 @@ import (
 	"github.com/meshlens/meshlens/receivers/otlp"
 	"github.com/meshlens/meshlens/receivers/zipkin"
 	"github.com/meshlens/meshlens/server/security"
+	"github.com/meshlens/meshlens/storage/diskguard"
 	"github.com/meshlens/meshlens/storage/remotewrite"
 	"github.com/meshlens/meshlens/storage/tracestore"
 	"github.com/meshlens/meshlens/storage/tracestore/cassandra"
@@ -186,7 +187,11 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		return fmt.Errorf("processors.trace_sampling: %w", err)
 	}
 	s.spans = spancalls.New(spancalls.Config{}, spanOrigin{s.queue}, s.agg, s.tel, s.logger.With("component", "spancalls"))
-	traces := s.tenantTraces(traceFanout{derive: s.spans, store: sampler, tel: s.tel})
+	var guard diskguard.Guard
+	if s.cfg.Storage.Traces.Backend == "pebble" {
+		guard = diskguard.Guard{Path: s.cfg.Storage.Path, MinFreeBytes: uint64(max(0, s.cfg.Storage.MinFreeBytes))}
+	}
+	traces := s.tenantTraces(traceFanout{derive: s.spans, store: diskguard.Traces(sampler, guard, s.logger.With("component", "tracestore")), tel: s.tel})
 
 	zipkinMux := s.extraMux("zipkin")
 	if r.Zipkin.Enabled {

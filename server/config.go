@@ -106,6 +106,11 @@ type StorageConfig struct {
 	Path    string               `yaml:"path"`
 	Metrics MetricsStorageConfig `yaml:"metrics"`
 	Traces  TraceStorageConfig   `yaml:"traces"`
+	// MinFreeBytes is the free space the data directory's file system must
+	// keep: below it, writes to the TSDB and the Pebble trace store are
+	// refused with UNAVAILABLE / 503 until space returns, because neither
+	// survives a write failing half-way (docs/durability.md). 0 = off.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 	// RemoteWrite sends every stored sample on to Prometheus remote-write
 	// receivers (Prometheus, Mimir, VictoriaMetrics, Thanos receive).
 	RemoteWrite remotewrite.Config `yaml:"remote_write"`
@@ -329,8 +334,9 @@ func DefaultConfig() Config {
 			OTLPHTTP: ":4318",
 		},
 		Storage: StorageConfig{
-			Path:    "./data",
-			Metrics: MetricsStorageConfig{Retention: 7 * 24 * time.Hour, Downsample: downsample.DefaultConfig()},
+			Path:         "./data",
+			MinFreeBytes: 256 << 20,
+			Metrics:      MetricsStorageConfig{Retention: 7 * 24 * time.Hour, Downsample: downsample.DefaultConfig()},
 			Traces: TraceStorageConfig{Backend: "pebble", Retention: 72 * time.Hour, MaxBytes: 10 << 30,
 				Cassandra: CassandraStorageConfig{Keyspace: "meshlens", Consistency: "LOCAL_QUORUM", Timeout: 5 * time.Second}},
 			RemoteRead: RemoteReadConfig{Timeout: time.Minute},
@@ -376,9 +382,10 @@ func DefaultConfig() Config {
 // MetricStore returns the metric store's own configuration.
 func (c Config) MetricStore() metricstore.Config {
 	return metricstore.Config{
-		Path:      filepath.Join(c.Storage.Path, "metrics"),
-		Retention: c.Storage.Metrics.Retention,
-		MaxBytes:  c.Storage.Metrics.MaxBytes,
+		Path:         filepath.Join(c.Storage.Path, "metrics"),
+		Retention:    c.Storage.Metrics.Retention,
+		MaxBytes:     c.Storage.Metrics.MaxBytes,
+		MinFreeBytes: c.Storage.MinFreeBytes,
 	}
 }
 
@@ -493,6 +500,7 @@ func (c Config) Validate() error {
 		"receivers.otlp.max_request_bytes":              c.Receivers.OTLP.MaxRequestBytes,
 		"receivers.jaeger.max_spans_per_batch":          int64(c.Receivers.Jaeger.MaxSpansPerBatch),
 		"storage.traces.max_bytes (0 = no cap, or > 0)": max(0, c.Storage.Traces.MaxBytes),
+		"storage.min_free_bytes":                        c.Storage.MinFreeBytes,
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", name))

@@ -13,11 +13,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/meshlens/meshlens/storage/diskguard"
 )
 
 // Config configures the embedded TSDB.
@@ -28,6 +33,9 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// MaxBytes caps the size of the persisted blocks (0 = no cap).
 	MaxBytes int64 `yaml:"max_bytes"`
+	// MinFreeBytes: a commit is refused while the file system has less
+	// free space (0 = off); see Store.Appender.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // Validate reports a configuration a person can fix.
@@ -49,7 +57,56 @@ func (c Config) Validate() error {
 // storage.Queryable, so the PromQL engine and every writer use it directly.
 type Store struct {
 	*tsdb.DB
+	guard diskguard.Guard
 }
+
+// Appender returns the TSDB's appender, or, while free space is below
+// Config.MinFreeBytes, an appender that refuses every sample with an error
+// wrapping diskguard.ErrLowDisk and writes nothing.
+//
+// This guards the WAL, not the disk: when a WAL write fails with ENOSPC
+// half-way through a record that spans pages, the TSDB's page keeps the
+// record's first fragment and the next successful write puts a new record
+// after it; at the next start-up, replay reports corruption there and
+// truncates the WAL, dropping every sample committed after the disk filled
+// up (Prometheus v0.316 tsdb/wlog; e2e/diskfull_test.go). A failed Commit
+// rolls back, and Rollback itself logs the new series to the WAL, so the
+// check must come before the first Append: an appender that never
+// appended neither commits nor rolls back anything.
+func (s *Store) Appender(ctx context.Context) storage.Appender {
+	if err := s.guard.Check(); err != nil {
+		return refusingAppender{err: fmt.Errorf("metrics not stored: %w", err)}
+	}
+	return s.DB.Appender(ctx)
+}
+
+// refusingAppender refuses everything with err; Commit and Rollback have
+// nothing to do.
+type refusingAppender struct{ err error }
+
+var _ storage.Appender = refusingAppender{}
+
+func (a refusingAppender) Append(storage.SeriesRef, labels.Labels, int64, float64) (storage.SeriesRef, error) {
+	return 0, a.err
+}
+func (a refusingAppender) AppendHistogram(storage.SeriesRef, labels.Labels, int64, *histogram.Histogram, *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	return 0, a.err
+}
+func (a refusingAppender) AppendExemplar(storage.SeriesRef, labels.Labels, exemplar.Exemplar) (storage.SeriesRef, error) {
+	return 0, a.err
+}
+func (a refusingAppender) UpdateMetadata(storage.SeriesRef, labels.Labels, metadata.Metadata) (storage.SeriesRef, error) {
+	return 0, a.err
+}
+func (a refusingAppender) AppendSTZeroSample(storage.SeriesRef, labels.Labels, int64, int64) (storage.SeriesRef, error) {
+	return 0, a.err
+}
+func (a refusingAppender) AppendHistogramSTZeroSample(storage.SeriesRef, labels.Labels, int64, int64, *histogram.Histogram, *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	return 0, a.err
+}
+func (a refusingAppender) SetOptions(*storage.AppendOptions) {}
+func (a refusingAppender) Commit() error                     { return a.err }
+func (a refusingAppender) Rollback() error                   { return nil }
 
 // Open opens (or creates) the TSDB at cfg.Path, replaying its WAL.
 func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, error) {
@@ -66,7 +123,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	if err != nil {
 		return nil, fmt.Errorf("open TSDB at %s: %w", cfg.Path, err)
 	}
-	return &Store{DB: db}, nil
+	return &Store{DB: db, guard: diskguard.Guard{Path: cfg.Path, MinFreeBytes: uint64(max(0, cfg.MinFreeBytes))}}, nil
 }
 
 // LastValues returns, for every series whose metric name matches the regular
