@@ -286,7 +286,7 @@ func wantJaegerTags(s sdktrace.ReadOnlySpan) []jaegerKV {
 	out = append(out, jaegerKV{"otel.scope.name", "string", s.InstrumentationScope().Name},
 		jaegerKV{"otel.scope.version", "string", s.InstrumentationScope().Version})
 	switch s.SpanKind() {
-	case trace.SpanKindServer, trace.SpanKindClient, trace.SpanKindProducer, trace.SpanKindConsumer:
+	case trace.SpanKindServer, trace.SpanKindClient, trace.SpanKindProducer, trace.SpanKindConsumer, trace.SpanKindInternal:
 		out = append(out, jaegerKV{"span.kind", "string", s.SpanKind().String()})
 	}
 	switch s.Status().Code {

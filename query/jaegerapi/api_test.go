@@ -168,6 +168,7 @@ func TestTraceJSONShape(t *testing.T) {
 	}
 	procs := tr["processes"].(map[string]any)
 	var sawShared, sawError bool
+	var serverHalf, ratingsParent string
 	for _, s := range spans {
 		sp := s.(map[string]any)
 		assertKeys(t, "span", sp, "traceID", "spanID", "flags", "operationName", "references", "startTime", "duration", "tags", "logs", "processID", "warnings")
@@ -185,13 +186,17 @@ func TestTraceJSONShape(t *testing.T) {
 			assertKeys(t, "tag", m, "key", "type", "value")
 			tags[m["key"].(string)] = m
 		}
-		if sp["spanID"] == tracestoretest.SpanReviews.String() && proc["serviceName"] == "reviews" {
+		// The server half of the shared span gets an ID of its own and
+		// becomes the client half's child, as Jaeger shows it; its child
+		// (reviews CLIENT "GET /ratings") follows it.
+		if sp["operationName"] == "GET /reviews" && proc["serviceName"] == "reviews" {
 			sawShared = true
-			if tags["zipkin.shared"]["type"] != "bool" || tags["zipkin.shared"]["value"] != true {
-				t.Errorf("zipkin.shared tag = %v", tags["zipkin.shared"])
+			if _, ok := tags["zipkin.shared"]; ok || sp["spanID"] == tracestoretest.SpanReviews.String() {
+				t.Errorf("shared server half kept its id %v or marker %v", sp["spanID"], tags["zipkin.shared"])
 			}
+			serverHalf = sp["spanID"].(string)
 			refs := sp["references"].([]any)
-			if len(refs) != 1 || refs[0].(map[string]any)["refType"] != "CHILD_OF" || refs[0].(map[string]any)["spanID"] != tracestoretest.SpanRoot.String() {
+			if len(refs) != 1 || refs[0].(map[string]any)["refType"] != "CHILD_OF" || refs[0].(map[string]any)["spanID"] != tracestoretest.SpanReviews.String() {
 				t.Errorf("references = %v", refs)
 			}
 			if sp["startTime"] != float64(base.Add(6*time.Millisecond).UnixMicro()) || sp["duration"] != float64(70000) {
@@ -206,10 +211,14 @@ func TestTraceJSONShape(t *testing.T) {
 			if tags["span.kind"]["value"] != "client" || tags["otel.status_description"]["value"] != "upstream reset" {
 				t.Errorf("kind/status tags = %v", tags)
 			}
+			ratingsParent = sp["references"].([]any)[0].(map[string]any)["spanID"].(string)
 		}
 	}
 	if !sawShared || !sawError {
 		t.Errorf("shared server half seen=%v, error span seen=%v", sawShared, sawError)
+	}
+	if ratingsParent != serverHalf {
+		t.Errorf("reviews CLIENT's parent %s, want the server half's new id %s", ratingsParent, serverHalf)
 	}
 
 	// 64-bit ids print as 16 hex digits and are found by either spelling.

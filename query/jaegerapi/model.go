@@ -4,11 +4,15 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strconv"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	jaegerrcv "github.com/meshlens/meshlens/receivers/jaeger"
+	"github.com/meshlens/meshlens/receivers/zipkin/translate"
 	"github.com/meshlens/meshlens/storage/tracestore"
 )
 
@@ -104,7 +108,92 @@ func toUI(t *tracestore.Trace) uiTrace {
 		}
 	}
 	sort.SliceStable(out.Spans, func(i, j int) bool { return out.Spans[i].StartTime < out.Spans[j].StartTime })
+	dedupeSharedSpanIDs(out.Spans)
 	return out
+}
+
+// dedupeSharedSpanIDs gives the server half of a Zipkin shared span (Envoy
+// and other B3 tracers use one span ID for the client and the server side
+// of a hop) an ID of its own, the way Jaeger's query service does: Jaeger
+// UI builds the tree by span ID and cannot show two spans with one ID. The
+// new ID is the smallest unused one from 1 up, the server half becomes a
+// child of the client half, and the server half's children follow it.
+func dedupeSharedSpanIDs(spans []uiSpan) {
+	byID := make(map[string][]int, len(spans))
+	for i, s := range spans {
+		byID[s.SpanID] = append(byID[s.SpanID], i)
+	}
+	shared := map[string]bool{}
+	for id, idx := range byID {
+		for _, i := range idx {
+			if len(idx) > 1 && spanKindTag(spans[i]) == "client" {
+				shared[id] = true
+			}
+		}
+	}
+	if len(shared) == 0 {
+		return
+	}
+	used := make(map[uint64]bool, len(byID))
+	for id := range byID {
+		if v, err := strconv.ParseUint(id, 16, 64); err == nil {
+			used[v] = true
+		}
+	}
+	var next uint64
+	renamed := map[string]string{}
+	for i := range spans {
+		s := &spans[i]
+		if !shared[s.SpanID] || spanKindTag(*s) != "server" {
+			continue
+		}
+		for next++; used[next]; next++ {
+		}
+		used[next] = true
+		old := s.SpanID
+		s.SpanID = fmt.Sprintf("%016x", next)
+		renamed[old] = s.SpanID
+		replaceParent(s, old)
+		// The tree now says what the marker said.
+		s.Tags = slices.DeleteFunc(s.Tags, func(kv uiKeyValue) bool { return kv.Key == translate.AttrShared })
+	}
+	for i := range spans {
+		s := &spans[i]
+		if id, ok := renamed[parentOf(*s)]; ok && id != s.SpanID {
+			replaceParent(s, id)
+		}
+	}
+}
+
+func spanKindTag(s uiSpan) string {
+	for _, kv := range s.Tags {
+		if kv.Key == "span.kind" {
+			v, _ := kv.Value.(string)
+			return v
+		}
+	}
+	return ""
+}
+
+func parentOf(s uiSpan) string {
+	for _, r := range s.References {
+		if r.RefType == "CHILD_OF" && r.TraceID == s.TraceID {
+			return r.SpanID
+		}
+	}
+	return ""
+}
+
+// replaceParent points the span's parent reference at id, adding one when
+// it has none.
+func replaceParent(s *uiSpan, id string) {
+	for i, r := range s.References {
+		if r.RefType == "CHILD_OF" && r.TraceID == s.TraceID {
+			s.References[i].SpanID = id
+			return
+		}
+	}
+	s.References = append([]uiReference{{RefType: "CHILD_OF", TraceID: s.TraceID, SpanID: id}}, s.References...)
 }
 
 func toProcess(res pcommon.Resource) uiProcess {
@@ -144,13 +233,17 @@ func toUISpan(scope pcommon.InstrumentationScope, sp ptrace.Span, pid string) ui
 		s.Tags = append(s.Tags, toKV(k, v))
 		return true
 	})
-	if scope.Name() != "" {
+	// The Zipkin and Jaeger receivers name themselves as the scope of the
+	// spans they translate; that is not the sender's instrumentation, so
+	// it is not shown, and their INTERNAL kind stands for "no kind given".
+	ownScope := scope.Name() == translate.ScopeName || scope.Name() == jaegerrcv.ScopeName
+	if scope.Name() != "" && !ownScope {
 		s.Tags = append(s.Tags, uiKeyValue{Key: "otel.scope.name", Type: "string", Value: scope.Name()})
+		if scope.Version() != "" {
+			s.Tags = append(s.Tags, uiKeyValue{Key: "otel.scope.version", Type: "string", Value: scope.Version()})
+		}
 	}
-	if scope.Version() != "" {
-		s.Tags = append(s.Tags, uiKeyValue{Key: "otel.scope.version", Type: "string", Value: scope.Version()})
-	}
-	if k := tracestore.KindName(sp.Kind()); k != "" && k != "internal" {
+	if k := tracestore.KindName(sp.Kind()); k != "" && (k != "internal" || !ownScope) {
 		s.Tags = append(s.Tags, uiKeyValue{Key: "span.kind", Type: "string", Value: k})
 	}
 	switch sp.Status().Code() {
@@ -159,8 +252,11 @@ func toUISpan(scope pcommon.InstrumentationScope, sp ptrace.Span, pid string) ui
 		if _, ok := sp.Attributes().Get("error"); !ok {
 			s.Tags = append(s.Tags, uiKeyValue{Key: "error", Type: "bool", Value: true})
 		}
+		// A Zipkin error tag is already the description: do not repeat it.
 		if m := sp.Status().Message(); m != "" {
-			s.Tags = append(s.Tags, uiKeyValue{Key: "otel.status_description", Type: "string", Value: m})
+			if e, ok := sp.Attributes().Get("error"); !ok || e.Type() != pcommon.ValueTypeStr || e.Str() != m {
+				s.Tags = append(s.Tags, uiKeyValue{Key: "otel.status_description", Type: "string", Value: m})
+			}
 		}
 	case ptrace.StatusCodeOk:
 		s.Tags = append(s.Tags, uiKeyValue{Key: "otel.status_code", Type: "string", Value: "OK"})
