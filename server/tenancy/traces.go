@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -22,12 +23,18 @@ import (
 // tenant has a span for.
 //
 // The lists cost one FindTraceIDs (limit 1) per entry of the backend's
-// list, and see only the backend's search lookback, because the Reader
-// contract has no tenant dimension; dependencies are linked from at most
-// tracestore.MaxLimit of the tenant's traces in the window.
-func Reader(r tracestore.Reader) tracestore.Reader { return tenantReader{r: r} }
+// list not answered within the probe cache's TTLs, and see only the
+// backend's search lookback, because the Reader contract has no tenant
+// dimension; dependencies are linked from at most tracestore.MaxLimit of
+// the tenant's traces in the window.
+func Reader(r tracestore.Reader) tracestore.Reader {
+	return tenantReader{r: r, cache: newProbeCache()}
+}
 
-type tenantReader struct{ r tracestore.Reader }
+type tenantReader struct {
+	r     tracestore.Reader
+	cache *probeCache
+}
 
 // own cuts t down to id's resources; nil when none is left.
 func own(t *tracestore.Trace, id string) *tracestore.Trace {
@@ -77,6 +84,10 @@ func tenantQuery(q tracestore.Query, id string) (tracestore.Query, bool) {
 
 // has reports whether the tenant has a span matching q.
 func (t tenantReader) has(ctx context.Context, q tracestore.Query, id string) (bool, error) {
+	key := probeKey(id, q)
+	if ok, found := t.cache.get(key); found {
+		return ok, nil
+	}
 	q, ok := tenantQuery(q, id)
 	if !ok {
 		return false, nil
@@ -86,17 +97,38 @@ func (t tenantReader) has(ctx context.Context, q tracestore.Query, id string) (b
 	if err != nil {
 		return false, err
 	}
+	t.cache.put(key, len(ids) > 0)
 	return len(ids) > 0, nil
 }
 
+// filterList keeps the entries of in the tenant has spans for, probing up
+// to probeWorkers at once; the order of in is kept.
 func filterList[T any](ctx context.Context, t tenantReader, in []T, id string, query func(T) tracestore.Query) ([]T, error) {
-	out := in[:0:0]
-	for _, v := range in {
-		ok, err := t.has(ctx, query(v), id)
-		if err != nil {
-			return nil, fmt.Errorf("tenant filter: %w", err)
+	keep := make([]bool, len(in))
+	errs := make([]error, len(in))
+	sem := make(chan struct{}, probeWorkers)
+	var wg sync.WaitGroup
+	for i := range in {
+		if ctx.Err() != nil {
+			break
 		}
-		if ok {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			keep[i], errs[i] = t.has(ctx, query(in[i]), id)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("tenant filter: %w", err)
+	}
+	out := in[:0:0]
+	for i, v := range in {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("tenant filter: %w", errs[i])
+		}
+		if keep[i] {
 			out = append(out, v)
 		}
 	}
