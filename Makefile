@@ -7,7 +7,7 @@ PKGS      := ./...
 # skipping when this is 1; .ci/run sets it.
 export MESHLENS_REQUIRE_PEERS
 
-.PHONY: all build run test test-unit test-e2e test-deps test-cassandra bench bench-chaos bench-peers lint fmt clean
+.PHONY: all build run test test-unit test-e2e test-deps test-cassandra bench bench-chaos bench-peers soak lint fmt clean
 
 all: build
 
@@ -49,6 +49,13 @@ test-cassandra:
 # and Zipkin load; every acknowledged record and span must be there once.
 bench-chaos: build
 	MESHLENS_CHAOS_CYCLES=$(or $(CYCLES),20) $(GO) test -count=1 -timeout 30m -run '^TestKill9KeepsAcknowledgedData$$' -v ./e2e/
+
+# Soak: the binary on CPU 1 under ALS + Zipkin load at 70% of the capacity
+# a step ramp measures first, for DURATION (default 10m); fails on memory
+# growth, goroutine growth or latency drift; writes docs/soak.md.
+soak: build
+	$(GO) build -o bin/meshlens-soak ./cmd/meshlens-soak
+	taskset -c 0 bin/meshlens-soak -binary $(BIN) -server-cpu 1 -duration $(or $(DURATION),10m) -out docs/soak.md
 
 # meshlens against Jaeger (badger, memory), the OpenTelemetry Collector,
 # Prometheus and VictoriaMetrics on this machine; writes docs/benchmarks.md.
