@@ -24,14 +24,19 @@ type edgeSnap struct {
 	c                  counts
 	tq                 QuantileCI
 	tqOK               bool
-	p50, p95, p99      time.Duration
-	perTry             time.Duration // latency at the per-try percentile
-	perTryPct          float64
-	p99OK              bool // enough samples for the per-try percentile
-	buckets            []Bucket
-	expected           time.Duration
-	curAboveFrac       float64 // share of successes above the current timeout
-	curTimeout         time.Duration
+	// Envoy keeps route timeouts in whole milliseconds: the whole-ms
+	// values around the quantile and the share of the window's successes
+	// above each.
+	msLo, msHi    float64
+	cutLo, cutHi  float64
+	p50, p95, p99 time.Duration
+	perTry        time.Duration // latency at the per-try percentile
+	perTryPct     float64
+	p99OK         bool // enough samples for the per-try percentile
+	buckets       []Bucket
+	expected      time.Duration
+	curAboveFrac  float64 // share of successes above the current timeout
+	curTimeout    time.Duration
 }
 
 type svcSnap struct {
@@ -110,6 +115,10 @@ func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[st
 			es.p99OK = n*(1-ptq) >= minTail
 			if n*target >= minTail {
 				es.tq, es.tqOK = h.QuantileWithCI(1-target, 1.96), true
+				v := ms(es.tq.Value)
+				es.msLo, es.msHi = math.Max(1, math.Floor(v)), math.Max(1, math.Ceil(v))
+				es.cutLo = h.ShareAbove(time.Duration(es.msLo * float64(time.Millisecond)))
+				es.cutHi = h.ShareAbove(time.Duration(es.msHi * float64(time.Millisecond)))
 			}
 			es.buckets = h.Buckets(40)
 		}
@@ -247,6 +256,19 @@ func roundUpMs(v float64) float64 {
 	return math.Ceil(v/step-1e-9) * step
 }
 
+// envoyMs rounds a duration setting up to what Envoy can hold: whole
+// milliseconds (Envoy truncates timeouts and backoffs to them), and three
+// significant digits from 100 ms up.
+func envoyMs(v float64) float64 {
+	if v <= 0 {
+		return 0
+	}
+	if v < 100 {
+		return math.Ceil(v - 1e-9)
+	}
+	return roundUpMs(v)
+}
+
 func edgeID(kind Kind, src, dst, ep string) string {
 	id := string(kind) + ":" + src + "->" + dst
 	if ep != "" {
@@ -372,7 +394,7 @@ func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap) *Re
 		return nil
 	}
 	pct := 100 * (1 - e.cfg.TargetFalseTimeout)
-	t := roundUpMs(ms(es.tq.Value))
+	t := e.wholeMsTimeout(es)
 	side := "client-side (what the caller's sidecar waits)"
 	if es.view == viewServer {
 		side = "server-side (no client-side reports; network time is not included)"
@@ -388,9 +410,18 @@ func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap) *Re
 			ErrorRate: errRate(&es.c), RatePerSec: float64(es.c.total) / es.window.Seconds()},
 		UpdatedAt: now,
 	}
-	r.Explanation = fmt.Sprintf("p%g of the %d successful %s latencies over the last %s is %.1f ms (95%% interval %.1f–%.1f ms); a %.0f ms timeout cuts about %.2g%% of requests that would have succeeded (target %.2g%%).",
-		pct, es.c.success, side, es.window.Round(time.Second), ms(es.tq.Value), ms(es.tq.Lower), ms(es.tq.Upper), t,
-		100*e.cfg.TargetFalseTimeout, 100*e.cfg.TargetFalseTimeout)
+	pred := e.cfg.TargetFalseTimeout
+	snap := ""
+	if ms(es.tq.Value) < 100 {
+		pred = es.cutHi
+		if t == es.msLo && es.msLo < es.msHi {
+			pred = es.cutLo
+		}
+		snap = " (Envoy holds timeouts in whole milliseconds; of the two around the percentile this one's cut share is nearer the target)"
+	}
+	r.Explanation = fmt.Sprintf("p%g of the %d successful %s latencies over the last %s is %.1f ms (95%% interval %.1f–%.1f ms); a %.0f ms timeout%s cuts about %.2g%% of requests that would have succeeded (target %.2g%%).",
+		pct, es.c.success, side, es.window.Round(time.Second), ms(es.tq.Value), ms(es.tq.Lower), ms(es.tq.Upper), t, snap,
+		100*pred, 100*e.cfg.TargetFalseTimeout)
 	if c := r.Current; c != nil {
 		if c.Disabled {
 			r.Explanation += " Currently no route timeout is set (Istio's default), so a hung upstream holds the caller indefinitely."
@@ -419,6 +450,26 @@ func (e *Engine) currentTimeout(cur *CurrentConfig, es *edgeSnap) *Setting {
 		return &Setting{TimeoutMs: ms(es.curTimeout), Source: "response-flags (UT calls end here)"}
 	}
 	return &Setting{Disabled: true, Source: "istio-default"}
+}
+
+// wholeMsTimeout turns the quantile into a timeout Envoy can hold: Envoy
+// keeps route timeouts in whole milliseconds (it truncates), which below
+// about 100 ms moves the cut share noticeably (a 3.4 ms p99.9 enforced as
+// 3 ms can cut twice the target). Of the two neighbouring whole
+// milliseconds it takes the one whose share of the window's successes
+// above it is nearer the target (by ratio); from 100 ms up the
+// three-significant-digit rounding already is whole milliseconds.
+func (e *Engine) wholeMsTimeout(es *edgeSnap) float64 {
+	v := ms(es.tq.Value)
+	if v >= 100 {
+		return roundUpMs(v)
+	}
+	tgt := e.cfg.TargetFalseTimeout
+	dist := func(c float64) float64 { return math.Abs(math.Log(math.Max(c, 1e-9) / tgt)) }
+	if es.msLo < es.msHi && dist(es.cutLo) < dist(es.cutHi) {
+		return es.msLo
+	}
+	return es.msHi
 }
 
 // minRetrySamples is the traffic an edge needs in the window before a
@@ -477,7 +528,7 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 			rate, e.cfg.MinRetryConcurrency, e.cfg.RetryBudgetPercent, e.cfg.MinRetriesPerSecond, backoff, ms(es.p50), T)
 	} else if idem {
 		set.RetryOn = "connect-failure,refused-stream,unavailable,cancelled,reset,503"
-		perTry := roundUpMs(ms(es.perTry))
+		perTry := envoyMs(ms(es.perTry))
 		r := int(math.Floor((T - perTry) / (perTry + backoff)))
 		r = min(max(r, 0), maxR)
 		if r > 0 {
@@ -515,7 +566,7 @@ func (e *Engine) retryRec(now time.Time, cur *CurrentConfig, es *edgeSnap, t *Re
 			e.cfg.RetryBudgetPercent, e.cfg.MinRetryConcurrency, backoff, backoff/2, rate, worst, 1+worst/math.Max(rate, 1e-9))
 	}
 	if t != nil && idem && es.p50 > 0 && float64(es.p99)/float64(es.p50) >= 5 && rate < e.cfg.HedgeMaxRate {
-		set.HedgeAfterMs = roundUpMs(ms(es.p95))
+		set.HedgeAfterMs = envoyMs(ms(es.p95))
 		fmt.Fprintf(&why, " The tail is long (p99/p50 = %.1f) and load low (%.1f req/s): hedging a second request after %.0f ms (p95) would cut tail latency for about 5%% extra load.",
 			float64(es.p99)/float64(es.p50), rate, set.HedgeAfterMs)
 	}
@@ -565,9 +616,9 @@ func (e *Engine) retryBackoff(rate float64, retries int, fitMs float64) (backoff
 	def = math.Max(def, 1)
 	all := rate * float64(retries)
 	if all <= allowed {
-		return roundUpMs(def), all, true
+		return envoyMs(def), all, true
 	}
-	need := roundUpMs(2 * float64(e.cfg.MinRetryConcurrency) / allowed * 1000)
+	need := envoyMs(2 * float64(e.cfg.MinRetryConcurrency) / allowed * 1000)
 	backoffMs = math.Max(need, def)
 	return backoffMs, math.Min(all, 2*float64(e.cfg.MinRetryConcurrency)/(backoffMs/1000)), fitMs <= 0 || backoffMs <= fitMs
 }
@@ -621,7 +672,7 @@ func (e *Engine) chainFix(cd *candidates) {
 		if via == "" {
 			return
 		}
-		need = roundUpMs(need + cd.self[s])
+		need = envoyMs(need + cd.self[s])
 		for _, t := range parents[s] {
 			r := cd.retries[edgeID(KindRetry, t.Edge.Source, s, t.Edge.Endpoint)]
 			if t.Recommended.TimeoutMs < need {

@@ -228,3 +228,18 @@ func (s *sparseHist) subFrom(h *Histogram) {
 	}
 	s.idx, s.cnt = s.idx[:0], s.cnt[:0]
 }
+
+// ShareAbove is the share of recorded values above d, interpolating
+// linearly within d's bucket as ValueAtRank does.
+func (h *Histogram) ShareAbove(d time.Duration) float64 {
+	if h.total == 0 {
+		return 0
+	}
+	us := float64(d) / float64(time.Microsecond)
+	b := bucketOf(uint64(max(us, 0)))
+	n := float64(h.CountAbove(d))
+	if lo, hi := bucketBounds(b); hi > lo {
+		n += float64(h.counts[b]) * math.Min(1, math.Max(0, (float64(hi)-us)/float64(hi-lo)))
+	}
+	return n / float64(h.total)
+}

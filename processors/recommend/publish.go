@@ -227,7 +227,7 @@ func (e *Engine) fixPublished(now time.Time, recs []Recommendation, cd *candidat
 					continue
 				}
 				to = *r.Recommended
-				to.TimeoutMs = roundUpMs(inc.Need)
+				to.TimeoutMs = envoyMs(inc.Need)
 				if rr := byID[edgeID(KindRetry, inc.Path[0], inc.Path[1], "")]; rr != nil && rr.Recommended.PerTryTimeoutMs > 0 && rr.Recommended.PerTryTimeoutMs < inc.Need {
 					rs := *rr.Recommended
 					rs.PerTryTimeoutMs, rs.Retries = 0, 1
