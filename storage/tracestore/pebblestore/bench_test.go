@@ -200,6 +200,13 @@ func TestLoad(t *testing.T) {
 	default:
 		t.Fatalf("MESHLENS_TRACESTORE_LOAD_COMPRESSION=%q: want balanced, good or fastest", c)
 	}
+	if v := os.Getenv("MESHLENS_TRACESTORE_LOAD_BLOCK_KB"); v != "" {
+		kb, err := strconv.Atoi(v)
+		if err != nil || kb <= 0 {
+			t.Fatalf("MESHLENS_TRACESTORE_LOAD_BLOCK_KB=%q: want a positive number of KiB", v)
+		}
+		cfg.blockSize = kb << 10
+	}
 	s := openTest(t, cfg)
 	ctx := context.Background()
 	now := time.Now()
@@ -338,6 +345,8 @@ func TestLoad(t *testing.T) {
 		t.Logf("FindTraces %-40s %s, %.2f ms CPU/query, %.1f traces/query", qc.name+":", pct(lat),
 			float64((cpuTime()-cpu0).Microseconds())/100/1000, float64(found)/100)
 	}
+	bc := s.DB().Metrics().BlockCache
+	t.Logf("block cache after the queries: %d hits, %d misses, %d bytes", bc.Hits, bc.Misses, bc.Size)
 	t2 := time.Now()
 	cpu0 = cpuTime()
 	deps, err := s.GetDependencies(ctx, now, 24*time.Hour)

@@ -44,7 +44,8 @@ type Config struct {
 	MaxScan int
 	// RetentionInterval is how often expired buckets are dropped. Default 1m.
 	RetentionInterval time.Duration
-	// CacheBytes is Pebble's block cache. Default 128 MiB.
+	// CacheBytes is Pebble's block cache. Default 128 MiB. The store adds
+	// the memtables' 128 MiB, which Pebble accounts against the same cache.
 	CacheBytes int64
 	// AutocompleteKeys are the span tag keys whose values are kept for
 	// GetTagValues (Zipkin's autocompleteValues).
@@ -62,7 +63,19 @@ type Config struct {
 	// compression overrides the per-level compression (benchmarks compare
 	// settings); nil is zstd on every level.
 	compression func() pebble.DBCompressionSettings
+	// blockSize overrides the sstable block size (benchmarks); 0 is
+	// defaultBlockSize.
+	blockSize int
 }
+
+// defaultBlockSize: larger blocks give zstd more repetition (attribute
+// keys, service names) to compress, smaller ones cost less to decompress
+// on a block-cache miss (a GetTrace reads one chunk of a block).
+const defaultBlockSize = 32 << 10
+
+// memTableSize is Pebble's memtable size: 8 MiB halved the memtable insert
+// cost, but the extra flushes and compactions cost as much.
+const memTableSize = 64 << 20
 
 func (c *Config) defaults() {
 	if c.TTL <= 0 {
@@ -134,15 +147,16 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("pebblestore: Dir is required")
 	}
-	cache := pebble.NewCache(cfg.CacheBytes)
+	// Pebble reserves the size of every live memtable (the active one and
+	// the one kept for recycling, more while flushes lag) out of the block
+	// cache: with a 128 MiB cache and 64 MiB memtables no block stayed
+	// cached while writes ran. The cache is sized so that CacheBytes is
+	// left for blocks.
+	cache := pebble.NewCache(cfg.CacheBytes + 2*memTableSize)
 	defer cache.Unref()
 	opts := &pebble.Options{
-		Cache:        cache,
-		MemTableSize: 64 << 20,
-		// Larger blocks give zstd more repetition (attribute keys, service
-		// names) to compress.
-		Levels: [7]pebble.LevelOptions{{BlockSize: 32 << 10}, {BlockSize: 32 << 10}, {BlockSize: 32 << 10},
-			{BlockSize: 32 << 10}, {BlockSize: 32 << 10}, {BlockSize: 32 << 10}, {BlockSize: 32 << 10}},
+		Cache:                       cache,
+		MemTableSize:                memTableSize,
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       24,
@@ -151,6 +165,13 @@ func Open(cfg Config) (*Store, error) {
 	// zstd on every level: span chunks are most of the bytes and they reach
 	// L6 only after hours, so the default (snappy above L5) would keep them
 	// ~2x larger for most of their life.
+	bs := cfg.blockSize
+	if bs == 0 {
+		bs = defaultBlockSize
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].BlockSize = bs
+	}
 	compression := cfg.compression
 	if compression == nil {
 		compression = func() pebble.DBCompressionSettings {
