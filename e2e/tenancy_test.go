@@ -8,16 +8,20 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/service/metrics/v3"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // tenantGet sends GET path to the query port as tenant ("" = no header)
@@ -286,5 +290,65 @@ func TestMultiTenancy(t *testing.T) {
 		if code, body := tenantGet(t, in, tc.tenant, tc.path); code != tc.code {
 			t.Errorf("GET %s as %q: %d %.200s, want %d", tc.path, tc.tenant, code, body, tc.code)
 		}
+	}
+}
+
+// TestMultiTenancyWithAuthAndMetricsService: Envoy Metrics Service samples
+// get the sender's tenant label, and with auth a token bound to a tenant
+// reads only that tenant (403 for another), while an unbound token may
+// name any.
+func TestMultiTenancyWithAuthAndMetricsService(t *testing.T) {
+	dir := t.TempDir()
+	const boundA, ops = "e2e-team-a-token-0123456789", "e2e-ops-token-0123456789"
+	tokens := filepath.Join(dir, "tokens.yaml")
+	writeFile(t, tokens, []byte("- {token: "+boundA+", permissions: [read], name: team-a-grafana, tenants: [team-a]}\n- {token: "+ops+", permissions: [read], name: ops}\n"))
+	in := start(t, filepath.Join(dir, "data"), "--multi_tenancy.enabled=true", "--auth.tokens_file="+tokens)
+	ctx := ctxTimeout(t, time.Minute)
+	conn := dialALS(t, in.addrs["grpc"])
+	const cluster = "outbound|9080||reviews.default.svc.cluster.local"
+	for tenant, v := range map[string]float64{"team-a": 42, "team-b": 5} {
+		stream, err := metricsv3.NewMetricsServiceClient(conn).StreamMetrics(outgoingTenant(ctx, tenant))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&metricsv3.StreamMetricsMessage{
+			Identifier: &metricsv3.StreamMetricsMessage_Identifier{Node: node("productpage-v1-abc", "productpage", "v1", productpageIP)},
+			EnvoyMetrics: []*dto.MetricFamily{{Name: proto.String("cluster." + cluster + ".upstream_rq_total"), Type: dto.MetricType_COUNTER.Enum(),
+				Metric: []*dto.Metric{{Counter: &dto.Counter{Value: proto.Float64(v)}, TimestampMs: proto.Int64(time.Now().UnixMilli())}}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.CloseAndRecv(); err != nil {
+			t.Fatalf("metrics stream of %s not acknowledged: %v", tenant, err)
+		}
+	}
+	get := func(token, tenant, q string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", in.url("/api/v1/query?query="+url.QueryEscape(q)), nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		req.Header.Set("X-Scope-OrgID", tenant)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	const q = `sum by (tenant) (envoy_cluster_upstream_rq_total{service="productpage"})`
+	eventually(t, 20*time.Second, "team-a's Envoy stats", func() (bool, string) {
+		code, body := get(boundA, "team-a", q)
+		return code == 200 && strings.Contains(body, `"tenant":"team-a"`) && strings.Contains(body, `"42"`) && !strings.Contains(body, "team-b"), fmt.Sprintf("%d %s", code, body)
+	})
+	if code, body := get(boundA, "team-b", q); code != 403 || !strings.Contains(body, "team-a-grafana") {
+		t.Errorf("team-a's token naming team-b: %d %s, want 403 naming the token", code, body)
+	}
+	if code, body := get(ops, "team-b", q); code != 200 || !strings.Contains(body, `"tenant":"team-b"`) || !strings.Contains(body, `"5"`) || strings.Contains(body, "team-a") {
+		t.Errorf("unbound token as team-b: %d %s", code, body)
+	}
+	if code, _ := get("", "team-a", q); code != 401 {
+		t.Errorf("no token: %d, want 401", code)
 	}
 }
