@@ -191,7 +191,8 @@ func (s *Server) buildComponents(ctx context.Context) error {
 	if s.cfg.Storage.Traces.Backend == "pebble" {
 		guard = diskguard.Guard{Path: s.cfg.Storage.Path, MinFreeBytes: uint64(max(0, s.cfg.Storage.MinFreeBytes))}
 	}
-	traces := s.tenantTraces(traceFanout{derive: s.spans, store: diskguard.Traces(sampler, guard, s.logger.With("component", "tracestore")), tel: s.tel})
+	traces := pipeline.NewTraceLimiter(s.tenantTraces(traceFanout{derive: s.spans, store: diskguard.Traces(sampler, guard, s.logger.With("component", "tracestore")), tel: s.tel}),
+		s.cfg.Pipeline.MaxInflightSpanBatches, s.cfg.Pipeline.EnqueueWait)
 
 	zipkinMux := s.extraMux("zipkin")
 	if r.Zipkin.Enabled {
