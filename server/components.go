@@ -191,8 +191,7 @@ func (s *Server) buildComponents(ctx context.Context) error {
 	if s.cfg.Storage.Traces.Backend == "pebble" {
 		guard = diskguard.Guard{Path: s.cfg.Storage.Path, MinFreeBytes: uint64(max(0, s.cfg.Storage.MinFreeBytes))}
 	}
-	traces := pipeline.NewTraceLimiter(s.tenantTraces(traceFanout{derive: s.spans, store: diskguard.Traces(sampler, guard, s.logger.With("component", "tracestore")), tel: s.tel}),
-		s.cfg.Pipeline.MaxInflightSpanBatches, s.cfg.Pipeline.EnqueueWait)
+	traces := s.tenantTraces(traceFanout{derive: s.spans, store: diskguard.Traces(sampler, guard, s.logger.With("component", "tracestore")), tel: s.tel})
 
 	zipkinMux := s.extraMux("zipkin")
 	if r.Zipkin.Enabled {
@@ -299,6 +298,7 @@ func redacted(cfg Config) Config {
 		targets[i] = t
 	}
 	cfg.Storage.RemoteWrite.Targets = targets
+	cfg.Storage.RemoteRead = cfg.Storage.RemoteRead.redacted()
 	return cfg
 }
 

@@ -71,6 +71,23 @@ func (c RemoteReadConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// redacted is c as /api/v1/status/config shows it: header values and the
+// URL's password may be credentials.
+func (c RemoteReadConfig) redacted() RemoteReadConfig {
+	if len(c.Headers) > 0 {
+		h := make(map[string]string, len(c.Headers))
+		for k := range c.Headers {
+			h[k] = "<redacted>"
+		}
+		c.Headers = h
+	}
+	if u, err := url.Parse(c.URL); err == nil && u.User != nil {
+		u.User = url.User(u.User.Username())
+		c.URL = u.String()
+	}
+	return c
+}
+
 // ValidateMode checks what mode needs beyond Validate. Settings another
 // mode reads are accepted, so collectors and query nodes can share one
 // file.

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
+	"gopkg.in/yaml.v3"
 
 	"github.com/meshlens/meshlens/storage/remotewrite"
 )
@@ -230,5 +231,23 @@ func TestLabelQuerierAnswersFromSeries(t *testing.T) {
 	names, _, err := q.LabelNames(ctx, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "meshlens_service_calls_total"))
 	if err != nil || !slices.Equal(names, []string{"__name__", "collector", "service"}) {
 		t.Fatalf("names %v, %v", names, err)
+	}
+}
+
+func TestStatusConfigRedactsRemoteRead(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Storage.RemoteRead = RemoteReadConfig{URL: "https://reader:hunter2-secret@mimir.example/prometheus/api/v1/read",
+		Headers: map[string]string{"Authorization": "Bearer sekret-token", "X-Scope-OrgID": "mesh"}}
+	out, _ := yaml.Marshal(redacted(cfg))
+	for _, secret := range []string{"hunter2-secret", "sekret-token"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("/api/v1/status/config shows %q:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(string(out), "reader@mimir.example") || !strings.Contains(string(out), "X-Scope-OrgID") {
+		t.Errorf("redaction removed more than the credentials:\n%s", out)
+	}
+	if cfg.Storage.RemoteRead.Headers["Authorization"] != "Bearer sekret-token" {
+		t.Error("redacted changed the running configuration")
 	}
 }
