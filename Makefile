@@ -7,7 +7,7 @@ PKGS      := ./...
 # skipping when this is 1; .ci/run sets it.
 export MESHLENS_REQUIRE_PEERS
 
-.PHONY: all build run test test-unit test-e2e test-deps test-cassandra bench bench-chaos bench-peers soak lint fmt clean
+.PHONY: all build run test test-unit test-e2e test-deps test-peers test-cassandra bench bench-chaos bench-peers soak fuzz lint fmt clean
 
 all: build
 
@@ -37,6 +37,14 @@ test-e2e: build
 # chromium. Installed only when missing and when we may (root + apt).
 test-deps:
 	@./scripts/test-deps.sh
+
+# Compatibility with a real Jaeger all-in-one (docs/jaeger-compat.md): installs
+# jaeger-all-in-one, HotROD and telemetrygen when missing, then runs the test
+# with MESHLENS_REQUIRE_JAEGER=1 so that a missing peer fails instead of
+# skipping.
+test-peers:
+	./scripts/install-peers.sh jaeger telemetrygen
+	MESHLENS_REQUIRE_JAEGER=1 $(GO) test -count=1 -timeout 5m -run '^TestJaegerCompat$$' ./e2e/
 
 # Go benchmarks of the hot paths, then the end-to-end ALS benchmark over
 # gRPC: server pinned to CPU 1, load generator to CPU 0.
@@ -71,6 +79,12 @@ bench: build
 	taskset -c 1 $(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./processors/... ./receivers/... ./storage/... ./query/...
 	taskset -c 0 bin/meshlens-bench als
 	$(GO) test -run '^$$' -bench BenchmarkUI -benchtime 3x ./e2e/
+
+# Continuous fuzzing: every Fuzz* test in turn, FUZZTIME each (default
+# 60s); FUZZ=regexp picks fuzzers, CORPUS=1 copies up to 20 new inputs per
+# fuzzer into its testdata/fuzz (docs/hostile-input.md).
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),60s) FUZZ='$(or $(FUZZ),.)' CORPUS=$(or $(CORPUS),0) ./scripts/fuzz.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi

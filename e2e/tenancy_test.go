@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshlens/meshlens/query/remotestorage/storagev2"
 )
 
 // tenantGet sends GET path to the query port as tenant ("" = no header)
@@ -272,6 +274,15 @@ func TestMultiTenancy(t *testing.T) {
 	}
 	if code, body := tenantGet(t, in, a, "/api/v2/services"); code != 200 || strings.Contains(body, "billing-b") || !strings.Contains(body, "shop-a") {
 		t.Errorf("team-a zipkin services: %d %s", code, body)
+	}
+
+	// Jaeger remote storage (gRPC) reads the tenant from metadata.
+	rs := storagev2.NewTraceReaderClient(als)
+	if _, err := rs.GetServices(ctx, &storagev2.GetServicesRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("remote storage without tenant: %v, want Unauthenticated", err)
+	}
+	if resp, err := rs.GetServices(outgoingTenant(ctx, b), &storagev2.GetServicesRequest{}); err != nil || strings.Join(resp.GetServices(), ",") != "billing-b,ledger-b,spoof-b" {
+		t.Errorf("remote storage services of team-b: %v, %v", resp.GetServices(), err)
 	}
 
 	// Queries without a valid tenant are refused.

@@ -5,6 +5,8 @@
 #
 #   scripts/install-peers.sh            install what is missing
 #   scripts/install-peers.sh versions   print the pinned versions (the harness records them)
+#   scripts/install-peers.sh jaeger telemetrygen   install only these (debs, jaeger, otelcol,
+#                                       telemetrygen); `make test-peers` uses this
 #
 # A cold install takes ~10-15 min on 2 cores (Jaeger ~6 min, collector ~4 min), so run it in the
 # background:  scripts/install-peers.sh > /tmp/peers-install.log 2>&1 &
@@ -127,9 +129,18 @@ install_telemetrygen() {
 }
 
 start=$SECONDS
-install_debs
-install_jaeger
-install_otelcol
-if [[ ${MESHLENS_PEERS_SKIP_TELEMETRYGEN:-} != 1 ]]; then install_telemetrygen; fi
+if [[ $# -gt 0 ]]; then
+  for what in "$@"; do
+    case $what in
+      debs|jaeger|otelcol|telemetrygen) "install_$what" ;;
+      *) echo "install-peers: unknown peer '$what' (want debs, jaeger, otelcol, telemetrygen or versions)" >&2; exit 2 ;;
+    esac
+  done
+else
+  install_debs
+  install_jaeger
+  install_otelcol
+  if [[ ${MESHLENS_PEERS_SKIP_TELEMETRYGEN:-} != 1 ]]; then install_telemetrygen; fi
+fi
 log "done in $((SECONDS - start))s; $PEERS/bin:"
 ls -la "$PEERS/bin"

@@ -188,6 +188,16 @@ type PipelineConfig struct {
 	// then a minute of grace for open streams), spreading sidecars over
 	// replicas behind a load balancer. 0 = off.
 	GRPCMaxConnectionAge time.Duration `yaml:"grpc_max_connection_age"`
+	// MaxInflightSpanBatches bounds the span batches (one Zipkin or OTLP
+	// request, one Jaeger batch) being stored at once; past it a batch
+	// waits up to EnqueueWait, then is refused with 429 / RESOURCE_EXHAUSTED.
+	MaxInflightSpanBatches int `yaml:"max_inflight_span_batches"`
+	// MemoryLimit is the Go runtime's soft memory limit in bytes
+	// (debug.SetMemoryLimit, what GOMEMLIMIT sets); 0 leaves GOMEMLIMIT or
+	// no limit. The queues are bounded in batches, not bytes: size
+	// queue_capacity × a typical batch and max_inflight_span_batches ×
+	// a typical request well below it (docs/durability.md).
+	MemoryLimit int64 `yaml:"memory_limit"`
 }
 
 // ProcessorsConfig configures what happens between receivers and storage.
@@ -342,17 +352,18 @@ func DefaultConfig() Config {
 			RemoteRead: RemoteReadConfig{Timeout: time.Minute},
 		},
 		Pipeline: PipelineConfig{
-			QueueCapacity:         1024,
-			EnqueueWait:           50 * time.Millisecond,
-			MaxRecvMsgBytes:       16 << 20,
-			MaxConcurrentStreams:  1024,
-			DurableAck:            true,
-			AckTimeout:            10 * time.Second,
-			HTTPReadTimeout:       time.Minute,
-			HTTPReadHeaderTimeout: 10 * time.Second,
-			HTTPIdleTimeout:       2 * time.Minute,
-			GRPCStreamIdleTimeout: 10 * time.Minute,
-			GRPCMaxConnectionIdle: 30 * time.Minute,
+			QueueCapacity:          1024,
+			EnqueueWait:            50 * time.Millisecond,
+			MaxRecvMsgBytes:        16 << 20,
+			MaxConcurrentStreams:   1024,
+			DurableAck:             true,
+			AckTimeout:             10 * time.Second,
+			HTTPReadTimeout:        time.Minute,
+			HTTPReadHeaderTimeout:  10 * time.Second,
+			HTTPIdleTimeout:        2 * time.Minute,
+			GRPCStreamIdleTimeout:  10 * time.Minute,
+			GRPCMaxConnectionIdle:  30 * time.Minute,
+			MaxInflightSpanBatches: 64,
 		},
 		Processors: ProcessorsConfig{
 			Metrics:   redmetrics.DefaultConfig(),
@@ -464,6 +475,12 @@ func (c Config) Validate() error {
 	}
 	if c.Pipeline.GRPCStreamIdleTimeout < 0 || c.Pipeline.GRPCMaxConnectionIdle < 0 || c.Pipeline.GRPCMaxConnectionAge < 0 {
 		errs = append(errs, errors.New("pipeline.grpc_stream_idle_timeout, grpc_max_connection_idle and grpc_max_connection_age: must not be negative (0 = off)"))
+	}
+	if c.Pipeline.MaxInflightSpanBatches <= 0 {
+		errs = append(errs, errors.New("pipeline.max_inflight_span_batches: must be positive"))
+	}
+	if c.Pipeline.MemoryLimit < 0 {
+		errs = append(errs, errors.New("pipeline.memory_limit: must not be negative (0 = GOMEMLIMIT or none)"))
 	}
 	if c.Pipeline.MaxConcurrentStreams <= 0 {
 		errs = append(errs, errors.New("pipeline.max_concurrent_streams: must be positive"))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,6 +103,9 @@ func (s *Server) Addr(name string) string {
 // New opens storage and builds every component, but serves nothing yet.
 func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *Server, err error) {
 	s := &Server{cfg: cfg, flags: flags, logger: logger, reg: prometheus.NewRegistry(), mux: http.NewServeMux()}
+	if cfg.Pipeline.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.Pipeline.MemoryLimit)
+	}
 	defer func() {
 		if err != nil {
 			s.closeAll(context.Background())

@@ -21,11 +21,12 @@ func (s *Server) tenancy() *tenancy.Tenancy {
 	if !s.cfg.MultiTenancy.Enabled {
 		return nil
 	}
-	// Validate ran on the configuration; an error here cannot happen, and
-	// a nil resolver would turn isolation off, so fail loudly instead.
 	t, err := tenancy.New(s.cfg.MultiTenancy)
 	if err != nil {
-		panic("multi_tenancy: " + err.Error())
+		// LoadConfig refuses this configuration; a caller that skipped it
+		// still gets isolation, with the defaults, never none.
+		s.logger.Error("multi_tenancy: invalid settings; isolating by "+tenancy.DefaultHeader+" without a default tenant", "err", err)
+		t, _ = tenancy.New(tenancy.Config{Enabled: true, Header: tenancy.DefaultHeader})
 	}
 	return t
 }

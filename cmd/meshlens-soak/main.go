@@ -392,11 +392,11 @@ func run(o options) error {
 	var ramp []step
 	target := o.rate
 	if target <= 0 {
-		if _, err := blast(5000, 5*time.Second); err != nil { // warm-up
+		if _, err := blast(1000, 5*time.Second); err != nil { // warm-up
 			return fmt.Errorf("warm-up: %w", err)
 		}
 		capacity := 0.0
-		for offered := 5000.0; offered < 2e6; offered *= 1.5 {
+		for offered := 1000.0; offered < 2e6; offered *= 1.5 {
 			spanRate.store(offered * o.spanRatio)
 			sl.take()
 			res, err := blast(offered, o.rampStep)
@@ -414,7 +414,7 @@ func run(o options) error {
 			capacity = st.achieved
 		}
 		if capacity == 0 {
-			return errors.New("capacity ramp: the server did not keep up with the first step (5000 entries/s)")
+			return errors.New("capacity ramp: the server did not keep up with the first step (1000 entries/s)")
 		}
 		target = o.fraction * capacity
 	}

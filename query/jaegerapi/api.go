@@ -164,8 +164,14 @@ func (a *API) getTrace(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, a.lim.TimeoutError(ctx, err))
 		return
 	}
-	a.ok(w, []uiTrace{toUI(t)}, 1)
+	a.ok(w, []uiTrace{toUI(t, keepSharedIDs(r))}, 1)
 }
+
+// keepSharedIDs reports the meshlens extension sharedSpanIDs=keep: the
+// answer keeps the one span ID a Zipkin client and server half share
+// instead of renaming the server half as Jaeger does. meshlens's own UI asks
+// for it, because it shows both halves as one hop.
+func keepSharedIDs(r *http.Request) bool { return r.URL.Query().Get("sharedSpanIDs") == "keep" }
 
 func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
 	now := a.now()
@@ -204,7 +210,7 @@ func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]uiTrace, 0, len(traces))
 	for _, t := range traces {
-		out = append(out, toUI(t))
+		out = append(out, toUI(t, keepSharedIDs(r)))
 	}
 	writeJSON(w, http.StatusOK, envelope{Data: out, Total: len(out), Errors: errs})
 }

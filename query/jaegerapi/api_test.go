@@ -220,6 +220,23 @@ func TestTraceJSONShape(t *testing.T) {
 	if ratingsParent != serverHalf {
 		t.Errorf("reviews CLIENT's parent %s, want the server half's new id %s", ratingsParent, serverHalf)
 	}
+	// sharedSpanIDs=keep (meshlens's UI) keeps both halves on one ID.
+	for _, path := range []string{"/api/traces/" + tracestoretest.TraceBookinfo.String() + "?sharedSpanIDs=keep",
+		"/api/traces?service=reviews&sharedSpanIDs=keep"} {
+		var kept []uiTrace
+		_ = json.Unmarshal(getEnv(t, srv, path, http.StatusOK).Data, &kept)
+		n := 0
+		for _, tr := range kept {
+			for _, sp := range tr.Spans {
+				if sp.SpanID == tracestoretest.SpanReviews.String() {
+					n++
+				}
+			}
+		}
+		if n != 2 {
+			t.Errorf("%s: %d spans with the shared id, want 2", path, n)
+		}
+	}
 
 	// 64-bit ids print as 16 hex digits and are found by either spelling.
 	for _, id := range []string{"00f067aa0ba902b7", "0000000000000000" + "00f067aa0ba902b7", "f067aa0ba902b7"} {

@@ -81,7 +81,7 @@ func spanIDString(id pcommon.SpanID) string { return id.String() }
 // resources become processes (service.name lifted out), the parent span
 // becomes a CHILD_OF reference, links FOLLOWS_FROM, events logs, and kind
 // and status synthetic tags (span.kind, otel.status_code, error=true).
-func toUI(t *tracestore.Trace) uiTrace {
+func toUI(t *tracestore.Trace, keepSharedIDs bool) uiTrace {
 	out := uiTrace{
 		TraceID:   tracestore.TraceIDString(t.ID),
 		Spans:     []uiSpan{},
@@ -108,7 +108,9 @@ func toUI(t *tracestore.Trace) uiTrace {
 		}
 	}
 	sort.SliceStable(out.Spans, func(i, j int) bool { return out.Spans[i].StartTime < out.Spans[j].StartTime })
-	dedupeSharedSpanIDs(out.Spans)
+	if !keepSharedIDs {
+		dedupeSharedSpanIDs(out.Spans)
+	}
 	return out
 }
 

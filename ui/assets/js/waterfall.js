@@ -305,7 +305,9 @@ export async function view(root, params, signal) {
     h('p', {class: 'links'}, h('a', {href: router.href('traces', {}), text: '← Trace search'})), stage);
   if (!params.id) { replace(stage, empty('No trace id given.')); return; }
   try {
-    const body = await api.jaeger(`/api/traces/${encodeURIComponent(params.id)}`, null, signal);
+    // sharedSpanIDs=keep: both halves of an Envoy shared span keep their one
+    // id (the Jaeger default renames the server half), so they form one hop.
+    const body = await api.jaeger(`/api/traces/${encodeURIComponent(params.id)}`, {sharedSpanIDs: 'keep'}, signal);
     const trace = (body.data || [])[0];
     if (!trace || !(trace.spans || []).length) { replace(stage, empty(`Trace ${params.id} was not found.`)); return; }
     renderWaterfall(stage, trace, {selected: params.span, onSelect: (id) => router.update({span: id})});
