@@ -1,10 +1,10 @@
 // Package utf8guard replaces invalid UTF-8 in decoded spans with U+FFFD.
 //
 // The OTLP and Jaeger decoders keep string bytes as they came. A span
-// carrying invalid UTF-8 would be stored as is and then break the answers
-// that must be valid UTF-8: protobuf-go refuses to marshal such a string,
-// so one bad attribute would make its whole trace unreadable over the
-// Jaeger remote-storage gRPC API. Zipkin JSON already decodes with U+FFFD
+// carrying invalid UTF-8 would be stored as is and served to clients that
+// require valid UTF-8: protobuf-go rejects such proto3 strings when it
+// unmarshals, so a client reading through the Jaeger remote-storage API
+// could fail on the whole trace. Zipkin JSON already decodes with U+FFFD
 // (encoding/json), so all span receivers end up with the same rule.
 package utf8guard
 
