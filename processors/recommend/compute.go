@@ -395,6 +395,21 @@ func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap) *Re
 	}
 	pct := 100 * (1 - e.cfg.TargetFalseTimeout)
 	t := e.wholeMsTimeout(es)
+	pred := e.cfg.TargetFalseTimeout
+	snap := ""
+	if ms(es.tq.Value) < 100 {
+		pred = es.cutHi
+		if t == es.msLo && es.msLo < es.msHi {
+			pred = es.cutLo
+		}
+		// No recommendation where the proxy cannot express the percentile:
+		// the whole-millisecond step may use at most half of the ±50%
+		// band, the rest is for the percentile's own sampling error.
+		if r := pred / e.cfg.TargetFalseTimeout; r < 1-maxSnapError || r > 1+maxSnapError {
+			return nil
+		}
+		snap = " (Envoy holds timeouts in whole milliseconds; of the two around the percentile this one's cut share is nearer the target)"
+	}
 	side := "client-side (what the caller's sidecar waits)"
 	if es.view == viewServer {
 		side = "server-side (no client-side reports; network time is not included)"
@@ -409,15 +424,6 @@ func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap) *Re
 			MarkerMs: t, P50Ms: ms(es.p50), P99Ms: ms(es.p99), Histogram: es.buckets,
 			ErrorRate: errRate(&es.c), RatePerSec: float64(es.c.total) / es.window.Seconds()},
 		UpdatedAt: now,
-	}
-	pred := e.cfg.TargetFalseTimeout
-	snap := ""
-	if ms(es.tq.Value) < 100 {
-		pred = es.cutHi
-		if t == es.msLo && es.msLo < es.msHi {
-			pred = es.cutLo
-		}
-		snap = " (Envoy holds timeouts in whole milliseconds; of the two around the percentile this one's cut share is nearer the target)"
 	}
 	r.Explanation = fmt.Sprintf("p%g of the %d successful %s latencies over the last %s is %.1f ms (95%% interval %.1f–%.1f ms); a %.0f ms timeout%s cuts about %.2g%% of requests that would have succeeded (target %.2g%%).",
 		pct, es.c.success, side, es.window.Round(time.Second), ms(es.tq.Value), ms(es.tq.Lower), ms(es.tq.Upper), t, snap,
@@ -451,6 +457,10 @@ func (e *Engine) currentTimeout(cur *CurrentConfig, es *edgeSnap) *Setting {
 	}
 	return &Setting{Disabled: true, Source: "istio-default"}
 }
+
+// maxSnapError is how far from the target the predicted cut share of a
+// whole-millisecond timeout may be (relative).
+const maxSnapError = 0.25
 
 // wholeMsTimeout turns the quantile into a timeout Envoy can hold: Envoy
 // keeps route timeouts in whole milliseconds (it truncates), which below

@@ -320,9 +320,18 @@ func TestNoFlappingOnSteadyTraffic(t *testing.T) {
 			t.Logf("%s %s: %s", c.At.Format(time.TimeOnly), c.ID, c.Reason)
 		}
 	}
-	// One per edge and one per endpoint.
-	if got := len(e.Recommendations(Filter{Kind: KindTimeout})); got != 2*len(edges) {
-		t.Fatalf("%d timeouts published, want %d", got, 2*len(edges))
+	// One per edge and one per endpoint, except for edge a: its p99.9
+	// (≈ 9.3 ms at σ 0.2) lies between 9 and 10 ms, and Envoy's whole
+	// milliseconds cut either far more or far less than the target, so it
+	// gets none — and must not flap in and out either.
+	tmo := e.Recommendations(Filter{Kind: KindTimeout})
+	if got := len(tmo); got != 2*(len(edges)-1) {
+		t.Fatalf("%d timeouts published, want %d", got, 2*(len(edges)-1))
+	}
+	for _, r := range tmo {
+		if r.Edge.Destination == "a.default" {
+			t.Fatalf("timeout for edge a: %s", r.Explanation)
+		}
 	}
 	if changes > 0 {
 		t.Fatalf("%d changes on stationary traffic over 240 recomputations", changes)
