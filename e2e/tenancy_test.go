@@ -276,6 +276,14 @@ func TestMultiTenancy(t *testing.T) {
 		t.Errorf("team-a zipkin services: %d %s", code, body)
 	}
 
+	// Error records: each tenant's 503s, only.
+	for _, tc := range []struct{ own, other string }{{a, b}, {b, a}} {
+		eventually(t, 10*time.Second, tc.own+" error records", func() (bool, string) {
+			code, body := tenantGet(t, in, tc.own, "/api/meshlens/v1/errors?service=reviews")
+			return code == 200 && strings.Contains(body, `"tenant":"`+tc.own+`"`) && strings.Contains(body, `"status":503`) && !strings.Contains(body, tc.other), fmt.Sprintf("%d %.300s", code, body)
+		})
+	}
+
 	// Jaeger remote storage (gRPC) reads the tenant from metadata.
 	rs := storagev2.NewTraceReaderClient(als)
 	if _, err := rs.GetServices(ctx, &storagev2.GetServicesRequest{}); status.Code(err) != codes.Unauthenticated {
