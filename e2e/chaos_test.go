@@ -59,15 +59,32 @@ type chaosLedger struct {
 	mu     sync.Mutex
 	als    []alsOutcome
 	traces []traceOutcome
+	// ms holds the Metrics Service samples (its own lock).
+	ms ledger
 }
 
 const (
-	chaosMsgsPerStream = 5
-	chaosEntriesPerMsg = 20
-	chaosSpansPerTrace = 4
-	chaosALSWorkers    = 4
-	chaosZipkinWorkers = 2
+	chaosMsgsPerStream  = 5
+	chaosEntriesPerMsg  = 20
+	chaosSpansPerTrace  = 4
+	chaosALSWorkers     = 4
+	chaosZipkinWorkers  = 2
+	chaosMetricsWorkers = 1
 )
+
+// metricsLoad sends Metrics Service streams of one counter sample, each from
+// its own proxy, until ctx ends.
+func metricsLoad(ctx context.Context, t *testing.T, addr string, cycle, worker int, led *chaosLedger) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer conn.Close()
+	for seq := 0; ctx.Err() == nil; seq++ {
+		sendSampleStream(ctx, conn, fmt.Sprintf("mschaos-c%d-w%d-s%d", cycle, worker, seq), float64(seq+1), &led.ms)
+	}
+}
 
 // alsClient opens a stream like openALS, returning the error instead of
 // failing the test (it runs on load goroutines).
@@ -197,6 +214,10 @@ func TestKill9KeepsAcknowledgedData(t *testing.T) {
 			wg.Add(1)
 			go func() { defer wg.Done(); zipkinLoad(ctx, "http://"+in.addrs["zipkin"], cycle, w, led) }()
 		}
+		for w := 0; w < chaosMetricsWorkers; w++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); metricsLoad(ctx, t, in.addrs["grpc"], cycle, w, led) }()
+		}
 		d := time.Duration(300+rng.IntN(1200)) * time.Millisecond
 		time.Sleep(d)
 		in.kill() // SIGKILL
@@ -206,8 +227,16 @@ func TestKill9KeepsAcknowledgedData(t *testing.T) {
 	}
 	in := start(t, dir, flags...)
 	acked, ackedTraces := verifyChaos(t, in, led, 0, true)
-	t.Logf("survived %d kill -9 cycles (killed after %v); %d ALS streams (%d acknowledged, %d records) and %d traces (%d acknowledged) checked; acknowledged records lost: 0",
-		cycles, killedAt, len(led.als), acked, acked*chaosMsgsPerStream*chaosEntriesPerMsg, len(led.traces), ackedTraces)
+	led.ms.mu.Lock()
+	samples := led.ms.samples
+	led.ms.mu.Unlock()
+	ackedSamples := verifySamples(t, in, samples)
+	if ackedSamples == 0 {
+		t.Errorf("no Metrics Service sample was acknowledged in %d attempts: the test proves nothing", len(samples))
+	}
+	t.Logf("survived %d kill -9 cycles (killed after %v); %d ALS streams (%d acknowledged, %d records), %d traces (%d acknowledged) and %d Metrics Service samples (%d acknowledged) checked; lost: %s",
+		cycles, killedAt, len(led.als), acked, acked*chaosMsgsPerStream*chaosEntriesPerMsg, len(led.traces), ackedTraces, len(samples), ackedSamples,
+		map[bool]string{true: "0", false: "see errors above"}[!t.Failed()])
 }
 
 // verifyChaos checks every stream, and the traces from tracesFrom on, in
