@@ -379,7 +379,11 @@ func (s *Server) grpcServices() []string {
 // startExtraListeners binds the protocol-specific listeners.
 func (s *Server) startExtraListeners(bind func(proto, name, addr, what string) (net.Listener, error)) error {
 	if s.cfg.Receivers.Zipkin.Enabled {
-		ln, err := bind("http", "zipkin", s.cfg.Listen.Zipkin, "zipkin ingest and query api")
+		what := "zipkin ingest and query api"
+		if s.flags.Mode == ModeCollector {
+			what = "zipkin ingest"
+		}
+		ln, err := bind("http", "zipkin", s.cfg.Listen.Zipkin, what)
 		if err != nil {
 			return err
 		}
