@@ -413,11 +413,15 @@ type Rule func(r *http.Request) Permission
 // IngestPaths are the span ingest endpoints the query port also serves.
 var IngestPaths = []string{"/api/v2/spans", "/api/v1/spans", "/v1/traces"}
 
-// QueryPortRule: probes are open, span ingest needs write, everything else
-// (queries, UI, /metrics) needs read.
+// QueryPortRule: probes and the UI's static shell and assets are open,
+// span ingest needs write, everything else (queries, /metrics) needs read.
+// The shell holds no data, and the browser must be able to load it to ask
+// for the token its API calls then carry.
 func QueryPortRule(r *http.Request) Permission {
 	switch {
 	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz":
+		return 0
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/ui/")):
 		return 0
 	case r.Method == http.MethodPost && slices.Contains(IngestPaths, r.URL.Path):
 		return PermWrite

@@ -22,11 +22,27 @@ function buildURL(path, params) {
   return u.pathname + u.search;
 }
 
+// The bearer token for a query API that requires one (auth in the server
+// configuration). It lives in sessionStorage: per tab, gone when the tab
+// closes, never in a cookie the browser would send on its own.
+const TOKEN_KEY = 'meshlens.token';
+export function token() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+}
+export function setToken(t) {
+  try {
+    if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+  } catch { /* storage disabled: the token lasts for this page only */ }
+}
+
 async function request(path, params, signal) {
   const url = buildURL(path, params);
+  const headers = {Accept: 'application/json'};
+  const t = token();
+  if (t) headers.Authorization = `Bearer ${t}`;
   let resp;
   try {
-    resp = await fetch(url, {signal, headers: {Accept: 'application/json'}});
+    resp = await fetch(url, {signal, headers});
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new APIError(`network error: ${e.message}`, 0, url);
@@ -43,11 +59,18 @@ function messageOf(body, text) {
   return text.slice(0, 300);
 }
 
+// unauthorized tells the page that the API wants a (different) token:
+// views catch their own errors, so the prompt is raised from here.
+function unauthorized(message) {
+  window.dispatchEvent(new CustomEvent('meshlens:unauthorized', {detail: message}));
+}
+
 export async function getJSON(path, params, signal) {
   const {url, resp} = await request(path, params, signal);
   const text = await resp.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (resp.status === 401) unauthorized(messageOf(body, text));
   if (!resp.ok) {
     throw new APIError(`HTTP ${resp.status}${messageOf(body, text) ? ': ' + messageOf(body, text) : ''}`, resp.status, url);
   }
@@ -58,6 +81,7 @@ export async function getJSON(path, params, signal) {
 export async function getText(path, params, signal) {
   const {url, resp} = await request(path, params, signal);
   const text = await resp.text();
+  if (resp.status === 401) unauthorized(text.slice(0, 300));
   if (!resp.ok) {
     let body = null;
     try { body = JSON.parse(text); } catch { /* plain */ }
