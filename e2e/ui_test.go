@@ -154,7 +154,8 @@ func TestUIBookinfo(t *testing.T) {
 				Spans []struct{ SpanID string } `json:"spans"`
 			}
 		}
-		if err := getJSON(in.url("/api/traces/"+url.PathEscape(id)), &tr); err != nil || len(tr.Data) != 1 {
+		// As the waterfall reads it: Envoy's shared client/server span ids kept.
+		if err := getJSON(in.url("/api/traces/"+url.PathEscape(id)+"?sharedSpanIDs=keep"), &tr); err != nil || len(tr.Data) != 1 {
 			t.Fatalf("GET /api/traces/%s: %v (%d traces)", id, err, len(tr.Data))
 		}
 		ids := map[string]bool{}
