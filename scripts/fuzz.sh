@@ -4,12 +4,15 @@
 # fuzzer found (go test -fuzz keeps them in the build cache) into the
 # package's testdata/fuzz/<FuzzName>/, so that `go test` replays them.
 # FUZZ=regexp restricts the fuzzers run; PARALLEL sets -parallel (default 1:
-# the machine is shared). A summary line per fuzzer goes to stdout and the
+# the machine is shared). MINIMIZE bounds the minimization of each new input
+# (default 5s; Go's 60s default let one large JSON or protobuf input eat a
+# whole short run while the progress line showed no executions). A summary line per fuzzer goes to stdout and the
 # whole log to ${FUZZLOG:-/tmp/meshlens-fuzz.log}.
 set -u
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-60s}
 PARALLEL=${PARALLEL:-1}
+MINIMIZE=${MINIMIZE:-5s}
 CORPUS=${CORPUS:-0}
 CORPUS_MAX=${CORPUS_MAX:-20}
 FILTER=${FUZZ:-.}
@@ -22,7 +25,7 @@ while IFS=: read -r file name; do
 	dir=$(dirname "$file")
 	echo "$name" | grep -Eq "$FILTER" || continue
 	pkg="$module/${dir#./}"
-	out=$($GO test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -parallel="$PARALLEL" "$dir" 2>&1)
+	out=$($GO test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -fuzzminimizetime="$MINIMIZE" -parallel="$PARALLEL" "$dir" 2>&1)
 	rc=$?
 	printf '=== %s %s\n%s\n' "$dir" "$name" "$out" >>"$LOG"
 	# The last progress line holds the totals: "execs: N (r/sec), new interesting: M (total: T)".

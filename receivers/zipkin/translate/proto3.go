@@ -317,7 +317,9 @@ func DecodeProto3(body []byte) (ptrace.Traces, []Rejected, error) {
 	var s span
 	i := 0
 	err := fields(body, func(num protowire.Number, typ protowire.Type, v []byte) int {
-		if num != fieldListSpans {
+		if num != fieldListSpans || typ != protowire.BytesType {
+			// Skipped as an unknown field, as protobuf-go (ParseProto3)
+			// does with a known field of the wrong wire type.
 			return -1
 		}
 		var raw []byte
