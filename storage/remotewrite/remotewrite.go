@@ -129,13 +129,16 @@ func (w *Writer) Close() error { return w.rws.Close() }
 // how far behind its queues are. The local store is committed first: a
 // sample is only ever sent after it is durable locally.
 func (w *Writer) Tee(local storage.Appendable) storage.Appendable {
-	return teeAppendable{local: local, remote: w.rws}
+	return teeAppendable{local: local, remote: w.rws, notify: w.rws.Notify}
 }
 
-type teeAppendable struct{ local, remote storage.Appendable }
+type teeAppendable struct {
+	local, remote storage.Appendable
+	notify        func()
+}
 
 func (t teeAppendable) Appender(ctx context.Context) storage.Appender {
-	return &teeAppender{Appender: t.local.Appender(ctx), remote: t.remote.Appender(ctx)}
+	return &teeAppender{Appender: t.local.Appender(ctx), remote: t.remote.Appender(ctx), notify: t.notify}
 }
 
 // teeAppender appends to the local appender; the remote appender only
@@ -143,6 +146,10 @@ func (t teeAppendable) Appender(ctx context.Context) storage.Appender {
 type teeAppender struct {
 	storage.Appender
 	remote storage.Appender
+	// notify wakes the WAL watchers: without it they only look for new
+	// segments data on their own polling interval (15 s), so a collector's
+	// samples would reach the remote store up to that much later.
+	notify func()
 }
 
 func (a *teeAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
@@ -159,7 +166,11 @@ func (a *teeAppender) Commit() error {
 		_ = a.remote.Rollback()
 		return err
 	}
-	return a.remote.Commit()
+	err := a.remote.Commit()
+	if a.notify != nil {
+		a.notify()
+	}
+	return err
 }
 
 func (a *teeAppender) Rollback() error {
