@@ -191,7 +191,8 @@ func (s *Server) buildComponents(ctx context.Context) error {
 	if s.cfg.Storage.Traces.Backend == "pebble" {
 		guard = diskguard.Guard{Path: s.cfg.Storage.Path, MinFreeBytes: uint64(max(0, s.cfg.Storage.MinFreeBytes))}
 	}
-	traces := s.tenantTraces(traceFanout{derive: s.spans, store: diskguard.Traces(sampler, guard, s.logger.With("component", "tracestore")), tel: s.tel})
+	traces := pipeline.NewTraceLimiter(s.tenantTraces(traceFanout{derive: s.spans, store: diskguard.Traces(sampler, guard, s.logger.With("component", "tracestore")), tel: s.tel}),
+		s.cfg.Pipeline.MaxInflightSpanBatches, s.cfg.Pipeline.EnqueueWait)
 
 	zipkinMux := s.extraMux("zipkin")
 	if r.Zipkin.Enabled {
@@ -204,8 +205,8 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		o := otlp.New(oc, traces, s.tel, s.logger)
 		o.Register(s.extraMux("otlp_http"))
 		opts := append(oc.GRPCServerOptions(), grpc.MaxConcurrentStreams(uint32(s.cfg.Pipeline.MaxConcurrentStreams)))
-		opts = append(opts, grpc.KeepaliveParams(keepaliveParams(s.cfg.Pipeline)))
 		opts = append(opts, s.tenantGRPCOptions()...)
+		opts = append(opts, grpc.KeepaliveParams(keepaliveParams(s.cfg.Pipeline)))
 		if r := s.tls["otlp_grpc"]; r != nil {
 			opts = append(opts, grpc.Creds(credentials.NewTLS(r.TLSConfig())))
 		}
