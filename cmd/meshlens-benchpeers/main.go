@@ -319,10 +319,12 @@ func (h *harness) run(ctx context.Context) error {
 		}
 	}
 
-	// Query latency, disk per span and PromQL on the first workload.
+	// Query latency, disk per span and PromQL on the first workload;
+	// -query-spans 0 skips the phase (a load loop given 0 items would run
+	// unbounded).
 	w := wls[0]
 	for _, t := range targets {
-		if t.QueryURL == "" || !t.speaks("otlp") || ctx.Err() != nil {
+		if h.querySpans <= 0 || t.QueryURL == "" || !t.speaks("otlp") || ctx.Err() != nil {
 			continue
 		}
 		q := h.queryPhase(ctx, t, w.Name, enc[w.Name]["otlp"], t.Name == "meshlens")
