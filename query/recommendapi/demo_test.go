@@ -27,7 +27,7 @@ import (
 // 5–8 of each quarter hour, details 503 bursts at minute 2 of each ten).
 func TestRealDemoOverALS(t *testing.T) {
 	if testing.Short() {
-		t.Skip("plays the demo for 25 s")
+		t.Skip("-short: plays the demo for 25 s")
 	}
 	base := time.Date(2026, 11, 2, 12, 0, 0, 0, time.UTC)
 	realStart := time.Now()

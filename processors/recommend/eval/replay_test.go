@@ -4,7 +4,7 @@ import "testing"
 
 func TestReplayFalseTimeoutRate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("replay generates millions of requests")
+		t.Skip("-short: the replay generates millions of requests")
 	}
 	res := sharedReplay(t)
 	for _, e := range res.PerEdge {

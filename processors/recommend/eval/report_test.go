@@ -15,7 +15,7 @@ import (
 // MESHLENS_EVAL_SEEDS=n adds n more replay seeds.
 func TestEvaluationReport(t *testing.T) {
 	if testing.Short() {
-		t.Skip("evaluation")
+		t.Skip("-short: the evaluation report runs every replay seed")
 	}
 	var b strings.Builder
 	r := sharedReplay(t)

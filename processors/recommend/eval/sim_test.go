@@ -4,7 +4,7 @@ import "testing"
 
 func TestOverloadGoodput(t *testing.T) {
 	if testing.Short() {
-		t.Skip("simulation")
+		t.Skip("-short: the overload simulation takes seconds")
 	}
 	cfg := OverloadConfig{Chain: DefaultChain(), Deadline: 1, Seed: 7}
 	rec, results := sharedOverload(t)
