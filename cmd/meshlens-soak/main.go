@@ -349,6 +349,9 @@ type row struct {
 type sample struct {
 	at                       time.Duration
 	rss, rssAnon, heap, gors float64
+	// pebble is the trace store's memory outside the Go heap (block cache
+	// and memtables, bounded by their settings): part of anonymous RSS.
+	pebble float64
 }
 
 func run(o options) error {
@@ -435,11 +438,11 @@ func run(o options) error {
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
 		for {
-			m, err := srv.metrics("go_memstats_heap_inuse_bytes", "go_goroutines")
+			m, err := srv.metrics("go_memstats_heap_inuse_bytes", "go_goroutines", "meshlens_tracestore_pebble_memory_bytes")
 			if err == nil {
 				smu.Lock()
 				samples = append(samples, sample{at: time.Since(soakStart), rss: srv.procStatus("VmRSS"), rssAnon: srv.procStatus("RssAnon"),
-					heap: m["go_memstats_heap_inuse_bytes"], gors: m["go_goroutines"]})
+					heap: m["go_memstats_heap_inuse_bytes"], gors: m["go_goroutines"], pebble: m["meshlens_tracestore_pebble_memory_bytes"]})
 				smu.Unlock()
 			}
 			select {
@@ -507,6 +510,7 @@ func (a *atomicFloat) store(v float64) { a.mu.Lock(); a.v = v; a.mu.Unlock() }
 // verdict is the outcome of the drift checks.
 type verdict struct {
 	heapSlope, rssSlope       float64 // MiB per minute over the second half
+	pebbleSlope               float64 // of the trace store's off-heap memory, reported only
 	gorFirst, gorLast         float64
 	p99First, p99Last         time.Duration
 	errors, spanFail, spanRef int
@@ -546,15 +550,16 @@ func median(v []float64) float64 {
 func judge(o options, rows []row, samples []sample) verdict {
 	var v verdict
 	half := o.duration / 2
-	var xs, heap, rss []float64
+	var xs, heap, rss, pebble []float64
 	for _, s := range samples {
 		if s.at >= half {
 			xs = append(xs, s.at.Minutes())
 			heap = append(heap, s.heap/(1<<20))
 			rss = append(rss, s.rssAnon/(1<<20))
+			pebble = append(pebble, s.pebble/(1<<20))
 		}
 	}
-	v.heapSlope, v.rssSlope = slope(xs, heap), slope(xs, rss)
+	v.heapSlope, v.rssSlope, v.pebbleSlope = slope(xs, heap), slope(xs, rss), slope(xs, pebble)
 	var first, last []float64
 	for _, s := range samples {
 		switch {
@@ -643,6 +648,7 @@ func report(o options, began time.Time, startLoad, endLoad string, perMsg float6
 	p("| check | measured | limit | ok |\n|---|---|---|---|\n")
 	p("| heap in use, slope over the second half (%d samples every 5s) | %+.2f MiB/min | %.1f MiB/min | %v |\n", countAfter(samples, o.duration/2), v.heapSlope, o.maxHeapMiB, v.heapSlope <= o.maxHeapMiB)
 	p("| anonymous RSS, slope over the second half | %+.2f MiB/min | %.1f MiB/min | %v |\n", v.rssSlope, o.maxRSSMiB, v.rssSlope <= o.maxRSSMiB)
+	p("| of which the trace store's off-heap memory (Pebble block cache + memtables), slope | %+.2f MiB/min | reported only | |\n", v.pebbleSlope)
 	p("| goroutines, median of the first vs last third | %.0f → %.0f | +%.0f | %v |\n", v.gorFirst, v.gorLast, o.maxGorGrow, v.gorLast-v.gorFirst <= o.maxGorGrow)
 	p("| ALS ack p99, median of the first vs last third | %s → %s | ×%.1f | %v |\n", v.p99First.Round(time.Millisecond), v.p99Last.Round(time.Millisecond), o.maxP99Ratio,
 		!(float64(v.p99Last) > o.maxP99Ratio*float64(v.p99First) && v.p99Last-v.p99First > 25*time.Millisecond))
