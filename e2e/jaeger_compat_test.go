@@ -98,7 +98,7 @@ func TestJaegerCompat(t *testing.T) {
 		for _, rs := range req.Traces().ResourceSpans().All() {
 			for _, ss := range rs.ScopeSpans().All() {
 				for _, sp := range ss.Spans().All() {
-					want[compatTraceID(sp.TraceID())]++
+					want[jaegerTraceJSONID(sp.TraceID())]++
 				}
 			}
 		}
@@ -528,7 +528,7 @@ type compatSet struct {
 	ids         []string
 }
 
-func compatTraceID(id pcommon.TraceID) string {
+func jaegerTraceJSONID(id pcommon.TraceID) string {
 	s := hex.EncodeToString(id[:])
 	if strings.HasPrefix(s, "0000000000000000") {
 		return s[16:] // Jaeger prints 64-bit ids in 16 digits
@@ -673,50 +673,26 @@ func compatSpans(base time.Time) compatSet {
 			panic(err) // a pdata we built ourselves always marshals
 		}
 		set.otlp = append(set.otlp, b)
-		set.ids = append(set.ids, compatTraceID(tid))
+		set.ids = append(set.ids, jaegerTraceJSONID(tid))
 	}
 	return set
 }
 
-// The Jaeger JSON model, as both servers answer it.
-type compatTrace struct {
-	TraceID string `json:"traceID"`
-	Spans   []struct {
-		TraceID       string `json:"traceID"`
-		SpanID        string `json:"spanID"`
-		OperationName string `json:"operationName"`
-		References    []struct {
-			RefType string `json:"refType"`
-			TraceID string `json:"traceID"`
-			SpanID  string `json:"spanID"`
-		} `json:"references"`
-		StartTime uint64       `json:"startTime"`
-		Duration  uint64       `json:"duration"`
-		Tags      []jaegerKV   `json:"tags"`
-		Logs      []jaegerLogJ `json:"logs"`
-		ProcessID string       `json:"processID"`
-	} `json:"spans"`
-	Processes map[string]struct {
-		ServiceName string     `json:"serviceName"`
-		Tags        []jaegerKV `json:"tags"`
-	} `json:"processes"`
-}
-
-func spanCount(t *compatTrace) int {
+func spanCount(t *jaegerTraceJSON) int {
 	if t == nil {
 		return 0
 	}
 	return len(t.Spans)
 }
 
-func compatGetTrace(u string) (*compatTrace, error) {
+func compatGetTrace(u string) (*jaegerTraceJSON, error) {
 	resp, err := http.Get(u)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	var env struct {
-		Data []compatTrace `json:"data"`
+		Data []jaegerTraceJSON `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
 		return nil, err
@@ -734,7 +710,7 @@ func compatSearch(u string) ([]string, error) {
 	}
 	defer resp.Body.Close()
 	var env struct {
-		Data   []compatTrace `json:"data"`
+		Data   []jaegerTraceJSON `json:"data"`
 		Errors []struct {
 			Msg string `json:"msg"`
 		} `json:"errors"`
@@ -818,7 +794,7 @@ func subset(a, b []string) bool {
 //     (the resource, where OTLP puts host attributes);
 //   - a bool "error" tag next to a string "error" tag is dropped: Jaeger
 //     emits both for a Zipkin span with an error tag, meshlens the string.
-func normTrace(t *compatTrace) []string {
+func normTrace(t *jaegerTraceJSON) []string {
 	if t == nil {
 		return nil
 	}

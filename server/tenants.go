@@ -53,39 +53,33 @@ func (s *Server) tenantGRPCOptions() []grpc.ServerOption {
 	}
 }
 
-func (s *Server) tenantCalls(c pipeline.CallConsumer) pipeline.CallConsumer {
+// tenantWrap applies wrap when multi-tenancy is on; every stage that
+// stamps or enforces tenants goes through it.
+func tenantWrap[T any](s *Server, v T, wrap func(T) T) T {
 	if s.cfg.MultiTenancy.Enabled {
-		return tenancy.StampCalls(c)
+		return wrap(v)
 	}
-	return c
+	return v
+}
+
+func (s *Server) tenantCalls(c pipeline.CallConsumer) pipeline.CallConsumer {
+	return tenantWrap(s, c, tenancy.StampCalls)
 }
 
 func (s *Server) tenantTraces(c pipeline.TraceConsumer) pipeline.TraceConsumer {
-	if s.cfg.MultiTenancy.Enabled {
-		return tenancy.StampTraces(c)
-	}
-	return c
+	return tenantWrap(s, c, tenancy.StampTraces)
 }
 
 func (s *Server) tenantAppendable(a storage.Appendable) storage.Appendable {
-	if s.cfg.MultiTenancy.Enabled {
-		return tenancy.Appendable(a)
-	}
-	return a
+	return tenantWrap(s, a, tenancy.Appendable)
 }
 
 func (s *Server) tenantQueryable(q storage.Queryable) storage.Queryable {
-	if s.cfg.MultiTenancy.Enabled {
-		return tenancy.Queryable(q)
-	}
-	return q
+	return tenantWrap(s, q, tenancy.Queryable)
 }
 
 func (s *Server) tenantTraceReader(r tracestore.Reader) tracestore.Reader {
-	if s.cfg.MultiTenancy.Enabled {
-		return tenancy.Reader(r)
-	}
-	return r
+	return tenantWrap(s, r, tenancy.Reader)
 }
 
 func (s *Server) tenantErrors(src errorapi.Source) errorapi.Source {

@@ -1,7 +1,6 @@
 package jaegerapi
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -11,30 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
-
 	"github.com/meshlens/meshlens/storage/tracestore"
 	"github.com/meshlens/meshlens/storage/tracestore/memstore"
+	"github.com/meshlens/meshlens/storage/tracestore/tracestoretest"
 )
-
-// stuckReader answers searches and trace fetches only when the context
-// ends: a store too slow for the search timeout.
-type stuckReader struct {
-	tracestore.Reader
-	calls int
-}
-
-func (s *stuckReader) FindTraces(ctx context.Context, _ tracestore.Query) ([]*tracestore.Trace, error) {
-	s.calls++
-	<-ctx.Done()
-	return nil, ctx.Err()
-}
-
-func (s *stuckReader) GetTrace(ctx context.Context, _ pcommon.TraceID) (*tracestore.Trace, error) {
-	s.calls++
-	<-ctx.Done()
-	return nil, ctx.Err()
-}
 
 var testLimits = tracestore.SearchLimits{
 	MaxRange: 24 * time.Hour, MaxResults: 100, Timeout: 50 * time.Millisecond, Retention: 72 * time.Hour,
@@ -70,7 +49,7 @@ func TestSearchLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r tracestore.Reader = memstore.New(memstore.Config{})
-			stuck := &stuckReader{}
+			stuck := &tracestoretest.StuckReader{}
 			if tc.stuck {
 				r = stuck
 			}
@@ -105,7 +84,7 @@ func TestSearchLimits(t *testing.T) {
 			if !strings.Contains(msg, tc.msg) {
 				t.Fatalf("message %q does not contain %q", msg, tc.msg)
 			}
-			if tc.status == 400 && stuck.calls != 0 {
+			if tc.status == 400 && stuck.Calls.Load() != 0 {
 				t.Fatal("a refused search reached the store")
 			}
 		})

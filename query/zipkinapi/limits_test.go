@@ -1,7 +1,6 @@
 package zipkinapi
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -9,30 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
-
 	"github.com/meshlens/meshlens/storage/tracestore"
 	"github.com/meshlens/meshlens/storage/tracestore/memstore"
+	"github.com/meshlens/meshlens/storage/tracestore/tracestoretest"
 )
-
-// stuckReader answers only when the context ends: a store too slow for
-// the search timeout.
-type stuckReader struct {
-	tracestore.Reader
-	calls int
-}
-
-func (s *stuckReader) FindTraces(ctx context.Context, _ tracestore.Query) ([]*tracestore.Trace, error) {
-	s.calls++
-	<-ctx.Done()
-	return nil, ctx.Err()
-}
-
-func (s *stuckReader) GetTrace(ctx context.Context, _ pcommon.TraceID) (*tracestore.Trace, error) {
-	s.calls++
-	<-ctx.Done()
-	return nil, ctx.Err()
-}
 
 // TestSearchLimits: a search over a limit answers 400 and one past the
 // timeout 503, each with a plain-text message naming the setting.
@@ -59,7 +38,7 @@ func TestSearchLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r tracestore.Reader = memstore.New(memstore.Config{})
-			stuck := &stuckReader{}
+			stuck := &tracestoretest.StuckReader{}
 			if tc.stuck {
 				r = stuck
 			}
@@ -73,7 +52,7 @@ func TestSearchLimits(t *testing.T) {
 			if !strings.Contains(rec.Body.String(), tc.msg) {
 				t.Fatalf("body %q does not contain %q", rec.Body, tc.msg)
 			}
-			if tc.status == 400 && stuck.calls != 0 {
+			if tc.status == 400 && stuck.Calls.Load() != 0 {
 				t.Fatal("a refused search reached the store")
 			}
 		})
