@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/meshlens/meshlens/pipeline"
@@ -20,6 +18,7 @@ import (
 	"github.com/meshlens/meshlens/processors/tracesampling"
 	"github.com/meshlens/meshlens/storage/metricstore"
 	"github.com/meshlens/meshlens/storage/tracestore/cassandra"
+	"github.com/meshlens/meshlens/storage/tracestore/tracestoretest"
 )
 
 // cqlSink is an in-process Cassandra session: it accepts every batch and
@@ -47,56 +46,6 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// meshSpans builds n spans of Istio-like traces: 5 spans per trace
-// alternating server and client sides, 20 services, 15 operations, 10 tags
-// with a unique x-request-id.
-func meshSpans(n int, seq *uint64) ptrace.Traces {
-	td := ptrace.NewTraces()
-	base := time.Now().Add(-time.Minute)
-	id := func(hi, lo uint64) (t pcommon.TraceID) {
-		binary.BigEndian.PutUint64(t[:8], hi)
-		binary.BigEndian.PutUint64(t[8:], lo)
-		return t
-	}
-	sid := func(v uint64) (s pcommon.SpanID) {
-		binary.BigEndian.PutUint64(s[:], v)
-		return s
-	}
-	for i := 0; i < n; i += 5 {
-		*seq++
-		tid := id(*seq, *seq*7919)
-		for j := 0; j < 5 && i+j < n; j++ {
-			rs := td.ResourceSpans().AppendEmpty()
-			svc := fmt.Sprintf("svc-%d", (int(*seq)+j/2)%20)
-			rs.Resource().Attributes().PutStr("service.name", svc)
-			rs.Resource().Attributes().PutStr("k8s.namespace.name", "default")
-			sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-			sp.SetTraceID(tid)
-			sp.SetSpanID(sid(uint64(j + 1)))
-			if j > 0 {
-				sp.SetParentSpanID(sid(uint64(j)))
-			}
-			sp.SetName(fmt.Sprintf("GET /api/%d", (int(*seq)+j)%15))
-			sp.SetKind([]ptrace.SpanKind{ptrace.SpanKindServer, ptrace.SpanKindClient, ptrace.SpanKindServer, ptrace.SpanKindClient, ptrace.SpanKindServer}[j])
-			st := base.Add(time.Duration(*seq%60000)*time.Millisecond + time.Duration(j)*time.Millisecond)
-			sp.SetStartTimestamp(pcommon.NewTimestampFromTime(st))
-			sp.SetEndTimestamp(pcommon.NewTimestampFromTime(st.Add(time.Duration(5+*seq%50) * time.Millisecond)))
-			a := sp.Attributes()
-			a.PutStr("http.method", "GET")
-			a.PutInt("http.status_code", 200)
-			a.PutStr("guid:x-request-id", fmt.Sprintf("%016x-%d", *seq, j))
-			a.PutStr("http.url", fmt.Sprintf("http://svc/api/%d", *seq%15))
-			a.PutStr("upstream_cluster", "outbound|9080||"+svc)
-			a.PutStr("node_id", "sidecar~10.0.0.1~"+svc)
-			a.PutStr("response_flags", "-")
-			a.PutStr("istio.mesh_id", "cluster.local")
-			a.PutStr("peer.service", fmt.Sprintf("svc-%d", (int(*seq)+j+1)%20))
-			a.PutStr("component", "proxy")
-		}
-	}
-	return td
 }
 
 // BenchmarkCollectorSpans measures a collector's CPU per span on its whole
@@ -150,7 +99,7 @@ func BenchmarkCollectorSpans(b *testing.B) {
 			var seq uint64
 			encoded := make([][]byte, 16)
 			for i := range encoded {
-				if encoded[i], err = (&ptrace.ProtoMarshaler{}).MarshalTraces(meshSpans(size, &seq)); err != nil {
+				if encoded[i], err = (&ptrace.ProtoMarshaler{}).MarshalTraces(tracestoretest.IstioTraces(size, &seq)); err != nil {
 					b.Fatal(err)
 				}
 			}
