@@ -3,8 +3,10 @@ package jaeger
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net"
 	"strings"
+	"time"
 
 	jaegermodel "github.com/jaegertracing/jaeger-idl/model/v1"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -97,6 +99,39 @@ func validate(s *jaegermodel.Span) error {
 		return fmt.Errorf("span_id is zero")
 	case s.Duration < 0:
 		return fmt.Errorf("duration %v is negative", s.Duration)
+	}
+	// OTLP timestamps are unsigned nanoseconds since 1970 in 64 bits: a
+	// time outside 1970-2262 would wrap around (a 1969 span would land in
+	// 2554) instead of being stored as sent. A zero start time means
+	// "not set" and stays unset.
+	if !s.StartTime.IsZero() {
+		if err := representable("start_time", s.StartTime); err != nil {
+			return err
+		}
+		if err := representable("start_time + duration", s.StartTime.Add(s.Duration)); err != nil {
+			return err
+		}
+	}
+	for i := range s.Logs {
+		if ts := s.Logs[i].Timestamp; !ts.IsZero() {
+			if err := representable(fmt.Sprintf("logs[%d].timestamp", i), ts); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Bounds of a time that pcommon.Timestamp (uint64 nanoseconds since the
+// Unix epoch, read back through int64 by time.Unix) holds without wrapping.
+var (
+	minTimestamp = time.Unix(0, 0)
+	maxTimestamp = time.Unix(0, math.MaxInt64)
+)
+
+func representable(field string, t time.Time) error {
+	if t.Before(minTimestamp) || t.After(maxTimestamp) {
+		return fmt.Errorf("%s %s is outside 1970-2262, the range of an OTLP timestamp", field, t.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
 }
