@@ -123,6 +123,13 @@ type StorageConfig struct {
 type MetricsStorageConfig struct {
 	Retention time.Duration `yaml:"retention"`
 	MaxBytes  int64         `yaml:"max_bytes"`
+	// BlockDuration is how much time the in-memory head block covers
+	// before it is compacted to disk (Prometheus's
+	// --storage.tsdb.min-block-duration, default 2h). Head memory grows for
+	// 1.5× this long, then drops; shorter values bound it lower at the cost
+	// of more, smaller blocks. The soak test uses a short one so that head
+	// compaction happens inside its window.
+	BlockDuration time.Duration `yaml:"block_duration"`
 	// Downsample keeps coarser copies for longer and serves them
 	// transparently for ranges the raw samples no longer cover.
 	Downsample downsample.Config `yaml:"downsample"`
@@ -346,7 +353,7 @@ func DefaultConfig() Config {
 		Storage: StorageConfig{
 			Path:         "./data",
 			MinFreeBytes: 256 << 20,
-			Metrics:      MetricsStorageConfig{Retention: 7 * 24 * time.Hour, Downsample: downsample.DefaultConfig()},
+			Metrics:      MetricsStorageConfig{Retention: 7 * 24 * time.Hour, BlockDuration: 2 * time.Hour, Downsample: downsample.DefaultConfig()},
 			Traces: TraceStorageConfig{Backend: "pebble", Retention: 72 * time.Hour, MaxBytes: 10 << 30,
 				Cassandra: CassandraStorageConfig{Keyspace: "meshlens", Consistency: "LOCAL_QUORUM", Timeout: 5 * time.Second}},
 			RemoteRead: RemoteReadConfig{Timeout: time.Minute},
@@ -393,10 +400,11 @@ func DefaultConfig() Config {
 // MetricStore returns the metric store's own configuration.
 func (c Config) MetricStore() metricstore.Config {
 	return metricstore.Config{
-		Path:         filepath.Join(c.Storage.Path, "metrics"),
-		Retention:    c.Storage.Metrics.Retention,
-		MaxBytes:     c.Storage.Metrics.MaxBytes,
-		MinFreeBytes: c.Storage.MinFreeBytes,
+		Path:          filepath.Join(c.Storage.Path, "metrics"),
+		Retention:     c.Storage.Metrics.Retention,
+		MaxBytes:      c.Storage.Metrics.MaxBytes,
+		BlockDuration: c.Storage.Metrics.BlockDuration,
+		MinFreeBytes:  c.Storage.MinFreeBytes,
 	}
 }
 

@@ -80,6 +80,8 @@ func TestInvalidConfigErrorsNameFields(t *testing.T) {
 		{[]string{"--pipeline.queue_capacity=0", "--log.level=loud"}, nil, []string{"pipeline.queue_capacity", "log.level"}},
 		{nil, []string{"MESHLENS_QUERY_TIMEOUT=soon"}, []string{"MESHLENS_QUERY_TIMEOUT", "query.timeout"}},
 		{[]string{"--processors.metrics.flush_interval=1ms"}, nil, []string{"processors.metrics.flush_interval"}},
+		{[]string{"--storage.metrics.block_duration=30s"}, nil, []string{"storage.metrics.block_duration"}},
+		{[]string{"--storage.metrics.block_duration=200h"}, nil, []string{"storage.metrics.block_duration"}},
 	}
 	for _, c := range cases {
 		_, _, err := LoadConfig(c.args, c.env, io.Discard)

@@ -53,6 +53,8 @@ type options struct {
 	maxRSSMiB   float64 // MiB per minute
 	maxGorGrow  float64
 	maxP99Ratio float64
+	// blockDuration is the server's storage.metrics.block_duration.
+	blockDuration time.Duration
 }
 
 func main() {
@@ -67,6 +69,7 @@ func main() {
 	flag.Float64Var(&o.spanRatio, "span-ratio", 0.25, "spans sent per ALS entry")
 	flag.DurationVar(&o.rampStep, "ramp-step", 10*time.Second, "length of one capacity ramp step")
 	flag.StringVar(&o.out, "out", "docs/soak.md", "Markdown summary to write")
+	flag.DurationVar(&o.blockDuration, "block-duration", 2*time.Minute, "the server's storage.metrics.block_duration: the TSDB head grows for 1.5x this, then is compacted; short enough that the soak sees several head compactions")
 	flag.Float64Var(&o.maxHeapMiB, "max-heap-slope", 4, "fail when the heap grows faster than this many MiB per minute over the second half")
 	flag.Float64Var(&o.maxRSSMiB, "max-rss-slope", 8, "fail when anonymous RSS grows faster than this many MiB per minute over the second half")
 	flag.Float64Var(&o.maxGorGrow, "max-goroutine-growth", 25, "fail when the median goroutine count of the last third exceeds the first third's by more")
@@ -94,7 +97,8 @@ func startServer(o options) (*server, error) {
 	}
 	argv := []string{"-c", strconv.Itoa(o.serverCPU), o.binary, "serve", "--storage.path=" + dir,
 		"--listen.http=127.0.0.1:0", "--listen.grpc=127.0.0.1:0", "--listen.zipkin=127.0.0.1:0",
-		"--listen.otlp_grpc=", "--listen.otlp_http="}
+		"--listen.otlp_grpc=", "--listen.otlp_http=",
+		"--storage.metrics.block_duration=" + o.blockDuration.String()}
 	cmd := exec.Command("taskset", argv...)
 	out, err := cmd.StderrPipe()
 	if err != nil {
@@ -341,6 +345,9 @@ type row struct {
 	spanRef, spanFail  int
 	rss, rssAnon, heap float64
 	goroutines         float64
+	headSeries         float64
+	headChunks         float64
+	truncations        float64
 	cpuPerSec          float64 // server CPU seconds per wall second
 	load               string
 }
@@ -352,6 +359,9 @@ type sample struct {
 	// pebble is the trace store's memory outside the Go heap (block cache
 	// and memtables, bounded by their settings): part of anonymous RSS.
 	pebble float64
+	// headSeries and headChunks are the TSDB head's; truncations counts
+	// head compactions so far.
+	headSeries, headChunks, truncations float64
 }
 
 func run(o options) error {
@@ -438,11 +448,13 @@ func run(o options) error {
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
 		for {
-			m, err := srv.metrics("go_memstats_heap_inuse_bytes", "go_goroutines", "meshlens_tracestore_pebble_memory_bytes")
+			m, err := srv.metrics("go_memstats_heap_inuse_bytes", "go_goroutines", "meshlens_tracestore_pebble_memory_bytes",
+				"prometheus_tsdb_head_series", "prometheus_tsdb_head_chunks", "prometheus_tsdb_head_truncations_total")
 			if err == nil {
 				smu.Lock()
 				samples = append(samples, sample{at: time.Since(soakStart), rss: srv.procStatus("VmRSS"), rssAnon: srv.procStatus("RssAnon"),
-					heap: m["go_memstats_heap_inuse_bytes"], gors: m["go_goroutines"], pebble: m["meshlens_tracestore_pebble_memory_bytes"]})
+					heap: m["go_memstats_heap_inuse_bytes"], gors: m["go_goroutines"], pebble: m["meshlens_tracestore_pebble_memory_bytes"],
+					headSeries: m["prometheus_tsdb_head_series"], headChunks: m["prometheus_tsdb_head_chunks"], truncations: m["prometheus_tsdb_head_truncations_total"]})
 				smu.Unlock()
 			}
 			select {
@@ -474,6 +486,7 @@ func run(o options) error {
 		if n := len(samples); n > 0 {
 			last := samples[n-1]
 			r.rss, r.rssAnon, r.heap, r.goroutines = last.rss, last.rssAnon, last.heap, last.gors
+			r.headSeries, r.headChunks, r.truncations = last.headSeries, last.headChunks, last.truncations
 		}
 		smu.Unlock()
 		rows = append(rows, r)
@@ -613,8 +626,8 @@ func report(o options, began time.Time, startLoad, endLoad string, perMsg float6
 	}
 	p("Result: %s\n\n", verdictWord)
 	p("* started %s, %s of load after the capacity ramp; %s\n", began.UTC().Format("2006-01-02 15:04 MST"), o.duration, machine())
-	p("* server: `%s serve` on CPU %d (taskset), embedded storage in a temporary directory; load generator in this process (Envoy ALS over gRPC, %d streams closed every 20 messages of %.1f entries on average; Zipkin JSON, 4 workers, %d spans per trace, %.0f%% as many spans as ALS entries)\n",
-		o.binary, o.serverCPU, o.streams, perMsg, spansPerTrace, o.spanRatio*100)
+	p("* server: `%s serve --storage.metrics.block_duration=%s` on CPU %d (taskset), embedded storage in a temporary directory; load generator in this process (Envoy ALS over gRPC, %d streams closed every 20 messages of %.1f entries on average; Zipkin JSON, 4 workers, %d spans per trace, %.0f%% as many spans as ALS entries)\n",
+		o.binary, o.blockDuration, o.serverCPU, o.streams, perMsg, spansPerTrace, o.spanRatio*100)
 	p("* load average (1/5/15 min) at start %s, at end %s: the machine is shared, so latency figures carry other processes' noise\n", startLoad, endLoad)
 	if len(ramp) > 0 {
 		p("\n## Capacity ramp (%s per step, ALS entries/s with spans at the same ratio)\n\n", o.rampStep)
@@ -627,12 +640,12 @@ func report(o options, began time.Time, startLoad, endLoad string, perMsg float6
 		p("\nSoak rate (given with -rate): **%.0f ALS entries/s + %.0f spans/s**.\n", target, target*o.spanRatio)
 	}
 	p("\n## Per %s\n\n", o.window)
-	p("| at | ALS entries/s | ack p50 | ack p99 | spans/s | span POST p50 | p99 | server CPU s/s | RSS | anon RSS | heap in use | goroutines | load avg |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| at | ALS entries/s | ack p50 | ack p99 | spans/s | span POST p50 | p99 | server CPU s/s | RSS | anon RSS | heap in use | goroutines | TSDB head series / chunks / compactions | load avg |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		p("| %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %.0f MiB | %.0f MiB | %.0f MiB | %.0f | %s |\n", r.at.Round(time.Second), r.entries,
+		p("| %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %.0f MiB | %.0f MiB | %.0f MiB | %.0f | %.0f / %.0f / %.0f | %s |\n", r.at.Round(time.Second), r.entries,
 			r.ackP50.Round(time.Millisecond), r.ackP99.Round(time.Millisecond), r.spans, r.spanP50.Round(time.Millisecond), r.spanP99.Round(time.Millisecond),
-			r.cpuPerSec, r.rss/(1<<20), r.rssAnon/(1<<20), r.heap/(1<<20), r.goroutines, r.load)
+			r.cpuPerSec, r.rss/(1<<20), r.rssAnon/(1<<20), r.heap/(1<<20), r.goroutines, r.headSeries, r.headChunks, r.truncations, r.load)
 	}
 	var totalEntries, totalCPU, wall float64
 	for i, r := range rows {

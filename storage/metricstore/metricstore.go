@@ -33,6 +33,9 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// MaxBytes caps the size of the persisted blocks (0 = no cap).
 	MaxBytes int64 `yaml:"max_bytes"`
+	// BlockDuration is the time range of the head block and of the
+	// smallest persisted block (0 = the TSDB's default, 2h).
+	BlockDuration time.Duration `yaml:"block_duration"`
 	// MinFreeBytes: a commit is refused while the file system has less
 	// free space (0 = off); see Store.Appender.
 	MinFreeBytes int64 `yaml:"min_free_bytes"`
@@ -49,6 +52,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBytes < 0 {
 		errs = append(errs, errors.New("storage.metrics.max_bytes: must not be negative"))
+	}
+	if c.BlockDuration != 0 && (c.BlockDuration < time.Minute || c.BlockDuration > c.Retention || c.BlockDuration%time.Minute != 0) {
+		errs = append(errs, fmt.Errorf("storage.metrics.block_duration: %s must be whole minutes, at least 1m and at most the retention (%s); the default is 2h", c.BlockDuration, c.Retention))
 	}
 	return errors.Join(errs...)
 }
@@ -116,6 +122,11 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, e
 	opts := tsdb.DefaultOptions()
 	opts.RetentionDuration = cfg.Retention.Milliseconds()
 	opts.MaxBytes = cfg.MaxBytes
+	if cfg.BlockDuration > 0 {
+		// Blocks keep one size, as with the TSDB's defaults (2h and 2h).
+		opts.MinBlockDuration = cfg.BlockDuration.Milliseconds()
+		opts.MaxBlockDuration = opts.MinBlockDuration
+	}
 	// Late samples arrive when a proxy's clock runs behind or a flush
 	// races a restart; accept them for a short while instead of erroring.
 	opts.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()
