@@ -19,6 +19,8 @@
 // quantile values are written as Prometheus 3 normalises them at scrape
 // ("10.0", "+Inf"). Samples carry the message's timestamps, or the receive
 // time when a metric has none; each message is one appender transaction.
+// Samples stamped more than Config.MaxFutureSkew after or MaxSampleAge
+// before the receive time are refused (a proxy's clock is wrong).
 //
 // Counters are stored as sent: the Envoy sink must report cumulative
 // counters (its default), not report_counters_as_deltas. With
@@ -71,6 +73,19 @@ type Config struct {
 	// CustomNamespaces are stat prefixes that Envoy strips rather than
 	// adding "envoy_". Default ["istiocustom", "wasmcustom"].
 	CustomNamespaces []string
+	// MaxFutureSkew refuses samples stamped further than this after the
+	// receive time (reason "out_of_window"). One sample far in the future
+	// moves the TSDB head's end there, after which the head refuses every
+	// other proxy's current samples as too old; a proxy whose clock runs
+	// ahead must not stop ingestion for all. Default 5m, half the metric
+	// store's out-of-order window.
+	MaxFutureSkew time.Duration
+	// MaxSampleAge refuses samples stamped earlier than this before the
+	// receive time (reason "out_of_window"). The TSDB head takes in-order
+	// samples no older than one hour before its newest one anyway; the
+	// bound also holds on an empty head, which would otherwise take a
+	// 1970 sample and start its blocks there. Default 1h.
+	MaxSampleAge time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -94,6 +109,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CustomNamespaces == nil {
 		c.CustomNamespaces = []string{"istiocustom", "wasmcustom"}
+	}
+	if c.MaxFutureSkew <= 0 {
+		c.MaxFutureSkew = 5 * time.Minute
+	}
+	if c.MaxSampleAge <= 0 {
+		c.MaxSampleAge = time.Hour
 	}
 	return c
 }
@@ -208,11 +229,25 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 		return nil
 	}
 	app := r.app.Appender(ctx)
+	now := r.now()
+	defaultTs := now.UnixMilli()
+	oldest, newest := now.Add(-r.cfg.MaxSampleAge).UnixMilli(), now.Add(r.cfg.MaxFutureSkew).UnixMilli()
 	var (
-		ok, limited, rejected int
-		firstRejection        error
+		ok, limited, rejected, outOfWindow int
+		firstRejection                     error
+		firstOutOfWindow                   string
 	)
 	emit := func(l labels.Labels, t int64, v float64) error {
+		// Checked before the series limit so that refused samples do not
+		// use up the proxy's series.
+		if t < oldest || t > newest {
+			if outOfWindow == 0 {
+				firstOutOfWindow = fmt.Sprintf("%s at %s (%s from the receive time)", l.Get(labels.MetricName),
+					time.UnixMilli(t).UTC().Format(time.RFC3339), time.Duration(t-defaultTs)*time.Millisecond)
+			}
+			outOfWindow++
+			return nil
+		}
 		if !r.limiter.admit(ps, l.Hash()) {
 			limited++
 			return nil
@@ -230,7 +265,6 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 		ok++
 		return nil
 	}
-	defaultTs := r.now().UnixMilli()
 	var (
 		bad      int
 		firstBad error
@@ -259,6 +293,14 @@ func (r *Receiver) appendMessage(ctx context.Context, conv *converter, ps *proxy
 	r.refused(bad, "malformed")
 	r.refused(limited, "series_limit")
 	r.refused(rejected, "rejected_by_storage")
+	r.refused(outOfWindow, "out_of_window")
+	if outOfWindow > 0 {
+		if ok, n := r.warns.Allow(now); ok {
+			log.Warn("refused samples stamped outside the accepted window; is the proxy's clock right?", "out_of_window", outOfWindow,
+				"first", firstOutOfWindow, "max_future_skew", r.cfg.MaxFutureSkew, "max_sample_age", r.cfg.MaxSampleAge,
+				"warnings_suppressed", n)
+		}
+	}
 	if bad > 0 || limited > 0 {
 		if ok, n := r.warns.Allow(r.now()); ok {
 			log.Warn("refused samples", "malformed", bad, "first_malformed", firstBad, "series_limit", limited,
