@@ -346,7 +346,11 @@ func (a *Aggregator) flush(ctx context.Context, ts time.Time, advance bool) erro
 			if epoch-e.touched > evictEpochs {
 				return false // evict
 			}
-			if epoch-e.touched <= staleEpochs {
+			// Periodic flushes write every live series (regular
+			// samples, no false staleness); forced ones only what
+			// changed, which is all a Sync needs.
+			if epoch-e.touched <= staleEpochs && (advance || e.dirty) {
+				e.dirty = false
 				work = append(work, pending{e: e, l: l})
 				total += l.n
 			}
@@ -369,6 +373,15 @@ func (a *Aggregator) flush(ctx context.Context, ts time.Time, advance bool) erro
 		a.committed = gen
 		return nil
 	}
+	// On failure the snapshot's entities are dirty again, so that the
+	// next forced flush retries them rather than reporting them stored.
+	redirty := func() {
+		a.mu.Lock()
+		for _, w := range work {
+			w.e.dirty = true
+		}
+		a.mu.Unlock()
+	}
 	app := a.app.Appender(ctx)
 	n := 0
 	for _, w := range work {
@@ -379,6 +392,7 @@ func (a *Aggregator) flush(ctx context.Context, ts time.Time, advance bool) erro
 					continue
 				}
 				_ = app.Rollback()
+				redirty()
 				a.flushErrors.Inc()
 				return fmt.Errorf("append %s: %w", w.e.lsets[i], err)
 			}
@@ -387,6 +401,7 @@ func (a *Aggregator) flush(ctx context.Context, ts time.Time, advance bool) erro
 		}
 	}
 	if err := app.Commit(); err != nil {
+		redirty()
 		a.flushErrors.Inc()
 		return fmt.Errorf("commit %d samples: %w", n, err)
 	}

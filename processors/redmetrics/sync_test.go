@@ -118,3 +118,66 @@ func TestSyncFailsWhileStorageFailsAndRecovers(t *testing.T) {
 	}
 	<-a.flushSem
 }
+
+// TestSyncWritesOnlyWhatChanged: a forced flush writes the series that
+// received data since the last flush and leaves the others alone (their
+// newest values are already stored); a periodic flush writes them all.
+func TestSyncWritesOnlyWhatChanged(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	a := New(DefaultConfig(), s, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	_ = a.ConsumeCalls(ctx, []model.Call{call("a", "b", model.DetectServer, 200, time.Millisecond), call("c", "d", model.DetectServer, 200, time.Millisecond)})
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	both := testutil.ToFloat64(a.appended)
+	_ = a.ConsumeCalls(ctx, []model.Call{call("a", "b", model.DetectServer, 200, time.Millisecond)})
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := testutil.ToFloat64(a.appended) - both
+	if second <= 0 || second >= both {
+		t.Fatalf("second Sync appended %v samples; the first (two edges) %v: want only the changed edge's", second, both)
+	}
+	at := time.Now().Add(time.Second)
+	for q, want := range map[string]float64{
+		`count_over_time(istio_requests_total{destination_canonical_service="d"}[1h])`: 1,
+		`count_over_time(istio_requests_total{destination_canonical_service="b"}[1h])`: 2,
+		`sum(istio_requests_total)`: 3,
+	} {
+		if got := scalarOf(t, instant(t, s, q, at), q); got != want {
+			t.Errorf("%s = %v, want %v", q, got, want)
+		}
+	}
+	// A periodic flush writes every live series again.
+	if err := a.Flush(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(a.appended) - both - second; got != both {
+		t.Errorf("periodic flush appended %v samples, want every live series (%v)", got, both)
+	}
+}
+
+// TestSyncRetriesWhatAFailedFlushHeld: series snapshotted by a flush whose
+// commit failed are written by the next Sync even without new data.
+func TestSyncRetriesWhatAFailedFlushHeld(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	app := &failingAppendable{Appendable: s}
+	a := New(DefaultConfig(), app, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	_ = a.ConsumeCalls(ctx, []model.Call{call("a", "b", model.DetectServer, 200, time.Millisecond)})
+	app.fail.Store(true)
+	if err := a.Sync(ctx); err == nil {
+		t.Fatal("Sync succeeded while storage refused the commit")
+	}
+	app.fail.Store(false)
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q := `sum(istio_requests_total)`
+	if got := scalarOf(t, instant(t, s, q, time.Now().Add(time.Second)), q); got != 1 {
+		t.Fatalf("after storage recovered %s = %v, want 1", q, got)
+	}
+}

@@ -85,6 +85,12 @@ type entity struct {
 	acc   []float64 // increments since creation; histogram buckets non-cumulative
 	// touched is the flush epoch in which the entity last received data.
 	touched uint64
+	// dirty says the entity received data since a flush last snapshotted
+	// it. A forced flush (Sync) writes only dirty entities: the others'
+	// newest values are already in the WAL, and rewriting every series at
+	// every stream end multiplied the TSDB's samples (and head memory) by
+	// the rate of stream ends.
+	dirty bool
 	// serverSeen is the flush epoch of the last server-side observation (used
 	// by the service graph to avoid counting a request from both sides).
 	serverSeen uint64
@@ -161,6 +167,7 @@ func (t *table[K]) get(k K, epoch uint64, restore map[uint64]float64) *entity {
 		t.m[k] = e
 	}
 	e.touched = epoch
+	e.dirty = true
 	return e
 }
 
