@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/meshlens/meshlens/model"
 	"github.com/meshlens/meshlens/receivers/meshreport/meshpb"
 )
@@ -32,7 +30,8 @@ func invalid(field, format string, args ...any) error {
 
 // legacyMetric re-reads a pre-9.x single ServiceMeshMetric that arrived in a
 // ServiceMeshMetrics frame (see the package doc). It returns nil when the
-// message is a batch or empty.
+// message is a batch or empty. Invalid UTF-8 in its strings is replaced
+// with U+FFFD, as in batches (unmarshalLenient).
 func legacyMetric(m *meshpb.ServiceMeshMetrics) (*meshpb.HTTPServiceMeshMetric, error) {
 	if m.GetMetrics() != nil {
 		return nil, nil
@@ -42,7 +41,7 @@ func legacyMetric(m *meshpb.ServiceMeshMetrics) (*meshpb.HTTPServiceMeshMetric, 
 		return nil, nil
 	}
 	var h meshpb.HTTPServiceMeshMetric
-	if err := proto.Unmarshal(raw, &h); err != nil {
+	if _, err := unmarshalLenient(raw, &h); err != nil {
 		return nil, fmt.Errorf("legacy ServiceMeshMetric: %w", err)
 	}
 	return &h, nil

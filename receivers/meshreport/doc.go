@@ -34,6 +34,9 @@
 // negative or outside years 2000-2200, latency is negative, the protocol or
 // detect point enum is unknown, responseCode is outside 0-999, a byte count
 // is negative, or a name exceeds 4096 bytes. The rest of its batch is kept.
+// Invalid UTF-8 in any string is replaced with U+FFFD and the metric kept:
+// messages are received as raw bytes and decoded leniently (lenient.go),
+// since protobuf-go would refuse the whole message, and end the stream.
 //
 // The older, package-less protocol of SkyWalking 6 (/ServiceMeshMetricService/collect
 // with service and instance IDs) is not served.

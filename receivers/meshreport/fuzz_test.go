@@ -1,6 +1,7 @@
 package meshreport
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -48,6 +49,44 @@ func FuzzConvert(f *testing.F) {
 			}
 			if c.Start.IsZero() {
 				t.Fatalf("zero start: %+v", c)
+			}
+		}
+	})
+}
+
+// FuzzUnmarshalLenient decodes arbitrary bytes as Collect does: whatever
+// proto.Unmarshal accepts decodes to the same message, and whatever the
+// lenient decoder accepts holds only valid UTF-8 (proto.Marshal, which
+// checks proto3 strings, succeeds).
+func FuzzUnmarshalLenient(f *testing.F) {
+	b, err := proto.Marshal(httpBatch(&meshpb.HTTPServiceMeshMetric{StartTime: t0, EndTime: t0 + 5, SourceServiceName: "PLACEHOLDER",
+		DestServiceName: "b", Endpoint: "/x", SourceInstanceProperties: []*meshpb.KeyStringValuePair{{Key: "namespace", Value: "ns"}}}))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add(bytes.ReplaceAll(b, []byte("PLACEHOLDER"), []byte("bad\xff\xfe\xc3(name")))
+	f.Add(handHTTPMetric())
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var strict, lenient meshpb.ServiceMeshMetrics
+		strictErr := proto.Unmarshal(data, &strict)
+		n, err := unmarshalLenient(data, &lenient)
+		if strictErr == nil {
+			if err != nil || n != 0 || !proto.Equal(&strict, &lenient) {
+				t.Fatalf("valid message decoded differently: err %v, %d replaced", err, n)
+			}
+			return
+		}
+		if err != nil {
+			return
+		}
+		if _, err := proto.Marshal(&lenient); err != nil {
+			t.Fatalf("lenient decode kept invalid data: %v", err)
+		}
+		if legacy, err := legacyMetric(&lenient); err == nil && legacy != nil {
+			if _, err := proto.Marshal(legacy); err != nil {
+				t.Fatalf("legacy metric kept invalid data: %v", err)
 			}
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/meshlens/meshlens/model"
 	"github.com/meshlens/meshlens/pipeline"
@@ -77,12 +78,31 @@ func (r *Receiver) Collect(stream grpc.ClientStreamingServer[meshpb.ServiceMeshM
 	ctx := stream.Context()
 	var calls []model.Call
 	for {
-		msg, err := stream.Recv()
+		// Received as raw bytes (every field of an Empty is unknown, so
+		// nothing is checked but the wire format) and decoded here, so
+		// that invalid UTF-8 in one name loses neither the batch nor the
+		// stream; see unmarshalLenient.
+		var raw emptypb.Empty
+		err := stream.RecvMsg(&raw)
 		if errors.Is(err, io.EOF) {
 			return stream.SendAndClose(&meshpb.MeshProbeDownstream{})
 		}
 		if err != nil {
 			return err
+		}
+		msg := new(meshpb.ServiceMeshMetrics)
+		replaced, err := unmarshalLenient(raw.ProtoReflect().GetUnknown(), msg)
+		if err != nil {
+			r.refused(1, "malformed")
+			if ok, n := r.warns.Allow(r.now()); ok {
+				r.logger.Warn("refused stream message", "error", err, "warnings_suppressed", n)
+			}
+			continue
+		}
+		if replaced > 0 {
+			if ok, n := r.warns.Allow(r.now()); ok {
+				r.logger.Warn("replaced invalid UTF-8 with U+FFFD", "strings", replaced, "warnings_suppressed", n)
+			}
 		}
 		calls, err = r.convert(msg, calls[:0])
 		if err != nil {
