@@ -65,6 +65,9 @@ func (a *API) query(r *http.Request) result {
 		return fail(perr)
 	}
 	defer cancel()
+	if err := checkSubquerySteps(a.parser, r.FormValue("query"), 0); err != nil {
+		return fail(badData(err))
+	}
 	q, err := a.engine.NewInstantQuery(ctx, a.queryable, opts, r.FormValue("query"), ts)
 	if err != nil {
 		return fail(constructionError(err))
@@ -107,6 +110,9 @@ func (a *API) queryRange(r *http.Request) result {
 		return fail(perr)
 	}
 	defer cancel()
+	if err := checkSubquerySteps(a.parser, r.FormValue("query"), end.Sub(start)); err != nil {
+		return fail(badData(err))
+	}
 	q, err := a.engine.NewRangeQuery(ctx, a.queryable, opts, r.FormValue("query"), start, end, step)
 	if err != nil {
 		return fail(constructionError(err))
