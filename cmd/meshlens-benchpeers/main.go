@@ -508,12 +508,24 @@ func (h *harness) spanSweep(ctx context.Context, t *target, wl, proto string, pa
 			break
 		}
 		cpu0, t0 := p.cpuSeconds(), time.Now()
+		var fsync0, write0 map[float64]float64
+		if t.Name == "meshlens" {
+			fsync0, write0 = scrapeBuckets(selfMetrics, "meshlens_tracestore_wal_fsync_seconds"), scrapeBuckets(selfMetrics, "meshlens_tracestore_write_duration_seconds")
+		}
 		smp := startSampler(p)
 		r := loop.run(ctx, rate, h.stepDur, 0)
 		wall := time.Since(t0).Seconds()
 		st := Step{Offered: float64(r.OfferedItems) / r.Elapsed.Seconds(), Accepted: float64(r.AcceptedItems) / r.Elapsed.Seconds(),
 			P50: Percentile(r.Latencies, 50), P99: Percentile(r.Latencies, 99), Errors: r.Errors, Skipped: r.Skipped,
 			CPU: (p.cpuSeconds() - cpu0) / wall}
+		storeNote := ""
+		if fsync0 != nil {
+			var n float64
+			st.StoreFsyncP99, n = bucketQuantile(fsync0, scrapeBuckets(selfMetrics, "meshlens_tracestore_wal_fsync_seconds"), 0.99)
+			st.StoreWriteP99, _ = bucketQuantile(write0, scrapeBuckets(selfMetrics, "meshlens_tracestore_write_duration_seconds"), 0.99)
+			st.StoreFsyncs = n / wall
+			storeNote = fmt.Sprintf(" store: fsync p99 ≤%s (%.0f/s), commit p99 ≤%s", st.StoreFsyncP99, st.StoreFsyncs, st.StoreWriteP99)
+		}
 		if len(r.Latencies) == 0 {
 			st.P99 = time.Hour // nothing acknowledged: never sustained
 		}
@@ -532,8 +544,8 @@ func (h *harness) spanSweep(ctx context.Context, t *target, wl, proto string, pa
 		if r.FirstErr != nil {
 			errNote = " first error: " + r.FirstErr.Error()
 		}
-		logf("  offered %8.0f/s accepted %8.0f/s p50 %7s p99 %7s cpu %.2f rss %4d MiB skipped %d errors %d%s", st.Offered, st.Accepted,
-			st.P50.Round(10*time.Microsecond), st.P99.Round(10*time.Microsecond), st.CPU, st.RSS>>20, st.Skipped, st.Errors, errNote)
+		logf("  offered %8.0f/s accepted %8.0f/s p50 %7s p99 %7s cpu %.2f rss %4d MiB skipped %d errors %d%s%s", st.Offered, st.Accepted,
+			st.P50.Round(10*time.Microsecond), st.P99.Round(10*time.Microsecond), st.CPU, st.RSS>>20, st.Skipped, st.Errors, storeNote, errNote)
 		if st.Sustained() {
 			fails = 0
 		} else if fails++; fails >= h.failsToStop() {
@@ -580,7 +592,7 @@ func (h *harness) alsSweep(ctx context.Context, t *target, repeat int) sweep {
 		entries += l.Entries
 	}
 	perMsg := float64(entries) / float64(msgs)
-	metrics := "http://" + portQuery + "/metrics"
+	metrics := selfMetrics
 	accepted := func() float64 {
 		return scrape(metrics, "meshlens_receiver_accepted_items_total", `receiver="envoy_als"`)
 	}

@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -269,4 +271,70 @@ func scrape(url, name string, filters ...string) float64 {
 		sum += v
 	}
 	return sum
+}
+
+// selfMetrics is meshlens's own metrics endpoint while it is the target.
+const selfMetrics = "http://" + portQuery + "/metrics"
+
+// scrapeBuckets reads the cumulative buckets of a histogram on a Prometheus
+// text endpoint, keyed by upper bound; nil when the endpoint or the metric
+// is missing.
+func scrapeBuckets(url, name string) map[float64]float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	out := map[float64]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 4<<20)
+	prefix := name + `_bucket{le="`
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, prefix) {
+			continue
+		}
+		rest := l[len(prefix):]
+		end := strings.IndexByte(rest, '"')
+		if end < 0 {
+			continue
+		}
+		le, err1 := strconv.ParseFloat(rest[:end], 64)
+		f := strings.Fields(l)
+		v, err2 := strconv.ParseFloat(f[len(f)-1], 64)
+		if err1 == nil && err2 == nil {
+			out[le] += v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// bucketQuantile is the q-quantile (0..1) of the observations made between
+// two scrapes of the same histogram, read as the upper bound of the bucket
+// it falls in, and the number of those observations.
+func bucketQuantile(before, after map[float64]float64, q float64) (time.Duration, float64) {
+	if after == nil {
+		return 0, 0
+	}
+	les := make([]float64, 0, len(after))
+	for le := range after {
+		les = append(les, le)
+	}
+	slices.Sort(les)
+	total := after[les[len(les)-1]] - before[les[len(les)-1]]
+	if total <= 0 {
+		return 0, 0
+	}
+	for _, le := range les {
+		if after[le]-before[le] >= q*total {
+			if math.IsInf(le, 1) {
+				return time.Duration(math.MaxInt64), total
+			}
+			return time.Duration(le * float64(time.Second)), total
+		}
+	}
+	return 0, total
 }

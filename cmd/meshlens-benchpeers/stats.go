@@ -39,6 +39,12 @@ type Step struct {
 	RSS      int64   // largest server RSS seen during the step, bytes
 	Errors   int     // failed or refused requests
 	Skipped  int     // requests not sent because the in-flight bound was reached
+	// StoreFsyncP99 and StoreWriteP99 are meshlens's own trace-store WAL
+	// fsync and batch-commit p99 over the step (bucket upper bounds), to
+	// tell a storage tail from a CPU one; zero for other targets.
+	StoreFsyncP99 time.Duration `json:",omitempty"`
+	StoreWriteP99 time.Duration `json:",omitempty"`
+	StoreFsyncs   float64       `json:",omitempty"` // fsyncs per second
 }
 
 // Saturation criteria from the issue: a step is sustained when at least 99%

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -119,5 +120,29 @@ func TestLadder(t *testing.T) {
 	}
 	if Ladder(0, 10, 2) != nil || Ladder(10, 1, 2) != nil || Ladder(1, 10, 1) != nil {
 		t.Error("invalid ladders must be nil")
+	}
+}
+
+func TestBucketQuantile(t *testing.T) {
+	before := map[float64]float64{0.001: 10, 0.01: 20, 0.1: 20, math.Inf(1): 20}
+	cases := []struct {
+		name  string
+		after map[float64]float64
+		q     float64
+		want  time.Duration
+		n     float64
+	}{
+		// 100 new: 90 ≤ 1 ms, 9 more ≤ 10 ms, 1 ≤ 100 ms.
+		{"p99 in the second bucket", map[float64]float64{0.001: 100, 0.01: 119, 0.1: 120, math.Inf(1): 120}, 0.99, 10 * time.Millisecond, 100},
+		{"p50 in the first", map[float64]float64{0.001: 100, 0.01: 119, 0.1: 120, math.Inf(1): 120}, 0.5, time.Millisecond, 100},
+		{"tail past the last bound", map[float64]float64{0.001: 10, 0.01: 20, 0.1: 20, math.Inf(1): 30}, 0.99, time.Duration(math.MaxInt64), 10},
+		{"nothing observed", before, 0.99, 0, 0},
+		{"no histogram", nil, 0.99, 0, 0},
+	}
+	for _, c := range cases {
+		got, n := bucketQuantile(before, c.after, c.q)
+		if got != c.want || n != c.n {
+			t.Errorf("%s: got %v over %v, want %v over %v", c.name, got, n, c.want, c.n)
+		}
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -208,9 +210,26 @@ func TestLoad(t *testing.T) {
 		}
 		cfg.blockSize = kb << 10
 	}
+	// Retention must not drop the oldest buckets when a reuse run comes
+	// hours after the write.
+	cfg.TTL = time.Duration(hours+24) * time.Hour
 	s := openTest(t, cfg)
 	ctx := context.Background()
+	// The data ends at the write run's clock; a reuse run queries relative
+	// to that moment ("last 1 h" must still mean the newest hour of data).
 	now := time.Now()
+	nowFile := filepath.Join(dir, "load-now.txt")
+	if reuse {
+		b, err := os.ReadFile(nowFile)
+		if err != nil {
+			t.Fatalf("reuse: %v (written by the run that filled the store)", err)
+		}
+		if now, err = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b))); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := os.WriteFile(nowFile, []byte(now.Format(time.RFC3339Nano)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	first := now.Add(-time.Duration(hours) * time.Hour)
 	traces := n / spansPerTrace
 	step := time.Duration(hours) * time.Hour / time.Duration(traces)
