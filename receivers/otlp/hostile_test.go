@@ -3,8 +3,10 @@ package otlp
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
 
@@ -19,6 +21,28 @@ func TestHostileInput(t *testing.T) {
 	withAttr := func(raw string) []byte {
 		return []byte(strings.Replace(string(good), `"stringValue":"ratings"`, `"stringValue":"`+raw+`"`, 1))
 	}
+	// Spans far in the past (1 ns after 1970) and the future (2100), and
+	// a client span starting 10 minutes before its server (clock skew).
+	y2100 := pcommon.NewTimestampFromTime(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
+	timed := func(serverStart, clientStart pcommon.Timestamp) []byte {
+		td := sampleTraces(0)
+		spans := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+		spans.At(0).SetStartTimestamp(serverStart)
+		spans.At(0).SetEndTimestamp(serverStart + 5e6)
+		spans.At(1).SetStartTimestamp(clientStart)
+		spans.At(1).SetEndTimestamp(clientStart + 3e6)
+		b, _ := ptraceotlp.NewExportRequestFromTraces(td).MarshalJSON()
+		return b
+	}
+	keptAsSent := func(server, client pcommon.Timestamp) func(t *testing.T) {
+		return func(t *testing.T) {
+			got := s.spans()
+			if a, b := got["0000000000000001"].StartTimestamp(), got["0000000000000002"].StartTimestamp(); a != server || b != client {
+				t.Errorf("starts %d and %d, want %d and %d as sent", a, b, server, client)
+			}
+		}
+	}
+	skewed := pcommon.NewTimestampFromTime(time.Unix(1700000000, 0))
 	for _, tc := range []struct {
 		name      string
 		body      []byte
@@ -43,6 +67,8 @@ func TestHostileInput(t *testing.T) {
 				t.Errorf("attribute %q, want U+FFFD in place of the bad byte", v.Str())
 			}
 		}},
+		{"timestamps far in the past and future kept as sent", timed(1, y2100), 200, "", 2, keptAsSent(1, y2100)},
+		{"clock skew: client before its server kept as sent", timed(skewed, skewed-600e9), 200, "", 2, keptAsSent(skewed, skewed-600e9)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s.reset()
