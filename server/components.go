@@ -27,6 +27,7 @@ import (
 	"github.com/meshlens/meshlens/processors/errorlog"
 	"github.com/meshlens/meshlens/processors/identity"
 	"github.com/meshlens/meshlens/processors/recommend"
+	"github.com/meshlens/meshlens/processors/recommend/xdspush"
 	"github.com/meshlens/meshlens/processors/redmetrics"
 	"github.com/meshlens/meshlens/processors/spancalls"
 	"github.com/meshlens/meshlens/processors/tracesampling"
@@ -130,6 +131,9 @@ func (s *Server) buildProcessors() error {
 			}
 		}
 		s.sinks = append(s.sinks, s.recommend)
+		if err := s.buildXDSPush(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -272,6 +276,7 @@ func (s *Server) buildQueryAPIs(store tracestore.Store) error {
 	}
 	if s.recommend != nil {
 		recommendapi.New(s.recommend, s.logger).Register(s.mux)
+		s.mux.Handle("GET "+xdsPushPath, xdspush.Handler(s.xds))
 	} else if s.flags.Mode == ModeQuery {
 		s.mux.Handle("GET "+recommendapi.Base+"/", unavailable(meshlensError, inMemoryOnly))
 		s.mux.Handle("GET "+recommendapi.Base, unavailable(meshlensError, inMemoryOnly))
@@ -424,6 +429,9 @@ func (s *Server) startBackground(ctx context.Context) error {
 				s.logger.Error("recommendations stopped", "err", err)
 			}
 		})
+		if err := s.startXDSPush(ctx); err != nil {
+			return err
+		}
 	}
 	if !s.cfg.Demo.Enabled {
 		return nil

@@ -244,6 +244,8 @@ type RecommendConfig struct {
 	Window             time.Duration `yaml:"window"`
 	RecomputeEvery     time.Duration `yaml:"recompute_every"`
 	TargetFalseTimeout float64       `yaml:"target_false_timeout"`
+	// XDSPush serves the recommended local rate limits to Envoy over xDS.
+	XDSPush XDSPushConfig `yaml:"xds_push"`
 }
 
 // ReceiversConfig turns receivers on and off and bounds their input. A
@@ -378,7 +380,8 @@ func DefaultConfig() Config {
 			Endpoints: endpoints.DefaultConfig(),
 			Errors:    ErrorLogConfig{Capacity: 10000, RatePerSecond: 10, Burst: 50},
 			Sampling:  tracesampling.DefaultConfig(),
-			Recommend: RecommendConfig{Enabled: true, Window: 30 * time.Minute, RecomputeEvery: 30 * time.Second, TargetFalseTimeout: 0.001},
+			Recommend: RecommendConfig{Enabled: true, Window: 30 * time.Minute, RecomputeEvery: 30 * time.Second, TargetFalseTimeout: 0.001,
+				XDSPush: XDSPushConfig{Listen: "127.0.0.1:18000", DryRun: true}},
 		},
 		Receivers: ReceiversConfig{
 			EnvoyALS:     ALSConfig{Enabled: true, Config: envoyals.DefaultConfig()},
@@ -506,6 +509,10 @@ func (c Config) Validate() error {
 	}
 	if r := c.Processors.Recommend; r.Enabled && (r.Window < time.Minute || r.RecomputeEvery <= 0 || r.TargetFalseTimeout <= 0 || r.TargetFalseTimeout >= 0.5) {
 		errs = append(errs, errors.New("processors.recommendations: window must be at least 1m, recompute_every positive, target_false_timeout in (0, 0.5)"))
+	}
+	if err := c.Processors.Recommend.validateXDSPush(map[string]string{"listen.http": c.Listen.HTTP, "listen.grpc": c.Listen.GRPC,
+		"listen.zipkin": c.Listen.Zipkin, "listen.otlp_grpc": c.Listen.OTLPGRPC, "listen.otlp_http": c.Listen.OTLPHTTP}); err != nil {
+		errs = append(errs, err)
 	}
 	if k := c.Processors.Kubernetes; k.Enabled && k.Kubeconfig != "" {
 		if _, err := os.Stat(k.Kubeconfig); err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/meshlens/meshlens/processors/errorlog"
 	"github.com/meshlens/meshlens/processors/identity"
 	"github.com/meshlens/meshlens/processors/recommend"
+	"github.com/meshlens/meshlens/processors/recommend/xdspush"
 	"github.com/meshlens/meshlens/processors/redmetrics"
 	"github.com/meshlens/meshlens/processors/spancalls"
 	"github.com/meshlens/meshlens/server/security"
@@ -60,6 +61,7 @@ type Server struct {
 	sinks     fanout
 	errors    *errorlog.Log
 	recommend *recommend.Engine
+	xds       *xdspush.Pusher // nil unless processors.recommendations.xds_push is on
 	spans     *spancalls.Processor
 	kube      *identity.KubeResolver
 
