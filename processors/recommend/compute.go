@@ -37,6 +37,7 @@ type edgeSnap struct {
 	expected      time.Duration
 	curAboveFrac  float64 // share of successes above the current timeout
 	curTimeout    time.Duration
+	shift         shift // recent rise in latency above the window's estimate
 }
 
 type svcSnap struct {
@@ -119,6 +120,7 @@ func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[st
 				es.msLo, es.msHi = math.Max(1, math.Floor(v)), math.Max(1, math.Ceil(v))
 				es.cutLo = h.ShareAbove(time.Duration(es.msLo * float64(time.Millisecond)))
 				es.cutHi = h.ShareAbove(time.Duration(es.msHi * float64(time.Millisecond)))
+				es.shift = e.recentShift(s, es.tq.Upper, now)
 			}
 			es.buckets = h.Buckets(40)
 		}
@@ -295,6 +297,9 @@ type candidates struct {
 	self     map[string]float64
 	edgeRate map[[2]string]float64
 	svcs     map[string]*svcSnap
+	// raised holds the IDs of timeouts raised for a recent rise in
+	// latency: published at once, never lowered while it lasts.
+	raised map[string]bool
 }
 
 // Recompute recomputes every recommendation as of now, smooths them against
@@ -303,15 +308,17 @@ func (e *Engine) Recompute(now time.Time) {
 	start := time.Now()
 	cur := e.CurrentConfig()
 	edges, svcs := e.snapshot(now, cur)
-	cand := e.compute(now, cur, edges, svcs)
+	cand := e.compute(now, cur, edges, svcs, e.publishedIDs(KindTimeout))
 	e.publish(now, cur, cand)
 	e.metrics.recompute.Observe(time.Since(start).Seconds())
 }
 
-func (e *Engine) compute(now time.Time, cur *CurrentConfig, edges []edgeSnap, svcs map[string]*svcSnap) *candidates {
+// published holds the IDs of the timeouts published before this
+// recomputation (for the hysteresis of withholding, see timeoutRec).
+func (e *Engine) compute(now time.Time, cur *CurrentConfig, edges []edgeSnap, svcs map[string]*svcSnap, published map[string]bool) *candidates {
 	cd := &candidates{
 		timeouts: map[string]*Recommendation{}, retries: map[string]*Recommendation{}, limits: map[string]*Recommendation{},
-		self: map[string]float64{}, edgeRate: map[[2]string]float64{}, svcs: svcs,
+		self: map[string]float64{}, edgeRate: map[[2]string]float64{}, svcs: svcs, raised: map[string]bool{},
 	}
 	// Prefer the client view of an edge; fall back to the server view.
 	best := map[string]*edgeSnap{}
@@ -345,9 +352,12 @@ func (e *Engine) compute(now time.Time, cur *CurrentConfig, edges []edgeSnap, sv
 	}
 	for _, id := range ids {
 		es := best[id]
-		t := e.timeoutRec(now, cur, es)
+		t := e.timeoutRec(now, cur, es, published[edgeID(KindTimeout, es.src, es.dst, es.endpoint)])
 		if t != nil {
 			cd.timeouts[t.ID] = t
+			if es.shift.found {
+				cd.raised[t.ID] = true
+			}
 		}
 		if r := e.retryRec(now, cur, es, t); r != nil {
 			cd.retries[r.ID] = r
@@ -389,7 +399,9 @@ func (e *Engine) ampFix(cd *candidates) {
 	}
 }
 
-func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap) *Recommendation {
+// timeoutRec recommends the edge's timeout, or none; isPublished says
+// whether one is published now, which widens the tolerance for keeping it.
+func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap, isPublished bool) *Recommendation {
 	if !es.tqOK {
 		return nil
 	}
@@ -404,8 +416,15 @@ func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap) *Re
 		}
 		// No recommendation where the proxy cannot express the percentile:
 		// the whole-millisecond step may use at most half of the ±50%
-		// band, the rest is for the percentile's own sampling error.
-		if r := pred / e.cfg.TargetFalseTimeout; r < 1-maxSnapError || r > 1+maxSnapError {
+		// band, the rest is for the percentile's own sampling error. A
+		// published timeout is kept up to maxSnapErrorKeep (a Schmitt
+		// trigger), so that an edge whose cut share wanders around the
+		// limit is not withdrawn and restored again and again.
+		limit := maxSnapError
+		if isPublished {
+			limit = maxSnapErrorKeep
+		}
+		if r := pred / e.cfg.TargetFalseTimeout; r < 1-limit || r > 1+limit {
 			return nil
 		}
 		snap = " (Envoy holds timeouts in whole milliseconds; of the two around the percentile this one's cut share is nearer the target)"
@@ -428,6 +447,7 @@ func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap) *Re
 	r.Explanation = fmt.Sprintf("p%g of the %d successful %s latencies over the last %s is %.1f ms (95%% interval %.1f–%.1f ms); a %.0f ms timeout%s cuts about %.2g%% of requests that would have succeeded (target %.2g%%).",
 		pct, es.c.success, side, es.window.Round(time.Second), ms(es.tq.Value), ms(es.tq.Lower), ms(es.tq.Upper), t, snap,
 		100*pred, 100*e.cfg.TargetFalseTimeout)
+	e.shiftedTimeout(r, es)
 	if c := r.Current; c != nil {
 		if c.Disabled {
 			r.Explanation += " Currently no route timeout is set (Istio's default), so a hung upstream holds the caller indefinitely."
@@ -461,6 +481,13 @@ func (e *Engine) currentTimeout(cur *CurrentConfig, es *edgeSnap) *Setting {
 // maxSnapError is how far from the target the predicted cut share of a
 // whole-millisecond timeout may be (relative).
 const maxSnapError = 0.25
+
+// maxSnapErrorKeep is the same limit for keeping a published timeout:
+// the 5-point gap is wider than the cut share's drift between two
+// recomputations (the window slides by a sixtieth, moving the share by a
+// few percent relative), and 20 points of the ±50% band stay for the
+// percentile's sampling error.
+const maxSnapErrorKeep = 0.3
 
 // wholeMsTimeout turns the quantile into a timeout Envoy can hold: Envoy
 // keeps route timeouts in whole milliseconds (it truncates), which below

@@ -70,6 +70,12 @@ type Config struct {
 	// kept per edge and per service (default 20; -1 keeps no per-endpoint
 	// series).
 	MaxEdges, MaxServices, MaxEndpoints int
+	// RecentWindow is how far back the engine looks for a rise in latency
+	// that the sliding window does not show yet (default 5 min): a
+	// significant excess of recent successes above the window's timeout
+	// estimate raises the timeout at once, and no timeout is lowered
+	// within RecentWindow of such a rise (see recentShift).
+	RecentWindow time.Duration
 	// ChangeThreshold is the relative change a value must show before it is
 	// republished (default 0.1); Confirmations is how many consecutive
 	// recomputations must agree (default 2).
@@ -104,6 +110,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Slot, time.Minute)
 	def(&c.RecomputeEvery, 30*time.Second)
 	def(&c.Backoff, 25*time.Millisecond)
+	def(&c.RecentWindow, 5*time.Minute)
 	deff(&c.TargetFalseTimeout, 0.001)
 	deff(&c.Headroom, 1.5)
 	deff(&c.KneeLatencyFactor, 1.3)
@@ -168,7 +175,10 @@ type Engine struct {
 type published struct {
 	rec     Recommendation
 	pending int
-	seen    bool
+	// raisedAt is when a recent rise in latency was last seen for this
+	// timeout; it is not lowered within RecentWindow of that.
+	raisedAt time.Time
+	seen     bool
 }
 
 type engineMetrics struct {
@@ -392,6 +402,19 @@ func (e *Engine) Recommendations(f Filter) []Recommendation {
 	for i := range e.recs {
 		if f.match(&e.recs[i]) {
 			out = append(out, e.recs[i])
+		}
+	}
+	return out
+}
+
+// publishedIDs returns the IDs of the published recommendations of kind k.
+func (e *Engine) publishedIDs(k Kind) map[string]bool {
+	e.pubMu.RLock()
+	defer e.pubMu.RUnlock()
+	out := make(map[string]bool, len(e.pub))
+	for id, p := range e.pub {
+		if p.rec.Kind == k {
+			out[id] = true
 		}
 	}
 	return out

@@ -315,7 +315,7 @@ func TestNoFlappingOnSteadyTraffic(t *testing.T) {
 	}
 	changes := 0
 	for _, c := range e.History(Filter{Kind: KindTimeout}, 0) {
-		if strings.HasPrefix(c.Reason, "changed") || strings.HasPrefix(c.Reason, "withdrawn") {
+		if strings.HasPrefix(c.Reason, "changed") || strings.HasPrefix(c.Reason, "withdrawn") || strings.HasPrefix(c.Reason, "raised") {
 			changes++
 			t.Logf("%s %s: %s", c.At.Format(time.TimeOnly), c.ID, c.Reason)
 		}
@@ -397,6 +397,102 @@ func TestDemoRateTraffic(t *testing.T) {
 			y, err := e.IstioYAML(Filter{Service: "details"})
 			if err != nil || !strings.Contains(string(y), "retryOn: connect-failure,refused-stream,unavailable,503") {
 				t.Fatalf("retry policy not exported: %v\n%s", err, y)
+			}
+		})
+	}
+}
+
+// TestRaiseOnLatencyRise: when a share of requests suddenly slows down, the
+// 30-minute window's p99.9 does not move for minutes, and the timeout in
+// force would cut the slow requests. The recent-window check must raise it
+// at once (within two recomputations), record why, and not lower it while
+// the rise lasts; on the steady traffic before, nothing may change.
+func TestRaiseOnLatencyRise(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	now := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
+	e, _ := New(Config{Now: func() time.Time { return now }}, nil, nil)
+	id := "timeout:src.default->b.default"
+	steady := lognormal(rng, 40, 0.3)
+	incident := func(i int) time.Duration {
+		d := steady(i)
+		if rng.Float64() < 0.03 {
+			d *= 5
+		}
+		return d
+	}
+	var before, at float64
+	var raisedStep int = -1
+	for step := 0; step < 100; step++ {
+		now = now.Add(30 * time.Second)
+		lat := steady
+		if step >= 70 {
+			lat = incident
+		}
+		feed(t, e, "src", "b", now, 3000, 30*time.Second, model.DetectClient, lat, nil)
+		e.Recompute(now)
+		r := find(e.Recommendations(Filter{Kind: KindTimeout}), id)
+		if r == nil && step < 60 {
+			continue // p99.9 needs 50,000 samples: 17 steps
+		}
+		if r == nil {
+			t.Fatalf("step %d: no timeout", step)
+		}
+		v := r.Recommended.TimeoutMs
+		switch {
+		case step == 69:
+			before = v
+		case step >= 70 && raisedStep < 0 && v > 1.5*before:
+			raisedStep, at = step, v
+		case raisedStep >= 0 && v < at:
+			t.Fatalf("step %d: timeout lowered from %.0f to %.0f ms while the rise lasts", step, at, v)
+		case raisedStep >= 0:
+			at = v
+		}
+	}
+	if raisedStep < 0 || raisedStep > 71 {
+		t.Fatalf("timeout %.0f ms before the rise not raised within two recomputations (raised at step %d)", before, raisedStep)
+	}
+	var reasons []string
+	for _, c := range e.History(Filter{Kind: KindTimeout}, 0) {
+		if c.ID == id && !strings.HasPrefix(c.Reason, "first") {
+			reasons = append(reasons, c.Reason)
+		}
+	}
+	if len(reasons) == 0 || !strings.HasPrefix(reasons[len(reasons)-1], "raised at once") || !strings.Contains(reasons[len(reasons)-1], "Latency rose") {
+		t.Fatalf("first change after the rise should be recorded as raised at once with its reason: %q", reasons)
+	}
+	t.Logf("timeout %.0f ms before, %.0f ms at step %d, %.0f ms at the end; changes: %q", before, at, raisedStep, at, reasons)
+}
+
+// TestWithheldTimeoutHysteresis: a timeout Envoy's whole milliseconds
+// cannot express within maxSnapError is not recommended, but one already
+// published is kept up to maxSnapErrorKeep, so that an edge near the limit
+// is not withdrawn and restored at every wobble.
+func TestWithheldTimeoutHysteresis(t *testing.T) {
+	e, _ := New(Config{}, nil, nil)
+	cur := NewCurrentConfig()
+	for _, tc := range []struct {
+		name      string
+		cutLo     float64 // share above 9 ms, relative to the target
+		published bool
+		want      bool
+	}{
+		{"within 25%, new", 1.2, false, true},
+		{"28% off, new", 1.28, false, false},
+		{"28% off, published", 1.28, true, true},
+		{"35% off, published", 1.35, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			es := &edgeSnap{src: "a.default", dst: "b.default", view: viewClient, window: 30 * time.Minute,
+				c: counts{success: 60000, total: 60000}, tqOK: true,
+				tq:   QuantileCI{Value: 9300 * time.Microsecond, Lower: 9 * time.Millisecond, Upper: 10 * time.Millisecond, Samples: 60000},
+				msLo: 9, msHi: 10, cutLo: tc.cutLo * e.cfg.TargetFalseTimeout, cutHi: 0.26 * e.cfg.TargetFalseTimeout}
+			r := e.timeoutRec(time.Now(), cur, es, tc.published)
+			if got := r != nil; got != tc.want {
+				t.Fatalf("recommended = %v, want %v", got, tc.want)
+			}
+			if r != nil && r.Recommended.TimeoutMs != 9 {
+				t.Fatalf("timeout %.0f ms, want 9", r.Recommended.TimeoutMs)
 			}
 		})
 	}

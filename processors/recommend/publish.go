@@ -74,13 +74,31 @@ func (e *Engine) publish(now time.Time, cur *CurrentConfig, cd *candidates) {
 		}
 		p.seen = true
 		old, nw := primary(&p.rec), primary(c)
-		if relChange(old, nw) <= e.cfg.ChangeThreshold {
+		// Asymmetric hysteresis for timeouts: a rise in latency seen in the
+		// recent data raises the timeout at once (every request cut
+		// meanwhile is a false timeout), while lowering waits until no rise
+		// has been seen for RecentWindow and then for Confirmations
+		// recomputations, so a timeout does not swing with the noise of
+		// the recent estimate.
+		raised := cd.raised[c.ID]
+		if raised {
+			p.raisedAt = now
+		}
+		lowerHeld := c.Kind == KindTimeout && nw < old && now.Sub(p.raisedAt) < e.cfg.RecentWindow
+		if relChange(old, nw) <= e.cfg.ChangeThreshold || lowerHeld {
 			p.pending = 0
 			// Keep the published value; refresh what it is based on.
 			p.rec.Evidence, p.rec.UpdatedAt, p.rec.Current = c.Evidence, now, c.Current
 			continue
 		}
 		p.pending++
+		if raised && nw > old {
+			e.recordChange(Change{At: now, ID: c.ID, Kind: c.Kind, From: p.rec.Recommended, To: c.Recommended,
+				Reason: fmt.Sprintf("raised at once from %s to %s (%.0f%%): %s",
+					describe(&p.rec), describe(c), 100*(nw-old)/math.Max(old, 1e-9), firstSentence(c.Explanation))})
+			p.rec, p.pending = *c, 0
+			continue
+		}
 		if p.pending < e.cfg.Confirmations {
 			continue
 		}
