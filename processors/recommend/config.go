@@ -69,6 +69,9 @@ type CurrentConfig struct {
 	Routes   map[string]*RouteSetting
 	Policies map[string]*PolicySetting
 	Limits   map[string]*LimitSetting
+	// HTTPRoutes holds every HTTP route of the VirtualServices, in order,
+	// by destination service, for per-endpoint comparisons (EndpointRoute).
+	HTTPRoutes map[string][]RouteInForce
 	// Loaded says the configuration was read; an empty config that was
 	// loaded means nothing is set (all Istio defaults), an unloaded one
 	// means unknown.
@@ -77,7 +80,8 @@ type CurrentConfig struct {
 
 // NewCurrentConfig returns an empty, unloaded configuration.
 func NewCurrentConfig() *CurrentConfig {
-	return &CurrentConfig{Routes: map[string]*RouteSetting{}, Policies: map[string]*PolicySetting{}, Limits: map[string]*LimitSetting{}}
+	return &CurrentConfig{Routes: map[string]*RouteSetting{}, Policies: map[string]*PolicySetting{}, Limits: map[string]*LimitSetting{},
+		HTTPRoutes: map[string][]RouteInForce{}}
 }
 
 // maxConfigFile bounds one YAML file.
@@ -202,35 +206,45 @@ func (c *CurrentConfig) addVirtualService(doc []byte, file string) error {
 
 func (c *CurrentConfig) addVS(vs *networkingv1.VirtualService, file string) {
 	res := vs.Namespace + "/" + vs.Name
+	if c.HTTPRoutes == nil {
+		c.HTTPRoutes = map[string][]RouteInForce{}
+	}
 	for _, r := range vs.Spec.GetHttp() {
-		if pathScoped(r) {
-			// A route for some paths only (an endpoint's) does not say what
-			// the service's other requests get.
-			continue
+		rs := RouteSetting{Resource: res, File: file}
+		if t := r.GetTimeout(); t != nil {
+			rs.Timeout, rs.HasTimeout = dur(t), dur(t) > 0
 		}
+		if rt := r.GetRetries(); rt != nil {
+			rs.HasRetries = true
+			rs.Retries = int(rt.GetAttempts())
+			rs.PerTryTimeout = dur(rt.GetPerTryTimeout())
+			rs.RetryOn = rt.GetRetryOn()
+			rs.Backoff = dur(rt.GetBackoff())
+		} else {
+			rs.Retries, rs.RetryOn = IstioDefaultRetries, IstioDefaultRetryOn
+		}
+		matches := routeMatches(r)
+		seen := map[string]bool{}
 		for _, d := range r.GetRoute() {
 			host := d.GetDestination().GetHost()
 			if host == "" {
 				continue
 			}
 			k := hostKey(host, vs.Namespace)
+			if !seen[k] {
+				seen[k] = true
+				c.HTTPRoutes[k] = append(c.HTTPRoutes[k], RouteInForce{Matches: matches, Setting: rs})
+			}
+			// A route for some paths only (an endpoint's) does not say what
+			// the service's other requests get.
+			if pathScoped(r) {
+				continue
+			}
 			if _, ok := c.Routes[k]; ok {
 				continue // the first matching route wins, as in Envoy
 			}
-			rs := &RouteSetting{Resource: res, File: file}
-			if t := r.GetTimeout(); t != nil {
-				rs.Timeout, rs.HasTimeout = dur(t), dur(t) > 0
-			}
-			if rt := r.GetRetries(); rt != nil {
-				rs.HasRetries = true
-				rs.Retries = int(rt.GetAttempts())
-				rs.PerTryTimeout = dur(rt.GetPerTryTimeout())
-				rs.RetryOn = rt.GetRetryOn()
-				rs.Backoff = dur(rt.GetBackoff())
-			} else {
-				rs.Retries, rs.RetryOn = IstioDefaultRetries, IstioDefaultRetryOn
-			}
-			c.Routes[k] = rs
+			own := rs
+			c.Routes[k] = &own
 		}
 	}
 }

@@ -395,6 +395,9 @@ func DiffConfig(cur *CurrentConfig, recs []Recommendation) []DiffEntry {
 	for i := range recs {
 		r := &recs[i]
 		if r.Edge != nil && r.Edge.Endpoint != "" {
+			if r.Kind == KindTimeout || r.Kind == KindRetry {
+				out = append(out, diffEndpoint(cur, r)...)
+			}
 			continue
 		}
 		name, ns := splitName(r.Service)
@@ -454,6 +457,57 @@ func DiffConfig(cur *CurrentConfig, recs []Recommendation) []DiffEntry {
 		}
 		return out[i].Field < out[j].Field
 	})
+	return out
+}
+
+// diffEndpoint compares a per-endpoint timeout or retry recommendation
+// with the route Envoy would use for that endpoint's requests from that
+// caller: an endpoint route if one selects them, else the service-wide
+// route, else Istio's defaults. Endpoints no route can match (which the
+// export skips) are not compared.
+func diffEndpoint(cur *CurrentConfig, r *Recommendation) []DiffEntry {
+	if _, err := parseEndpoint(r.Edge.Endpoint); err != nil {
+		return nil
+	}
+	name, ns := splitName(r.Service)
+	app, _ := splitName(r.Edge.Source)
+	rs, scoped := cur.EndpointRoute(r.Service, app, r.Edge.Endpoint)
+	res, inForce := "VirtualService "+ns+"/"+name, "in force: Istio's defaults (no route selects these requests)"
+	if rs != nil {
+		res = "VirtualService " + rs.Resource
+		inForce = "in force: the caller's service-wide route"
+		if scoped {
+			inForce = "in force: a route for this endpoint"
+		}
+	}
+	field := "http[from " + r.Edge.Source + ", " + r.Edge.Endpoint + "]."
+	var out []DiffEntry
+	add := func(f, from, to, why string) {
+		if from != to {
+			out = append(out, DiffEntry{Resource: res, Service: r.Service, Field: field + f, Current: from, Recommended: to, Reason: why})
+		}
+	}
+	why := firstSentence(r.Explanation)
+	if why != "" {
+		why += " "
+	}
+	why += "(" + inForce + ")"
+	switch r.Kind {
+	case KindTimeout:
+		from := "none (Istio default)"
+		if rs != nil && rs.HasTimeout {
+			from = fmtMs(ms(rs.Timeout))
+		}
+		add("timeout", from, fmtMs(r.Recommended.TimeoutMs), why)
+	case KindRetry:
+		fromA, fromP, fromOn := fmt.Sprint(IstioDefaultRetries), "none", IstioDefaultRetryOn
+		if rs != nil {
+			fromA, fromP, fromOn = fmt.Sprint(rs.Retries), fmtMs(ms(rs.PerTryTimeout)), rs.RetryOn
+		}
+		add("retries.attempts", fromA, fmt.Sprint(r.Recommended.Retries), why)
+		add("retries.perTryTimeout", fromP, fmtMs(r.Recommended.PerTryTimeoutMs), "")
+		add("retries.retryOn", fromOn, r.Recommended.RetryOn, "")
+	}
 	return out
 }
 

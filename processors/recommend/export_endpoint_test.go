@@ -8,6 +8,7 @@ import (
 
 	localrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	istionet "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	"sigs.k8s.io/yaml"
@@ -206,5 +207,43 @@ func TestRenderPerEndpoint(t *testing.T) {
 	}
 	if l := c.Limits["reviews.default"]; l == nil || l.RatePerSecond != 100 {
 		t.Fatalf("limit read back: %+v", l)
+	}
+
+	// Per-endpoint diff: with the rendered configuration in force, no
+	// endpoint timeout differs; with only the service-wide routes (the
+	// endpoint routes removed), the slow endpoint's 450 ms is compared with
+	// the caller's 80 ms route, which is what its requests get.
+	for _, d := range DiffConfig(c, recs) {
+		if strings.Contains(d.Field, "GET:/reviews/{id}") || strings.Contains(d.Field, "/reviews.Reviews/List") {
+			t.Errorf("endpoint differs after applying the export: %+v", d)
+		}
+	}
+	if rs, scoped := c.EndpointRoute("reviews.default", "productpage", "GET:/reviews/{id}"); rs == nil || !scoped || rs.Timeout.Milliseconds() != 450 {
+		t.Errorf("endpoint route read back: %+v scoped=%v", rs, scoped)
+	}
+	if rs, scoped := c.EndpointRoute("reviews.default", "productpage", "GET:/other"); rs == nil || scoped || rs.Timeout.Milliseconds() != 80 {
+		t.Errorf("an endpoint without its own route gets the caller's: %+v scoped=%v", rs, scoped)
+	}
+	if rs, _ := c.EndpointRoute("reviews.default", "details", "GET:/reviews/{id}"); rs == nil || rs.Timeout.Milliseconds() == 450 {
+		t.Errorf("another caller's requests must not get productpage's endpoint route: %+v", rs)
+	}
+	svcOnly := NewCurrentConfig()
+	var kept []*istionet.HTTPRoute
+	for _, r := range routes {
+		if !pathScoped(r) {
+			kept = append(kept, r)
+		}
+	}
+	vs := vss[0]
+	vs.Spec.Http = kept
+	svcOnly.addVS(vs, "edited")
+	var got *DiffEntry
+	for _, d := range DiffConfig(svcOnly, recs) {
+		if d.Field == "http[from productpage.default, GET:/reviews/{id}].timeout" {
+			got = &d
+		}
+	}
+	if got == nil || got.Current != "80ms" || got.Recommended != "450ms" || !strings.Contains(got.Reason, "service-wide route") {
+		t.Fatalf("slow endpoint diff against the service-wide route: %+v\n%s", got, FormatDiff(DiffConfig(svcOnly, recs)))
 	}
 }
