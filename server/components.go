@@ -352,8 +352,28 @@ func (s *Server) openTraceStore() (tracestore.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open trace store: %w", err)
 	}
-	s.closers = append(s.closers, func(context.Context) error { return store.Close() })
+	s.closers = append(s.closers, func(ctx context.Context) error {
+		return closeWithin(ctx, "trace store", "every acknowledged span is in its synced write-ahead log and is replayed at the next start", store.Close)
+	})
 	return store, nil
+}
+
+// closeWithin runs closeFn but stops waiting for it when ctx ends. Pebble's
+// Close waits for the compaction under way, which on one busy core can take
+// a minute after a burst of writes, longer than an orchestrator's grace
+// period; a store that is crash-safe loses nothing when the process exits
+// mid-compaction, so waiting past the shutdown deadline only risks a
+// SIGKILL in the middle of closing the stores after it. why says what makes
+// leaving safe.
+func closeWithin(ctx context.Context, name, why string, closeFn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- closeFn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%s still closing at the shutdown deadline (%w); leaving it: %s", name, ctx.Err(), why)
+	}
 }
 
 // autocompleteKeys are the span tags whose values Zipkin's autocomplete
