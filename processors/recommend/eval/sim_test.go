@@ -22,10 +22,13 @@ func TestOverloadGoodput(t *testing.T) {
 		if r.Recommended < 1.2*r.Static {
 			t.Errorf("step %.1f×: goodput %.0f not 20%% above the static limit's %.0f", step, r.Recommended, r.Static)
 		}
-		// All three run the bottleneck at capacity; differences under 1%
-		// are the noise of one seeded run (see docs/recommendations.md).
-		if best := max(r.Gradient, r.AIMD); r.Recommended < 0.99*best {
-			t.Errorf("step %.1f×: goodput %.0f below the best adaptive limiter's %.0f (tolerance 1%%)", step, r.Recommended, best)
+		// With common random numbers every limiter that keeps the
+		// bottleneck busy completes the same work. The recommendation may
+		// fall short only by the moments its token bucket, set at the
+		// measured capacity, binds while the bottleneck runs faster than
+		// that (≤ 0.04% over 24 runs, see docs/recommendations.md).
+		if best := max(r.Gradient, r.AIMD); r.Recommended < 0.999*best {
+			t.Errorf("step %.1f×: goodput %.2f below the best adaptive limiter's %.2f (tolerance 0.1%%)", step, r.Recommended, best)
 		}
 	}
 }
