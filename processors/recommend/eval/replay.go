@@ -150,6 +150,13 @@ type ReplayConfig struct {
 	Edges  int
 	Window time.Duration
 	Target float64
+	// Adaptive evaluates what the product does: the engine keeps
+	// consuming the evaluation window's traffic and recomputes every
+	// Recompute (30 s), and each request is subject to the timeout
+	// published at its time. The figures of the train-once timeout on the
+	// same requests are kept in Static.
+	Adaptive  bool
+	Recompute time.Duration
 }
 
 // EdgeReplay is the outcome on one edge.
@@ -185,6 +192,13 @@ type ReplayResult struct {
 	WaitNoTimeout, Wait15s, WaitRecommended float64
 	ReductionVsNoTimeout, ReductionVs15s    float64
 	PerEdge                                 []EdgeReplay
+	// Static is, in an adaptive replay, the train-once evaluation of the
+	// same requests (the timeout published at the end of training held
+	// for the whole evaluation window).
+	Static *ReplayResult
+	// Changes counts, in an adaptive replay, the published timeout
+	// changes during the evaluation window.
+	Changes int
 }
 
 // RunReplay trains the engine on one window of generated traffic per edge
@@ -198,8 +212,9 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 	}
 	t0 := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
 	trainEnd := t0.Add(cfg.Window)
+	clock := trainEnd
 	e, err := recommend.New(recommend.Config{Window: cfg.Window, TargetFalseTimeout: cfg.Target, MaxEndpoints: -1,
-		Now: func() time.Time { return trainEnd }}, nil, nil)
+		Now: func() time.Time { return clock }}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -235,6 +250,9 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 		}
 	}
 	e.Recompute(trainEnd)
+	if cfg.Adaptive {
+		return runAdaptive(cfg, e, models, trainEnd, func(t time.Time) { clock = t })
+	}
 	tmo := map[string]recommend.Recommendation{}
 	for _, r := range e.Recommendations(recommend.Filter{Kind: recommend.KindTimeout}) {
 		tmo[r.Edge.Destination] = r
@@ -301,6 +319,179 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 		res.ReductionVs15s = 1 - res.WaitRecommended/res.Wait15s
 	}
 	return res, nil
+}
+
+// runAdaptive plays the evaluation window in steps of cfg.Recompute: each
+// step's requests are subject to the timeouts published at its start, are
+// fed to the engine, and the engine recomputes at the step's end, as Run
+// does in production. The engine sees every latency in full (as it would
+// from a mesh where the recommendation is advisory or from server-side
+// reports of requests the client did not cut), so a timeout in force does
+// not censor what it learns from.
+func runAdaptive(cfg ReplayConfig, e *recommend.Engine, models []EdgeModel, trainEnd time.Time, setClock func(time.Time)) (*ReplayResult, error) {
+	step := cfg.Recompute
+	if step <= 0 {
+		step = 30 * time.Second
+	}
+	inForce := func() map[string]recommend.Recommendation {
+		m := map[string]recommend.Recommendation{}
+		for _, r := range e.Recommendations(recommend.Filter{Kind: recommend.KindTimeout}) {
+			if r.Edge != nil && r.Edge.Endpoint == "" && r.Recommended != nil {
+				m[r.Edge.Destination] = r
+			}
+		}
+		return m
+	}
+	static := inForce()
+	cur := static
+	ad, st := &ReplayResult{Edges: len(models)}, &ReplayResult{Edges: len(models)}
+	adE, stE := make([]EdgeReplay, len(models)), make([]EdgeReplay, len(models))
+	rngs := make([]*rand.Rand, len(models))
+	for i := range models {
+		adE[i] = EdgeReplay{Name: models[i].Name, Incident: models[i].IncidentShare > 0}
+		stE[i] = adE[i]
+		// One stream per edge, so that the interleaving of edges in time
+		// does not change any edge's requests.
+		rngs[i] = rand.New(rand.NewPCG(cfg.Seed^0x2545f4914f6cdd1d, uint64(i)))
+	}
+	batch := make([]model.Call, 0, 4096)
+	var ferr error
+	flush := func() {
+		if err := e.ConsumeCalls(context.Background(), batch); err != nil && ferr == nil {
+			ferr = err
+		}
+		batch = batch[:0]
+	}
+	for off := time.Duration(0); off < cfg.Window; off += step {
+		from := trainEnd.Add(off)
+		for i := range models {
+			m := &models[i]
+			name := m.Name + ".eval"
+			aT, sT := timeoutOf(cur, name, &adE[i]), timeoutOf(static, name, &stE[i])
+			src := model.Identity{Service: "client-" + m.Name[4:], Namespace: "eval"}
+			dst := model.Identity{Service: m.Name, Namespace: "eval"}
+			m.generate(rngs[i], from, step, true, func(r request) {
+				applyTimeout(ad, &adE[i], aT, r)
+				applyTimeout(st, &stE[i], sT, r)
+				batch = append(batch, callOf(src, dst, r))
+				if len(batch) == cap(batch) {
+					flush()
+				}
+			})
+		}
+		flush()
+		setClock(from.Add(step))
+		e.Recompute(from.Add(step))
+		next := inForce()
+		for k, r := range next {
+			if o, ok := cur[k]; !ok || o.Recommended.TimeoutMs != r.Recommended.TimeoutMs {
+				ad.Changes++
+			}
+		}
+		for k := range cur {
+			if _, ok := next[k]; !ok {
+				ad.Changes++
+			}
+		}
+		cur = next
+	}
+	if ferr != nil {
+		return nil, fmt.Errorf("replay: feed evaluation window: %w", ferr)
+	}
+	ad.PerEdge, st.PerEdge = adE, stE
+	tally(ad, cfg.Target)
+	tally(st, cfg.Target)
+	ad.Static = st
+	return ad, nil
+}
+
+// timeoutOf is the timeout published for destination name (0: none) and
+// notes it on er: the largest timeout and the fewest samples any
+// recommendation in force was based on.
+func timeoutOf(m map[string]recommend.Recommendation, name string, er *EdgeReplay) time.Duration {
+	r, ok := m[name]
+	if !ok {
+		return 0
+	}
+	er.TimeoutMs = math.Max(er.TimeoutMs, r.Recommended.TimeoutMs)
+	if r.Evidence != nil && (er.Samples == 0 || r.Evidence.Samples < er.Samples) {
+		er.Samples = r.Evidence.Samples
+	}
+	return time.Duration(r.Recommended.TimeoutMs * float64(time.Millisecond))
+}
+
+// applyTimeout scores one request under timeout T (0: none). The realised
+// false-timeout rate counts only the successes a timeout applied to.
+func applyTimeout(res *ReplayResult, er *EdgeReplay, T time.Duration, r request) {
+	if !r.fail {
+		if T > 0 {
+			er.EvalSucc++
+			if r.dur > T {
+				er.Cut++
+			}
+		}
+		return
+	}
+	d := r.dur.Seconds()
+	res.WaitNoTimeout += d
+	res.Wait15s += math.Min(d, 15)
+	er.WaitDef += d
+	if T > 0 {
+		d = math.Min(d, T.Seconds())
+	}
+	er.WaitRecomm += d
+	res.WaitRecommended += d
+}
+
+func callOf(src, dst model.Identity, r request) model.Call {
+	code := 200
+	if r.fail {
+		code = 503
+		if r.dur > time.Second {
+			code = 504
+		}
+	}
+	return model.Call{Source: src, Destination: dst, Method: "GET", Start: r.at, Duration: r.dur,
+		StatusCode: code, GRPCStatus: -1, DetectPoint: model.DetectClient}
+}
+
+// tally derives the summary of res from its PerEdge figures.
+func tally(res *ReplayResult, target float64) {
+	var ratios []float64
+	for i := range res.PerEdge {
+		er := &res.PerEdge[i]
+		if er.TimeoutMs == 0 || er.EvalSucc == 0 {
+			continue
+		}
+		er.Realised = float64(er.Cut) / float64(er.EvalSucc)
+		res.Recommended++
+		ratio := er.Realised / target
+		ratios = append(ratios, ratio)
+		in := ratio >= 0.5 && ratio <= 1.5
+		if in {
+			res.WithinBand++
+		}
+		if er.Incident {
+			res.IncidentRecommended++
+			if in {
+				res.IncidentWithinBand++
+			}
+		}
+	}
+	if res.Recommended > 0 {
+		res.ShareWithinBand = float64(res.WithinBand) / float64(res.Recommended)
+		if n := res.Recommended - res.IncidentRecommended; n > 0 {
+			res.StationaryShare = float64(res.WithinBand-res.IncidentWithinBand) / float64(n)
+		}
+		sort.Float64s(ratios)
+		res.MedianRatio = ratios[len(ratios)/2]
+	}
+	if res.WaitNoTimeout > 0 {
+		res.ReductionVsNoTimeout = 1 - res.WaitRecommended/res.WaitNoTimeout
+	}
+	if res.Wait15s > 0 {
+		res.ReductionVs15s = 1 - res.WaitRecommended/res.Wait15s
+	}
 }
 
 func errorsJoin(a, b error) error {

@@ -12,8 +12,12 @@ func TestReplayFalseTimeoutRate(t *testing.T) {
 			t.Logf("outside band: %s samples=%d timeout=%.1fms realised=%.3f%% incident=%v", e.Name, e.Samples, e.TimeoutMs, 100*e.Realised, e.Incident)
 		}
 	}
-	t.Logf("recommended %d/%d edges, %.1f%% within ±50%% of target (median ratio %.2f); wait on failures: none %.0fs, 15s %.0fs, recommended %.0fs",
-		res.Recommended, res.Edges, 100*res.ShareWithinBand, res.MedianRatio, res.WaitNoTimeout, res.Wait15s, res.WaitRecommended)
+	t.Logf("adaptive (recomputed every 30 s): recommended %d/%d edges, %.1f%% within ±50%% of target (median ratio %.2f), %d changes; wait on failures: none %.0fs, 15s %.0fs, recommended %.0fs",
+		res.Recommended, res.Edges, 100*res.ShareWithinBand, res.MedianRatio, res.Changes, res.WaitNoTimeout, res.Wait15s, res.WaitRecommended)
+	if st := res.Static; st != nil {
+		t.Logf("train once, same requests: recommended %d, %.1f%% within band, wait reduction %.1f%% / %.1f%%",
+			st.Recommended, 100*st.ShareWithinBand, 100*st.ReductionVsNoTimeout, 100*st.ReductionVs15s)
+	}
 	if res.Recommended < 20 {
 		t.Fatalf("only %d edges got a recommendation", res.Recommended)
 	}

@@ -24,7 +24,7 @@ var (
 func sharedReplay(t *testing.T) *ReplayResult {
 	t.Helper()
 	replayOnce.Do(func() {
-		replayRes, replayErr = RunReplay(ReplayConfig{Seed: 42, Edges: 100, Window: 30 * time.Minute, Target: 0.001})
+		replayRes, replayErr = RunReplay(ReplayConfig{Seed: 42, Edges: 100, Window: 30 * time.Minute, Target: 0.001, Adaptive: true})
 	})
 	if replayErr != nil {
 		t.Fatal(replayErr)
