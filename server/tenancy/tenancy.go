@@ -13,6 +13,7 @@ package tenancy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -222,12 +223,12 @@ func (t *Tenancy) Middleware(next http.Handler, rule Rule) http.Handler {
 			if errors.Is(err, ErrNoTenant) {
 				code = http.StatusUnauthorized
 			}
-			writeError(w, code, err.Error())
+			t.writeError(w, code, err.Error())
 			return
 		}
 		if t.authorize != nil {
 			if err := t.authorize(r.Context(), id); err != nil {
-				writeError(w, http.StatusForbidden, err.Error())
+				t.writeError(w, http.StatusForbidden, err.Error())
 				return
 			}
 		}
@@ -235,9 +236,24 @@ func (t *Tenancy) Middleware(next http.Handler, rule Rule) http.Handler {
 	})
 }
 
-func writeError(w http.ResponseWriter, code int, msg string) {
-	// The Prometheus API error shape, which Grafana and the Jaeger UI show.
+// httpError is the body of the middleware's refusals: the Prometheus API
+// error shape, which Grafana and the Jaeger UI show, plus TenantHeader.
+type httpError struct {
+	Status    string `json:"status"`
+	ErrorType string `json:"errorType"`
+	Error     string `json:"error"`
+	// TenantHeader names the header the tenant is read from. It is set on
+	// every refusal about the tenant (401 none, 400 invalid, 403 not
+	// allowed) and on no other error, so that a client — the embedded UI —
+	// can tell "name a tenant" from "send a credential" (auth's 401, which
+	// carries WWW-Authenticate instead) without parsing the message, and
+	// learns the header's configured name.
+	TenantHeader string `json:"tenantHeader"`
+}
+
+func (t *Tenancy) writeError(w http.ResponseWriter, code int, msg string) {
+	b, _ := json.Marshal(httpError{Status: "error", ErrorType: http.StatusText(code), Error: msg, TenantHeader: t.cfg.Header})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	fmt.Fprintf(w, `{"status":"error","errorType":%q,"error":%q}`, http.StatusText(code), msg)
+	_, _ = w.Write(b)
 }

@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -172,5 +173,49 @@ func TestAuthorizerRefusesUnboundTenant(t *testing.T) {
 		if w.Code != want {
 			t.Errorf("%s: %d %s, want %d", id, w.Code, w.Body, want)
 		}
+	}
+}
+
+// TestRefusalNamesTheHeader: every refusal of the middleware is JSON in
+// the Prometheus error shape with tenantHeader set to the configured
+// header, the signal the UI tells a tenant refusal from an auth one by.
+func TestRefusalNamesTheHeader(t *testing.T) {
+	tn, err := New(Config{Enabled: true, Header: "X-Tenant"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tn.WithAuthorizer(func(_ context.Context, id string) error {
+		if id == "team-b" {
+			return errors.New("bound to team-a")
+		}
+		return nil
+	}).Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), HTTPRule)
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		code    int
+	}{
+		{"missing", nil, 401},
+		{"empty", []string{""}, 401},
+		{"invalid", []string{"a\x00b"}, 400},
+		{"not allowed", []string{"team-b"}, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/api/v1/query", nil)
+			for _, v := range tc.headers {
+				r.Header.Add("X-Tenant", v)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			var body struct {
+				Status, ErrorType, Error, TenantHeader string
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+				t.Fatalf("body %q is not JSON: %v", w.Body, err)
+			}
+			if w.Code != tc.code || body.Status != "error" || body.TenantHeader != "X-Tenant" || body.Error == "" || w.Header().Get("Content-Type") != "application/json" {
+				t.Errorf("%d %+v, want %d with tenantHeader X-Tenant", w.Code, body, tc.code)
+			}
+		})
 	}
 }
