@@ -451,3 +451,44 @@ func TestServiceOf(t *testing.T) {
 		})
 	}
 }
+
+// TestDeltaADS: Envoys configured with api_type DELTA_GRPC are served by
+// the library's delta server from the same snapshots.
+func TestDeltaADS(t *testing.T) {
+	src := &fakeSource{}
+	reviews := limit("reviews.default", 120, 24)
+	src.set(reviews)
+	p := New(Config{}, src, nil)
+	p.Sync()
+	conn, err := grpc.NewClient(start(t, p), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{Node: istioNode(t, "r1", "reviews", "default"), TypeUrl: TypeURL,
+		ResourceNamesSubscribe: []string{SharedResourceName}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != SharedResourceName {
+		t.Fatalf("delta response %v", r)
+	}
+	var ec corev3.TypedExtensionConfig
+	var l lrlv3.LocalRateLimit
+	if err := r.GetResources()[0].GetResource().UnmarshalTo(&ec); err != nil {
+		t.Fatal(err)
+	}
+	if err := ec.GetTypedConfig().UnmarshalTo(&l); err != nil {
+		t.Fatal(err)
+	}
+	checkBucket(t, &l, reviews.Recommended)
+}
