@@ -35,8 +35,9 @@ func (s *Server) tenancy() *tenancy.Tenancy {
 // tenant data on an HTTP port.
 func (s *Server) tenantHTTP(h http.Handler) http.Handler {
 	if t := s.tenancy(); t != nil {
-		// A credential bound to tenants (auth) may name only those.
-		return t.WithAuthorizer(security.TenantAllowed).Middleware(h, tenancy.HTTPRule)
+		// A credential bound to tenants (auth) may name only those, and
+		// may ask which they are (tenancy.TenantsPath, for the UI).
+		return t.WithAuthorizer(security.TenantAllowed).Serve(h, tenancy.HTTPRule, security.BoundTenants)
 	}
 	return h
 }

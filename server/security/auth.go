@@ -486,6 +486,17 @@ func TenantAllowed(ctx context.Context, id string) error {
 	return fmt.Errorf("%w: %q may not read or write tenant %q", ErrTenantDenied, b.who, id)
 }
 
+// BoundTenants returns the tenants the credential that authenticated the
+// request of ctx is bound to; nil when it is bound to none (it may name
+// any) or auth is off.
+func BoundTenants(ctx context.Context) []string {
+	b, ok := ctx.Value(tenantsKey{}).(boundTenants)
+	if !ok {
+		return nil
+	}
+	return slices.Clone(b.tenants)
+}
+
 func writeAuthError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

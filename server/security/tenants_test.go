@@ -90,3 +90,37 @@ func TestTokensBoundToTenants(t *testing.T) {
 		t.Errorf("invalid tenant in tokens file: %v", err)
 	}
 }
+
+// TestBoundTenants: BoundTenants lists a bound credential's tenants and
+// nothing for an unbound one, through the real middleware.
+func TestBoundTenants(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	const bound, free = "bound-token-0123456789", "free-token-01234567890"
+	if err := os.WriteFile(tokens, []byte("- {token: "+bound+", permissions: [read], name: a, tenants: [team-a, team-c]}\n- {token: "+free+", permissions: [read], name: ops}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAuthenticator(AuthConfig{TokensFile: tokens, PermissionsClaim: "scope"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	h := a.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = BoundTenants(r.Context()) }), QueryPortRule)
+	for _, c := range []struct {
+		token string
+		want  string
+	}{
+		{bound, "team-a,team-c"},
+		{free, ""},
+	} {
+		got = nil
+		r := httptest.NewRequest("GET", "/api/meshlens/v1/tenants", nil)
+		r.Header.Set("Authorization", "Bearer "+c.token)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		if s := strings.Join(got, ","); s != c.want {
+			t.Errorf("token %s…: bound tenants %q, want %q", c.token[:5], s, c.want)
+		}
+	}
+	if BoundTenants(context.Background()) != nil {
+		t.Error("a context without auth names tenants")
+	}
+}
