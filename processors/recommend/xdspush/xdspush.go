@@ -381,6 +381,15 @@ func (p *Pusher) onRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	nodeID := req.GetNode().GetId()
 	st.node = nodeID
 	ns := p.nodes[nodeID]
+	if ns == nil && len(p.nodes) >= p.cfg.MaxNodes {
+		// Make room by forgetting a node that has gone away.
+		for id, n := range p.nodes {
+			if !n.Connected {
+				delete(p.nodes, id)
+				break
+			}
+		}
+	}
 	if ns == nil && len(p.nodes) < p.cfg.MaxNodes {
 		ns = &NodeStatus{ID: nodeID, Service: ServiceOf(req.GetNode())}
 		p.nodes[nodeID] = ns

@@ -492,3 +492,49 @@ func TestDeltaADS(t *testing.T) {
 	}
 	checkBucket(t, &l, reviews.Recommended)
 }
+
+func TestNodeStatusBoundedForgetsDisconnected(t *testing.T) {
+	src := &fakeSource{}
+	src.set(limit("reviews.default", 50, 10))
+	p := New(Config{MaxNodes: 2}, src, nil)
+	p.Sync()
+	addr := start(t, p)
+	open := func(id string) *xdsStream {
+		x := dialADS(t, addr)
+		x.send(request(istioNode(t, id, "reviews", "default"), SharedResourceName))
+		x.recv()
+		return x
+	}
+	open("a")
+	b := open("b")
+	open("c") // over the bound: served, not tracked
+	ids := func() []string {
+		st, _ := p.Status("")
+		var out []string
+		for _, n := range st.Nodes {
+			out = append(out, n.ID)
+		}
+		return out
+	}
+	if got := ids(); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Fatalf("tracked %v, want [a b]", got)
+	}
+	if err := b.s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _ := p.Status("")
+		if len(st.Nodes) == 2 && !st.Nodes[1].Connected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b still connected: %+v", st.Nodes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	open("d")
+	if got := ids(); len(got) != 2 || got[0] != "a" || got[1] != "d" {
+		t.Fatalf("tracked %v, want [a d]", got)
+	}
+}
