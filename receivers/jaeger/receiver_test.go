@@ -203,6 +203,12 @@ func FuzzBatchToTraces(f *testing.F) {
 	seed, _ := req.Marshal()
 	f.Add(seed)
 	f.Add([]byte{0x0a, 0x02, 0x0a, 0x00})
+	// Times a uint64 nanosecond timestamp cannot hold (they used to wrap).
+	for _, ts := range []time.Time{time.Date(1969, 7, 20, 20, 17, 0, 0, time.UTC), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		req := api_v2.PostSpansRequest{Batch: sampleBatch(ts)}
+		seed, _ := req.Marshal()
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var req api_v2.PostSpansRequest
 		if req.Unmarshal(b) != nil {
@@ -211,6 +217,18 @@ func FuzzBatchToTraces(f *testing.F) {
 		td, rejected := BatchToTraces(&req.Batch)
 		if td.SpanCount()+len(rejected) != len(req.Batch.Spans) {
 			t.Fatalf("%d translated + %d rejected != %d spans", td.SpanCount(), len(rejected), len(req.Batch.Spans))
+		}
+		// No kept timestamp wrapped: each is in 1970-2262 (fits an int64,
+		// which pcommon.Timestamp.AsTime reads it as), and no span ends
+		// before it starts.
+		for i := 0; i < td.ResourceSpans().Len(); i++ {
+			spans := td.ResourceSpans().At(i).ScopeSpans().At(0).Spans()
+			for j := 0; j < spans.Len(); j++ {
+				sp := spans.At(j)
+				if int64(sp.StartTimestamp()) < 0 || int64(sp.EndTimestamp()) < 0 || sp.EndTimestamp() < sp.StartTimestamp() {
+					t.Fatalf("span %s: start %d, end %d", sp.SpanID(), sp.StartTimestamp(), sp.EndTimestamp())
+				}
+			}
 		}
 	})
 }
