@@ -12,6 +12,10 @@ import (
 // each held for at most RecentWindow.
 const shiftAlpha = 1e-4
 
+// minExcess is the excess over the expected count a shift must show: the
+// edge of the ±50% band the realised false-timeout rate should stay in.
+const minExcess = 1.5
+
 // shift is the outcome of the recent-window check of one edge: whether the
 // latest minutes show significantly more successes above the window's
 // estimate than the target allows, and the estimate they support.
@@ -66,7 +70,7 @@ func (e *Engine) recentShift(s *series, bound time.Duration, now time.Time) shif
 		}
 		above := h.CountAbove(bound)
 		want := float64(nr) * target
-		if float64(above) < 2*want || poissonTail(above, want) > shiftAlpha {
+		if float64(above) < minExcess*want || poissonTail(above, want) > shiftAlpha {
 			continue
 		}
 		top := max(1, uint64(math.Round(target*float64(nr+1))))
