@@ -161,11 +161,15 @@ type ReplayConfig struct {
 
 // EdgeReplay is the outcome on one edge.
 type EdgeReplay struct {
-	Name       string
-	Samples    uint64  // successes in the training window
-	TimeoutMs  float64 // 0: no recommendation
-	Realised   float64 // false-timeout rate in the evaluation window
-	Incident   bool
+	Name      string
+	Samples   uint64  // successes in the training window
+	TimeoutMs float64 // 0: no recommendation
+	Realised  float64 // false-timeout rate in the evaluation window
+	Incident  bool
+	// Late is set in an adaptive replay when the edge had no timeout at
+	// the end of training and got one during the evaluation window: its
+	// realised rate covers only the requests after that.
+	Late       bool
 	EvalSucc   int
 	Cut        int
 	WaitDef    float64
@@ -186,6 +190,9 @@ type ReplayResult struct {
 	// the other recommended edges.
 	IncidentRecommended, IncidentWithinBand int
 	StationaryShare                         float64
+	// LateRecommended and LateWithinBand count the edges first recommended
+	// during the evaluation window (adaptive replays only).
+	LateRecommended, LateWithinBand int
 	// Seconds spent waiting on requests that failed anyway, under Istio's
 	// default (no route timeout), under Envoy's 15 s default, and under
 	// the recommendations.
@@ -368,6 +375,9 @@ func runAdaptive(cfg ReplayConfig, e *recommend.Engine, models []EdgeModel, trai
 			m := &models[i]
 			name := m.Name + ".eval"
 			aT, sT := timeoutOf(cur, name, &adE[i]), timeoutOf(static, name, &stE[i])
+			if aT > 0 && sT == 0 {
+				adE[i].Late = true
+			}
 			src := model.Identity{Service: "client-" + m.Name[4:], Namespace: "eval"}
 			dst := model.Identity{Service: m.Name, Namespace: "eval"}
 			m.generate(rngs[i], from, step, true, func(r request) {
@@ -475,6 +485,12 @@ func tally(res *ReplayResult, target float64) {
 			res.IncidentRecommended++
 			if in {
 				res.IncidentWithinBand++
+			}
+		}
+		if er.Late {
+			res.LateRecommended++
+			if in {
+				res.LateWithinBand++
 			}
 		}
 	}
