@@ -174,7 +174,8 @@ func (s *Server) buildComponents(ctx context.Context) error {
 		meshreport.New(meshreport.Config{MaxMetricsPerMessage: r.MeshReport.MaxMetricsPerMessage}, s.tenantCalls(s.queue), s.tel, s.logger).Register(s.grpcServer)
 	}
 	if r.EnvoyMetrics.Enabled {
-		mc := envoymetrics.Config{MaxSeriesPerProxy: r.EnvoyMetrics.MaxSeriesPerProxy, MaxSeriesTotal: r.EnvoyMetrics.MaxSeriesTotal}
+		mc := envoymetrics.Config{MaxSeriesPerProxy: r.EnvoyMetrics.MaxSeriesPerProxy, MaxSeriesTotal: r.EnvoyMetrics.MaxSeriesTotal,
+			MaxFutureSkew: r.EnvoyMetrics.MaxFutureSkew, MaxSampleAge: r.EnvoyMetrics.MaxSampleAge}
 		if !r.EnvoyMetrics.IstioMetricNames {
 			mc.CustomNamespaces = []string{} // keep the envoy_istiocustom_ prefix
 		}

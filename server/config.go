@@ -271,6 +271,11 @@ type EnvoyMetricsConfig struct {
 	// kept as envoy_istiocustom_*. Turn it on for a mesh that sends no
 	// access logs.
 	IstioMetricNames bool `yaml:"istio_metric_names"`
+	// MaxFutureSkew and MaxSampleAge refuse samples stamped further ahead
+	// of / behind the receive time (a proxy with a wrong clock); see
+	// envoymetrics.Config.
+	MaxFutureSkew time.Duration `yaml:"max_future_skew"`
+	MaxSampleAge  time.Duration `yaml:"max_sample_age"`
 }
 
 // MeshReportConfig configures the SkyWalking ServiceMeshMetric receiver.
@@ -385,7 +390,7 @@ func DefaultConfig() Config {
 		},
 		Receivers: ReceiversConfig{
 			EnvoyALS:     ALSConfig{Enabled: true, Config: envoyals.DefaultConfig()},
-			EnvoyMetrics: EnvoyMetricsConfig{Enabled: true, MaxSeriesPerProxy: 20000, MaxSeriesTotal: 1000000},
+			EnvoyMetrics: EnvoyMetricsConfig{Enabled: true, MaxSeriesPerProxy: 20000, MaxSeriesTotal: 1000000, MaxFutureSkew: 5 * time.Minute, MaxSampleAge: time.Hour},
 			MeshReport:   MeshReportConfig{Enabled: true, MaxMetricsPerMessage: 10000},
 			Zipkin:       HTTPReceiverConfig{Enabled: true, MaxRequestBytes: 16 << 20},
 			OTLP:         HTTPReceiverConfig{Enabled: true, MaxRequestBytes: 16 << 20},
@@ -528,6 +533,8 @@ func (c Config) Validate() error {
 		"receivers.envoy_metrics.max_series_per_proxy":  int64(c.Receivers.EnvoyMetrics.MaxSeriesPerProxy),
 		"receivers.envoy_metrics.max_series_total":      int64(c.Receivers.EnvoyMetrics.MaxSeriesTotal),
 		"receivers.mesh_report.max_metrics_per_message": int64(c.Receivers.MeshReport.MaxMetricsPerMessage),
+		"receivers.envoy_metrics.max_future_skew":       int64(c.Receivers.EnvoyMetrics.MaxFutureSkew),
+		"receivers.envoy_metrics.max_sample_age":        int64(c.Receivers.EnvoyMetrics.MaxSampleAge),
 		"receivers.zipkin.max_request_bytes":            c.Receivers.Zipkin.MaxRequestBytes,
 		"receivers.otlp.max_request_bytes":              c.Receivers.OTLP.MaxRequestBytes,
 		"receivers.jaeger.max_spans_per_batch":          int64(c.Receivers.Jaeger.MaxSpansPerBatch),
