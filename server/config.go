@@ -68,6 +68,10 @@ type ListenConfig struct {
 	// OTLPGRPC and OTLPHTTP serve OTLP traces.
 	OTLPGRPC string `yaml:"otlp_grpc"`
 	OTLPHTTP string `yaml:"otlp_http"`
+	// Pprof serves Go's profiling endpoints (/debug/pprof/) on a listener
+	// of their own, off by default. It has no authentication, so it must
+	// be a loopback address.
+	Pprof string `yaml:"pprof"`
 	// TLS turns on TLS (and mutual TLS) per listener; certificates are
 	// re-read when their files change.
 	TLS ListenTLSConfig `yaml:"tls"`
@@ -433,6 +437,12 @@ func (c Config) Validate() error {
 	}
 	if c.Listen.HTTP == "" {
 		errs = append(errs, errors.New("listen.http: must be set; the health, query and UI endpoints live there"))
+	}
+	if a := c.Listen.Pprof; a != "" {
+		host, _, err := net.SplitHostPort(a)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			errs = append(errs, fmt.Errorf("listen.pprof: %q must be host:port on a loopback address (e.g. 127.0.0.1:6060): profiles expose memory contents and have no authentication", a))
+		}
 	}
 	for _, name := range []string{"http", "grpc", "zipkin", "otlp_grpc", "otlp_http"} {
 		if err := c.Listen.TLS.byName(name).Validate("listen.tls." + name); err != nil {

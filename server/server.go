@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -338,6 +339,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.startExtraListeners(bind); err != nil {
 		return err
 	}
+	if ln, err := bind("http", "pprof", s.cfg.Listen.Pprof, "Go profiling, /debug/pprof/"); err != nil {
+		return err
+	} else if ln != nil {
+		s.serveHTTP(ln, pprofMux())
+	}
 	// One line per listener, "listening <name>=<addr> (<what>)", where the
 	// name is the config key (http, grpc, zipkin, otlp_grpc, otlp_http), so
 	// scripts and tests can find every port when they asked for port 0.
@@ -387,6 +393,18 @@ func (s *Server) serveGRPC(srv *grpc.Server, ln net.Listener) {
 			s.logger.Error("grpc server stopped", "addr", ln.Addr(), "err", err)
 		}
 	})
+}
+
+// pprofMux serves net/http/pprof's handlers without registering them on
+// http.DefaultServeMux.
+func pprofMux() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return m
 }
 
 // httpMux is the handler of an HTTP listener.
