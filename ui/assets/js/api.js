@@ -35,11 +35,45 @@ export function setToken(t) {
   } catch { /* storage disabled: the token lasts for this page only */ }
 }
 
+// The tenant the queries name when the server has multi-tenancy on, and
+// the header it goes in (the server's multi_tenancy.header, learnt from its
+// answers). Unlike the token it is no secret, so it lives in localStorage
+// and survives the tab; main.js follows changes made in other tabs.
+export const TENANT_KEY = 'meshlens.tenant';
+const TENANT_HEADER_KEY = 'meshlens.tenantHeader';
+const DEFAULT_TENANT_HEADER = 'X-Scope-OrgID';
+export function tenant() {
+  try { return localStorage.getItem(TENANT_KEY) || ''; } catch { return ''; }
+}
+export function setTenant(id) {
+  try {
+    if (id) localStorage.setItem(TENANT_KEY, id); else localStorage.removeItem(TENANT_KEY);
+  } catch { /* storage disabled: nothing is remembered */ }
+}
+export function tenantHeader() {
+  try { return localStorage.getItem(TENANT_HEADER_KEY) || DEFAULT_TENANT_HEADER; } catch { return DEFAULT_TENANT_HEADER; }
+}
+function setTenantHeader(name) {
+  // A header name the browser would refuse makes every fetch throw; keep
+  // the default rather than break the page.
+  if (typeof name !== 'string' || !/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$/.test(name)) return;
+  try { localStorage.setItem(TENANT_HEADER_KEY, name); } catch { /* as above */ }
+}
+
+// The same tenant id rule as the server's (tenancy.ValidateID).
+export function validTenant(id) {
+  return /^[A-Za-z0-9!\-_.*'()]{1,150}$/.test(id) && id !== '.' && id !== '..';
+}
+
+// Every API request goes through here, so every one carries the token and
+// the tenant.
 async function request(path, params, signal) {
   const url = buildURL(path, params);
   const headers = {Accept: 'application/json'};
   const t = token();
   if (t) headers.Authorization = `Bearer ${t}`;
+  const sent = {tenant: tenant(), header: tenantHeader()};
+  if (sent.tenant) headers[sent.header] = sent.tenant;
   let resp;
   try {
     resp = await fetch(url, {signal, headers});
@@ -47,7 +81,7 @@ async function request(path, params, signal) {
     if (e.name === 'AbortError') throw e;
     throw new APIError(`network error: ${e.message}`, 0, url);
   }
-  return {url, resp};
+  return {url, resp, sent};
 }
 
 function messageOf(body, text) {
@@ -59,35 +93,72 @@ function messageOf(body, text) {
   return text.slice(0, 300);
 }
 
-// unauthorized tells the page that the API wants a (different) token:
-// views catch their own errors, so the prompt is raised from here.
-function unauthorized(message) {
-  window.dispatchEvent(new CustomEvent('meshlens:unauthorized', {detail: message}));
+// refused tells the page that the API wants a (different) token or
+// tenant: views catch their own errors, so the prompts are raised from
+// here. The server marks its refusals about the tenant (401 none, 400
+// invalid, 403 not allowed) with tenantHeader in the JSON body; any other
+// 401 is about the credential. Returns whether a prompt was asked for.
+function refused(status, body, text, sent) {
+  if (body && typeof body === 'object' && typeof body.tenantHeader === 'string' && [400, 401, 403].includes(status)) {
+    // A tenant sent in a header the server does not read (its
+    // multi_tenancy.header is another): send it in the right one.
+    const retry = status === 401 && sent.tenant !== '' && sent.header !== body.tenantHeader;
+    setTenantHeader(body.tenantHeader);
+    window.dispatchEvent(new CustomEvent('meshlens:tenant', {detail: {message: messageOf(body, text), status, retry}}));
+    return true;
+  }
+  if (status === 401) {
+    window.dispatchEvent(new CustomEvent('meshlens:unauthorized', {detail: messageOf(body, text)}));
+    return true;
+  }
+  return false;
+}
+
+function parseJSON(text) {
+  try { return text ? JSON.parse(text) : null; } catch { return null; }
+}
+
+function failure({resp, url, sent}, body, text) {
+  const msg = messageOf(body, text);
+  const err = new APIError(`HTTP ${resp.status}${msg ? ': ' + msg : ''}`, resp.status, url);
+  // A prompt replaced the page: the view must not draw its error over it.
+  err.prompted = refused(resp.status, body, text, sent);
+  return err;
 }
 
 export async function getJSON(path, params, signal) {
-  const {url, resp} = await request(path, params, signal);
-  const text = await resp.text();
-  let body = null;
-  try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-  if (resp.status === 401) unauthorized(messageOf(body, text));
-  if (!resp.ok) {
-    throw new APIError(`HTTP ${resp.status}${messageOf(body, text) ? ': ' + messageOf(body, text) : ''}`, resp.status, url);
-  }
-  if (body === null) throw new APIError('the answer is not JSON', resp.status, url);
+  const r = await request(path, params, signal);
+  const text = await r.resp.text();
+  const body = parseJSON(text);
+  if (!r.resp.ok) throw failure(r, body, text);
+  if (body === null) throw new APIError('the answer is not JSON', r.resp.status, r.url);
   return body;
 }
 
 export async function getText(path, params, signal) {
-  const {url, resp} = await request(path, params, signal);
-  const text = await resp.text();
-  if (resp.status === 401) unauthorized(text.slice(0, 300));
-  if (!resp.ok) {
-    let body = null;
-    try { body = JSON.parse(text); } catch { /* plain */ }
-    throw new APIError(`HTTP ${resp.status}: ${messageOf(body, text)}`, resp.status, url);
-  }
+  const r = await request(path, params, signal);
+  const text = await r.resp.text();
+  if (!r.resp.ok) throw failure(r, parseJSON(text), text);
   return text;
+}
+
+// tenancyInfo asks the server whether it has multi-tenancy on and which
+// tenants the token may name: {header, tenants} (tenants empty: any), or
+// null when multi-tenancy is off (404) or the question fails. It raises no
+// prompt: the page's own requests do.
+export async function tenancyInfo(signal) {
+  let r;
+  try {
+    r = await request('/api/meshlens/v1/tenants', null, signal);
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    return null;
+  }
+  if (!r.resp.ok) return null;
+  const body = parseJSON(await r.resp.text());
+  if (!body || typeof body.header !== 'string') return null;
+  setTenantHeader(body.header);
+  return {header: body.header, tenants: Array.isArray(body.tenants) ? body.tenants.filter((x) => typeof x === 'string') : []};
 }
 
 // Prometheus HTTP API.
