@@ -157,6 +157,11 @@ type ReplayConfig struct {
 	// same requests are kept in Static.
 	Adaptive  bool
 	Recompute time.Duration
+	// Censor, in an adaptive replay, feeds the engine what a mesh with the
+	// published timeout applied reports: a request longer than the timeout
+	// in force ends at the timeout as a UT timeout (504), its latency
+	// unseen.
+	Censor bool
 }
 
 // EdgeReplay is the outcome on one edge.
@@ -331,10 +336,9 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 // runAdaptive plays the evaluation window in steps of cfg.Recompute: each
 // step's requests are subject to the timeouts published at its start, are
 // fed to the engine, and the engine recomputes at the step's end, as Run
-// does in production. The engine sees every latency in full (as it would
-// from a mesh where the recommendation is advisory or from server-side
-// reports of requests the client did not cut), so a timeout in force does
-// not censor what it learns from.
+// does in production. Unless cfg.Censor is set the engine sees every
+// latency in full (as it would while the recommendation is advisory, or
+// under a timeout in force well above it).
 func runAdaptive(cfg ReplayConfig, e *recommend.Engine, models []EdgeModel, trainEnd time.Time, setClock func(time.Time)) (*ReplayResult, error) {
 	step := cfg.Recompute
 	if step <= 0 {
@@ -383,7 +387,11 @@ func runAdaptive(cfg ReplayConfig, e *recommend.Engine, models []EdgeModel, trai
 			m.generate(rngs[i], from, step, true, func(r request) {
 				applyTimeout(ad, &adE[i], aT, r)
 				applyTimeout(st, &stE[i], sT, r)
-				batch = append(batch, callOf(src, dst, r))
+				c := callOf(src, dst, r)
+				if cfg.Censor && aT > 0 && r.dur > aT {
+					c.Duration, c.StatusCode, c.ResponseFlags = aT, 504, "UT"
+				}
+				batch = append(batch, c)
 				if len(batch) == cap(batch) {
 					flush()
 				}

@@ -79,6 +79,21 @@ func TestEvaluationReport(t *testing.T) {
 			1000+n, 100*shares[0], 100*shares[len(shares)/2], 100*shares[len(shares)-1], ok, n, 100*stat[0], 100*stat[len(stat)/2],
 			100*static[0], okStatic, n)
 	}
+	// MESHLENS_EVAL_CENSOR_SEEDS=42,1003 replays those seeds with the
+	// timeout in force censoring what the engine sees.
+	for _, f := range strings.FieldsFunc(os.Getenv("MESHLENS_EVAL_CENSOR_SEEDS"), func(r rune) bool { return r == ',' || r == ' ' }) {
+		seed, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			t.Fatalf("MESHLENS_EVAL_CENSOR_SEEDS: %v", err)
+		}
+		x, err := RunReplay(ReplayConfig{Seed: seed, Edges: 100, Window: 30 * time.Minute, Target: 0.001, Adaptive: true, Censor: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "  censored, seed %d: %d/%d = %.1f%% within band (incident edges %d, %d within; others %.1f%%), wait reduction %.1f%% / %.1f%%, %d changes\n",
+			seed, x.WithinBand, x.Recommended, 100*x.ShareWithinBand, x.IncidentRecommended, x.IncidentWithinBand, 100*x.StationaryShare,
+			100*x.ReductionVsNoTimeout, 100*x.ReductionVs15s, x.Changes)
+	}
 	c, err := RunChainCheck(100, 30, 40, false)
 	if err != nil {
 		t.Fatal(err)
