@@ -68,6 +68,9 @@ func (e *Engine) publish(now time.Time, cur *CurrentConfig, cd *candidates) {
 		p, ok := e.pub[c.ID]
 		if !ok {
 			e.pub[c.ID] = &published{rec: *c, seen: true}
+			if cd.raised[c.ID] {
+				e.pub[c.ID].raisedAt = now
+			}
 			e.recordChange(Change{At: now, ID: c.ID, Kind: c.Kind, From: c.Current, To: c.Recommended,
 				Reason: "first recommendation: " + firstSentence(c.Explanation)})
 			continue
