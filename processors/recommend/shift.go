@@ -7,9 +7,10 @@ import (
 )
 
 // shiftAlpha is the false-alarm probability of one recent-window test. A
-// recomputation tests up to RecentWindow/Slot suffixes per edge, every 30 s:
-// on a stationary 10,000-edge mesh that is a few false raises an hour,
-// each held for at most RecentWindow.
+// recomputation tests up to RecentWindow/Slot suffixes per edge, every 30 s,
+// which bounds false raises at 0.06 per edge-hour (fewer in practice: the
+// tests are correlated and count against the interval's upper bound); a
+// false raise makes a timeout cut less for at least RecentWindow.
 const shiftAlpha = 1e-4
 
 // minExcess is the excess over the expected count a shift must show: the
@@ -33,8 +34,8 @@ type shift struct {
 // RecentWindow: for each suffix of the window (the current slot, then one
 // more closed slot at a time) it counts the successes above the upper 95%
 // bound of the window's quantile. If the window's estimate still held, that
-// count would be at most Poisson(n × target); a count above twice that
-// with a tail probability below shiftAlpha is a shift. Of the suffixes
+// count would be at most Poisson(n × target); a count of at least
+// minExcess times that with a tail probability below shiftAlpha is a shift. Of the suffixes
 // that show one, the highest estimate of the quantile wins, so that data
 // from before the change (in the longer suffixes) does not dilute it. The
 // estimate is the order statistic whose expected exceedance is the target,
