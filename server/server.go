@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -114,7 +115,12 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 			s.closeAll(context.Background())
 		}
 	}()
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// go_gc_heap_live_bytes (the heap marked live by the last GC) is what
+	// tells a leak from garbage awaiting collection; go_memstats_heap_inuse
+	// rises and falls with the GC's pacing.
+	s.reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.tel = pipeline.NewTelemetry(s.reg)
 	if flags.Mode == ModeQuery {
 		if err := s.newQueryNode(); err != nil {

@@ -448,12 +448,12 @@ func run(o options) error {
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
 		for {
-			m, err := srv.metrics("go_memstats_heap_inuse_bytes", "go_goroutines", "meshlens_tracestore_pebble_memory_bytes",
+			m, err := srv.metrics("go_gc_heap_live_bytes", "go_goroutines", "meshlens_tracestore_pebble_memory_bytes",
 				"prometheus_tsdb_head_series", "prometheus_tsdb_head_chunks", "prometheus_tsdb_head_truncations_total")
 			if err == nil {
 				smu.Lock()
 				samples = append(samples, sample{at: time.Since(soakStart), rss: srv.procStatus("VmRSS"), rssAnon: srv.procStatus("RssAnon"),
-					heap: m["go_memstats_heap_inuse_bytes"], gors: m["go_goroutines"], pebble: m["meshlens_tracestore_pebble_memory_bytes"],
+					heap: m["go_gc_heap_live_bytes"], gors: m["go_goroutines"], pebble: m["meshlens_tracestore_pebble_memory_bytes"],
 					headSeries: m["prometheus_tsdb_head_series"], headChunks: m["prometheus_tsdb_head_chunks"], truncations: m["prometheus_tsdb_head_truncations_total"]})
 				smu.Unlock()
 			}
@@ -490,7 +490,7 @@ func run(o options) error {
 		}
 		smu.Unlock()
 		rows = append(rows, r)
-		fmt.Printf("%6s  %7.0f entries/s ack p50 %6s p99 %6s  %6.0f spans/s p99 %6s  rss %4.0f MiB heap %4.0f MiB  goroutines %.0f  load %s\n",
+		fmt.Printf("%6s  %7.0f entries/s ack p50 %6s p99 %6s  %6.0f spans/s p99 %6s  rss %4.0f MiB live heap %4.0f MiB  goroutines %.0f  load %s\n",
 			r.at.Round(time.Second), r.entries, r.ackP50.Round(time.Millisecond), r.ackP99.Round(time.Millisecond), r.spans,
 			r.spanP99.Round(time.Millisecond), r.rss/(1<<20), r.heap/(1<<20), r.goroutines, r.load)
 	}
@@ -523,7 +523,7 @@ func (a *atomicFloat) store(v float64) { a.mu.Lock(); a.v = v; a.mu.Unlock() }
 // verdict is the outcome of the drift checks.
 type verdict struct {
 	// heapSlope and rssSlope are the slopes, in MiB per minute over the
-	// second half, of the floor of the heap in use and of anonymous RSS
+	// second half, of the floor of the live heap and of anonymous RSS
 	// less Pebble's off-heap memory (see floorSlope); they decide.
 	heapSlope, rssSlope float64
 	// rawHeapSlope and rawRSSSlope are the plain least-squares slopes of
@@ -645,7 +645,7 @@ func judge(o options, rows []row, samples []sample) verdict {
 	}
 	v.p99First, v.p99Last = time.Duration(median(p1)), time.Duration(median(p3))
 	if v.heapSlope > o.maxHeapMiB {
-		v.failures = append(v.failures, fmt.Sprintf("the heap's floor grows %.2f MiB/min over the second half (limit %.1f)", v.heapSlope, o.maxHeapMiB))
+		v.failures = append(v.failures, fmt.Sprintf("the live heap's floor grows %.2f MiB/min over the second half (limit %.1f)", v.heapSlope, o.maxHeapMiB))
 	}
 	if v.rssSlope > o.maxRSSMiB {
 		v.failures = append(v.failures, fmt.Sprintf("the floor of anonymous RSS less Pebble's off-heap memory grows %.2f MiB/min over the second half (limit %.1f)", v.rssSlope, o.maxRSSMiB))
@@ -677,7 +677,7 @@ func report(o options, began time.Time, startLoad, endLoad string, perMsg float6
 	p("* server: `%s serve --storage.metrics.block_duration=%s` on CPU %d (taskset), embedded storage in a temporary directory; load generator in this process (Envoy ALS over gRPC, %d streams closed every 20 messages of %.1f entries on average; Zipkin JSON, 4 workers, %d spans per trace, %.0f%% as many spans as ALS entries)\n",
 		o.binary, o.blockDuration, o.serverCPU, o.streams, perMsg, spansPerTrace, o.spanRatio*100)
 	p("* load average (1/5/15 min) at start %s, at end %s: the machine is shared, so latency figures carry other processes' noise\n", startLoad, endLoad)
-	p("* memory is judged by its floor: the TSDB head block holds every sample of the last 1–1.5 block durations in memory and is then written to disk, so heap and RSS rise and fall with it (with the default 2h block, over 3 hours). The soak shortens the block to %s so that the head is compacted inside the run, and fits the slope of the minimum of each %s window: a leak raises the floor, the head and uncollected garbage only the peaks. Pebble's block cache and memtables live outside the Go heap and fill up to their configured sizes; they are subtracted from RSS and reported on their own.\n", o.blockDuration, o.blockDuration)
+	p("* memory is judged by its floor: the TSDB head block holds every sample of the last 1–1.5 block durations in memory and is then written to disk, so heap and RSS rise and fall with it (with the default 2h block, over 3 hours). The soak shortens the block to %s so that the head is compacted inside the run, and fits the slope of the minimum of each %s window: a leak raises the floor, the head only the peaks. The heap is the live heap the last GC marked (go_gc_heap_live_bytes), not the heap in use, which also holds garbage awaiting collection and rises and falls with the GC's pacing. Pebble's block cache and memtables live outside the Go heap and fill up to their configured sizes; they are subtracted from RSS and reported on their own.\n", o.blockDuration, o.blockDuration)
 	if len(ramp) > 0 {
 		p("\n## Capacity ramp (%s per step, ALS entries/s with spans at the same ratio)\n\n", o.rampStep)
 		p("| offered | achieved | ack p99 | errors | span POST p99 | kept up |\n|---|---|---|---|---|---|\n")
@@ -689,7 +689,7 @@ func report(o options, began time.Time, startLoad, endLoad string, perMsg float6
 		p("\nSoak rate (given with -rate): **%.0f ALS entries/s + %.0f spans/s**.\n", target, target*o.spanRatio)
 	}
 	p("\n## Per %s\n\n", o.window)
-	p("| at | ALS entries/s | ack p50 | ack p99 | spans/s | span POST p50 | p99 | server CPU s/s | RSS | anon RSS | heap in use | goroutines | TSDB head series / chunks / compactions | load avg |\n")
+	p("| at | ALS entries/s | ack p50 | ack p99 | spans/s | span POST p50 | p99 | server CPU s/s | RSS | anon RSS | live heap | goroutines | TSDB head series / chunks / compactions | load avg |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		p("| %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %.0f MiB | %.0f MiB | %.0f MiB | %.0f | %.0f / %.0f / %.0f | %s |\n", r.at.Round(time.Second), r.entries,
@@ -708,9 +708,9 @@ func report(o options, began time.Time, startLoad, endLoad string, perMsg float6
 	}
 	p("\n## Checks\n\n")
 	p("| check | measured | limit | ok |\n|---|---|---|---|\n")
-	p("| heap in use: slope of its floor (the minimum of each %s window, %d windows) over the second half (%d samples every 5s) | %+.2f MiB/min | %.1f MiB/min | %v |\n", o.blockDuration, v.floors, countAfter(samples, o.duration/2), v.heapSlope, o.maxHeapMiB, v.heapSlope <= o.maxHeapMiB)
+	p("| live heap (marked by the last GC): slope of its floor (the minimum of each %s window, %d windows) over the second half (%d samples every 5s) | %+.2f MiB/min | %.1f MiB/min | %v |\n", o.blockDuration, v.floors, countAfter(samples, o.duration/2), v.heapSlope, o.maxHeapMiB, v.heapSlope <= o.maxHeapMiB)
 	p("| anonymous RSS less Pebble's off-heap memory: slope of its floor, same windows | %+.2f MiB/min | %.1f MiB/min | %v |\n", v.rssSlope, o.maxRSSMiB, v.rssSlope <= o.maxRSSMiB)
-	p("| heap in use / anonymous RSS: plain least-squares slope of every second-half sample | %+.2f / %+.2f MiB/min | reported only | |\n", v.rawHeapSlope, v.rawRSSSlope)
+	p("| live heap / anonymous RSS: plain least-squares slope of every second-half sample | %+.2f / %+.2f MiB/min | reported only | |\n", v.rawHeapSlope, v.rawRSSSlope)
 	p("| Pebble's off-heap memory (block cache + memtables, bounded by their settings): slope, value at the end | %+.2f MiB/min, %.0f MiB | reported only | |\n", v.pebbleSlope, v.pebbleLast)
 	p("| goroutines, median of the first vs last third | %.0f → %.0f | +%.0f | %v |\n", v.gorFirst, v.gorLast, o.maxGorGrow, v.gorLast-v.gorFirst <= o.maxGorGrow)
 	p("| ALS ack p99, median of the first vs last third | %s → %s | ×%.1f | %v |\n", v.p99First.Round(time.Millisecond), v.p99Last.Round(time.Millisecond), o.maxP99Ratio,
