@@ -2,7 +2,6 @@ package envoyals
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/receivers/receivertest"
 )
 
 // startLimitedServer is startServer with the gRPC message cap the server
@@ -45,24 +45,9 @@ func startLimitedServer(t *testing.T, maxMsg int) *harness {
 	return h
 }
 
-// sendRaw streams pre-encoded messages, so that a test can put bytes on
-// the wire that protobuf-go refuses to marshal (invalid UTF-8 strings).
+// sendRaw streams pre-encoded messages (invalid UTF-8 and the like).
 func (h *harness) sendRaw(t *testing.T, msgs ...[]byte) error {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	desc := &grpc.StreamDesc{StreamName: "StreamAccessLogs", ClientStreams: true}
-	st, err := h.cc.NewStream(ctx, desc, "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", grpc.ForceCodec(rawCodec{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range msgs {
-		if err := st.SendMsg(m); err != nil {
-			break
-		}
-	}
-	_ = st.CloseSend()
-	return st.RecvMsg(new([]byte))
+	return receivertest.SendRaw(t, h.cc, "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", msgs...)
 }
 
 // withBytes marshals m and swaps the same-length placeholder for raw, so

@@ -26,6 +26,7 @@ import (
 
 	"github.com/meshlens/meshlens/model"
 	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/receivers/receivertest"
 )
 
 // sink records every call it is given (copied, as the contract requires).
@@ -452,26 +453,13 @@ func TestGRPCAndFlags(t *testing.T) {
 	}
 }
 
-// rawCodec sends bytes as they are, so a test can put invalid protobuf on
-// the wire. It keeps the name "proto" so the server picks its own codec.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	if b, ok := v.([]byte); ok {
-		return b, nil
-	}
-	return nil, fmt.Errorf("rawCodec: %T", v)
-}
-func (rawCodec) Unmarshal(data []byte, v any) error { return nil }
-func (rawCodec) Name() string                       { return "proto" }
-
 func TestMalformedProtobufEndsStreamServerKeepsServing(t *testing.T) {
 	h := startServer(t, DefaultConfig())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	desc := &grpc.StreamDesc{StreamName: "StreamAccessLogs", ClientStreams: true}
 	st, err := h.cc.NewStream(ctx, desc, "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
-		grpc.ForceCodec(rawCodec{}))
+		grpc.ForceCodec(receivertest.RawCodec{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,7 +543,7 @@ func TestMalformedEntryKeepsRestEndsStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := h.cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true},
-		"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", grpc.ForceCodec(rawCodec{}))
+		"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", grpc.ForceCodec(receivertest.RawCodec{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlens/meshlens/pipeline"
+	"github.com/meshlens/meshlens/receivers/receivertest"
 )
 
 // hostileHarness is a receiver behind a real gRPC listener with a message
@@ -82,36 +83,10 @@ func (h *hostileHarness) stream(t *testing.T, msgs ...*metricsv3.StreamMetricsMe
 	return err
 }
 
-// sendRaw streams pre-encoded messages, so that a test can put bytes on
-// the wire that protobuf-go refuses to marshal (invalid UTF-8 in proto3).
+// sendRaw streams pre-encoded messages (invalid UTF-8 and the like).
 func (h *hostileHarness) sendRaw(t *testing.T, msgs ...[]byte) error {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	desc := &grpc.StreamDesc{StreamName: "StreamMetrics", ClientStreams: true}
-	st, err := h.cc.NewStream(ctx, desc, "/envoy.service.metrics.v3.MetricsService/StreamMetrics", grpc.ForceCodec(rawCodec{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range msgs {
-		if err := st.SendMsg(m); err != nil {
-			break
-		}
-	}
-	_ = st.CloseSend()
-	return st.RecvMsg(new([]byte))
+	return receivertest.SendRaw(t, h.cc, "/envoy.service.metrics.v3.MetricsService/StreamMetrics", msgs...)
 }
-
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	if b, ok := v.([]byte); ok {
-		return b, nil
-	}
-	return nil, fmt.Errorf("rawCodec: %T", v)
-}
-func (rawCodec) Unmarshal([]byte, any) error { return nil }
-func (rawCodec) Name() string                { return "proto" }
 
 // stored returns every series in the TSDB with the timestamps of its
 // samples.
@@ -159,27 +134,8 @@ func (h *hostileHarness) series(t *testing.T) []labels.Labels {
 	return out
 }
 
-// refused reads meshlens_receiver_refused_items_total by reason.
 func (h *hostileHarness) refused(t *testing.T) map[string]float64 {
-	t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "meshlens_receiver_refused_items_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" {
-					out[l.GetValue()] = m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return out
+	return receivertest.Refused(t, h.reg)
 }
 
 func withNode(t testing.TB, pod string, fams ...*dto.MetricFamily) *metricsv3.StreamMetricsMessage {

@@ -2,7 +2,6 @@ package meshreport
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/meshlens/meshlens/pipeline"
 	"github.com/meshlens/meshlens/receivers/meshreport/meshpb"
+	"github.com/meshlens/meshlens/receivers/receivertest"
 )
 
 type hostileHarness struct {
@@ -49,57 +49,13 @@ func startHostile(t *testing.T, cfg Config, maxMsg int) *hostileHarness {
 	return h
 }
 
-// sendRaw streams pre-encoded messages, so that a test can put bytes on
-// the wire that protobuf-go refuses to marshal (invalid UTF-8 in proto3).
+// sendRaw streams pre-encoded messages (invalid UTF-8 and the like).
 func (h *hostileHarness) sendRaw(t *testing.T, msgs ...[]byte) error {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	desc := &grpc.StreamDesc{StreamName: "collect", ClientStreams: true}
-	st, err := h.cc.NewStream(ctx, desc, meshpb.ServiceMeshMetricService_Collect_FullMethodName, grpc.ForceCodec(rawCodec{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range msgs {
-		if err := st.SendMsg(m); err != nil {
-			break // the server ended the stream; RecvMsg has why
-		}
-	}
-	_ = st.CloseSend()
-	return st.RecvMsg(new([]byte))
+	return receivertest.SendRaw(t, h.cc, meshpb.ServiceMeshMetricService_Collect_FullMethodName, msgs...)
 }
-
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	if b, ok := v.([]byte); ok {
-		return b, nil
-	}
-	return nil, fmt.Errorf("rawCodec: %T", v)
-}
-func (rawCodec) Unmarshal([]byte, any) error { return nil }
-func (rawCodec) Name() string                { return "proto" }
 
 func (h *hostileHarness) refused(t *testing.T) map[string]float64 {
-	t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "meshlens_receiver_refused_items_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" {
-					out[l.GetValue()] = m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return out
+	return receivertest.Refused(t, h.reg)
 }
 
 func marshal(t *testing.T, m proto.Message) []byte {
