@@ -37,7 +37,8 @@ type edgeSnap struct {
 	expected      time.Duration
 	curAboveFrac  float64 // share of successes above the current timeout
 	curTimeout    time.Duration
-	shift         shift // recent rise in latency above the window's estimate
+	shift         shift    // recent rise in latency above the window's estimate
+	cens          censRise // recent rise in the rate of calls cut by the timeout in force
 }
 
 type svcSnap struct {
@@ -101,6 +102,10 @@ func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[st
 		if c.total == 0 {
 			continue
 		}
+		if c.cls[clsTimeout] > 0 {
+			// Calls cut by the timeout in force count above it (censor.go).
+			e.addCensored(s, &h)
+		}
 		es := edgeSnap{
 			src: fullName(k.srcName, k.srcNS), dst: fullName(k.dstName, k.dstNS), endpoint: k.endpoint, view: k.view,
 			window: s.elapsed(now, e.cfg.Slot, e.slots), c: c, expected: s.expected,
@@ -121,6 +126,9 @@ func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[st
 				es.cutLo = h.ShareAbove(time.Duration(es.msLo * float64(time.Millisecond)))
 				es.cutHi = h.ShareAbove(time.Duration(es.msHi * float64(time.Millisecond)))
 				es.shift = e.recentShift(s, es.tq.Upper, now)
+				if c.cls[clsTimeout] > 0 {
+					es.cens = e.censoredRise(s, &c, now)
+				}
 			}
 			es.buckets = h.Buckets(40)
 		}
@@ -300,6 +308,9 @@ type candidates struct {
 	// raised holds the IDs of timeouts raised for a recent rise in
 	// latency: published at once, never lowered while it lasts.
 	raised map[string]bool
+	// censRaised holds the IDs of those raised for a rise in the rate of
+	// calls cut by the timeout in force (censor.go).
+	censRaised map[string]bool
 }
 
 // Recompute recomputes every recommendation as of now, smooths them against
@@ -308,17 +319,18 @@ func (e *Engine) Recompute(now time.Time) {
 	start := time.Now()
 	cur := e.CurrentConfig()
 	edges, svcs := e.snapshot(now, cur)
-	cand := e.compute(now, cur, edges, svcs, e.publishedIDs(KindTimeout))
+	cand := e.compute(now, cur, edges, svcs, e.publishedTimeouts())
 	e.publish(now, cur, cand)
 	e.metrics.recompute.Observe(time.Since(start).Seconds())
 }
 
-// published holds the IDs of the timeouts published before this
-// recomputation (for the hysteresis of withholding, see timeoutRec).
-func (e *Engine) compute(now time.Time, cur *CurrentConfig, edges []edgeSnap, svcs map[string]*svcSnap, published map[string]bool) *candidates {
+// published holds the timeouts (ms) published before this recomputation,
+// by ID (for the hysteresis of withholding and the cut-rate test, see
+// timeoutRec).
+func (e *Engine) compute(now time.Time, cur *CurrentConfig, edges []edgeSnap, svcs map[string]*svcSnap, published map[string]float64) *candidates {
 	cd := &candidates{
 		timeouts: map[string]*Recommendation{}, retries: map[string]*Recommendation{}, limits: map[string]*Recommendation{},
-		self: map[string]float64{}, edgeRate: map[[2]string]float64{}, svcs: svcs, raised: map[string]bool{},
+		self: map[string]float64{}, edgeRate: map[[2]string]float64{}, svcs: svcs, raised: map[string]bool{}, censRaised: map[string]bool{},
 	}
 	// Prefer the client view of an edge; fall back to the server view.
 	best := map[string]*edgeSnap{}
@@ -352,11 +364,15 @@ func (e *Engine) compute(now time.Time, cur *CurrentConfig, edges []edgeSnap, sv
 	}
 	for _, id := range ids {
 		es := best[id]
-		t := e.timeoutRec(now, cur, es, published[edgeID(KindTimeout, es.src, es.dst, es.endpoint)])
+		pubMs, isPub := published[edgeID(KindTimeout, es.src, es.dst, es.endpoint)]
+		t, raised := e.timeoutRec(now, cur, es, isPub, pubMs)
 		if t != nil {
 			cd.timeouts[t.ID] = t
-			if es.shift.found {
+			if es.shift.found || raised {
 				cd.raised[t.ID] = true
+			}
+			if raised {
+				cd.censRaised[t.ID] = true
 			}
 		}
 		if r := e.retryRec(now, cur, es, t); r != nil {
@@ -401,9 +417,9 @@ func (e *Engine) ampFix(cd *candidates) {
 
 // timeoutRec recommends the edge's timeout, or none; isPublished says
 // whether one is published now, which widens the tolerance for keeping it.
-func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap, isPublished bool) *Recommendation {
+func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap, isPublished bool, publishedMs float64) (*Recommendation, bool) {
 	if !es.tqOK {
-		return nil
+		return nil, false
 	}
 	pct := 100 * (1 - e.cfg.TargetFalseTimeout)
 	t := e.wholeMsTimeout(es)
@@ -425,7 +441,7 @@ func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap, isP
 			limit = maxSnapErrorKeep
 		}
 		if r := pred / e.cfg.TargetFalseTimeout; r < 1-limit || r > 1+limit {
-			return nil
+			return nil, false
 		}
 		snap = " (Envoy holds timeouts in whole milliseconds; of the two around the percentile this one's cut share is nearer the target)"
 	}
@@ -448,6 +464,7 @@ func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap, isP
 		pct, es.c.success, side, es.window.Round(time.Second), ms(es.tq.Value), ms(es.tq.Lower), ms(es.tq.Upper), t, snap,
 		100*pred, 100*e.cfg.TargetFalseTimeout)
 	e.shiftedTimeout(r, es)
+	raised := e.censoredTimeout(r, es, publishedMs)
 	if c := r.Current; c != nil {
 		if c.Disabled {
 			r.Explanation += " Currently no route timeout is set (Istio's default), so a hung upstream holds the caller indefinitely."
@@ -455,7 +472,7 @@ func (e *Engine) timeoutRec(now time.Time, cur *CurrentConfig, es *edgeSnap, isP
 			r.Explanation += fmt.Sprintf(" Current timeout %.0f ms (%s) cuts %.3g%% of successful requests.", c.TimeoutMs, c.Source, 100*es.curAboveFrac)
 		}
 	}
-	return r
+	return r, raised
 }
 
 func errRate(c *counts) float64 {

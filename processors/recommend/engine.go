@@ -178,7 +178,10 @@ type published struct {
 	// raisedAt is when a recent rise in latency was last seen for this
 	// timeout; it is not lowered within RecentWindow of that.
 	raisedAt time.Time
-	seen     bool
+	// censRaisedAt is when the cut rate last showed a rise (censor.go);
+	// the timeout is not lowered within Window of that.
+	censRaisedAt time.Time
+	seen         bool
 }
 
 type engineMetrics struct {
@@ -407,14 +410,14 @@ func (e *Engine) Recommendations(f Filter) []Recommendation {
 	return out
 }
 
-// publishedIDs returns the IDs of the published recommendations of kind k.
-func (e *Engine) publishedIDs(k Kind) map[string]bool {
+// publishedTimeouts returns the published timeouts (ms) by ID.
+func (e *Engine) publishedTimeouts() map[string]float64 {
 	e.pubMu.RLock()
 	defer e.pubMu.RUnlock()
-	out := make(map[string]bool, len(e.pub))
+	out := make(map[string]float64, len(e.pub))
 	for id, p := range e.pub {
-		if p.rec.Kind == k {
-			out[id] = true
+		if p.rec.Kind == KindTimeout && p.rec.Recommended != nil {
+			out[id] = p.rec.Recommended.TimeoutMs
 		}
 	}
 	return out

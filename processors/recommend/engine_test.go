@@ -487,7 +487,7 @@ func TestWithheldTimeoutHysteresis(t *testing.T) {
 				c: counts{success: 60000, total: 60000}, tqOK: true,
 				tq:   QuantileCI{Value: 9300 * time.Microsecond, Lower: 9 * time.Millisecond, Upper: 10 * time.Millisecond, Samples: 60000},
 				msLo: 9, msHi: 10, cutLo: tc.cutLo * e.cfg.TargetFalseTimeout, cutHi: 0.26 * e.cfg.TargetFalseTimeout}
-			r := e.timeoutRec(time.Now(), cur, es, tc.published)
+			r, _ := e.timeoutRec(time.Now(), cur, es, tc.published, 0)
 			if got := r != nil; got != tc.want {
 				t.Fatalf("recommended = %v, want %v", got, tc.want)
 			}

@@ -87,7 +87,15 @@ func (e *Engine) publish(now time.Time, cur *CurrentConfig, cd *candidates) {
 		if raised {
 			p.raisedAt = now
 		}
-		lowerHeld := c.Kind == KindTimeout && nw < old && now.Sub(p.raisedAt) < e.cfg.RecentWindow
+		if cd.censRaised[c.ID] {
+			p.censRaisedAt = now
+		}
+		// After a rise seen only in the cut rate, the window holds minutes
+		// whose cut requests it cannot place (a cut success and a hanging
+		// failure look alike, see addCensored), so its estimate is too low
+		// until they have left it: no lowering within Window.
+		lowerHeld := c.Kind == KindTimeout && nw < old &&
+			(now.Sub(p.raisedAt) < e.cfg.RecentWindow || now.Sub(p.censRaisedAt) < e.cfg.Window)
 		if relChange(old, nw) <= e.cfg.ChangeThreshold || lowerHeld {
 			p.pending = 0
 			// Keep the published value; refresh what it is based on.

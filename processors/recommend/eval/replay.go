@@ -174,9 +174,12 @@ type EdgeReplay struct {
 	// Late is set in an adaptive replay when the edge had no timeout at
 	// the end of training and got one during the evaluation window: its
 	// realised rate covers only the requests after that.
-	Late       bool
-	EvalSucc   int
-	Cut        int
+	Late     bool
+	EvalSucc int
+	Cut      int
+	// Changes counts the published timeout changes of the edge during the
+	// evaluation window (adaptive replays only).
+	Changes    int
 	WaitDef    float64
 	WaitRecomm float64
 }
@@ -209,8 +212,9 @@ type ReplayResult struct {
 	// for the whole evaluation window).
 	Static *ReplayResult
 	// Changes counts, in an adaptive replay, the published timeout
-	// changes during the evaluation window.
-	Changes int
+	// changes during the evaluation window; StationaryChanges those of
+	// edges with neither an incident nor a late first recommendation.
+	Changes, StationaryChanges int
 }
 
 // RunReplay trains the engine on one window of generated traffic per edge
@@ -365,6 +369,16 @@ func runAdaptive(cfg ReplayConfig, e *recommend.Engine, models []EdgeModel, trai
 		// does not change any edge's requests.
 		rngs[i] = rand.New(rand.NewPCG(cfg.Seed^0x2545f4914f6cdd1d, uint64(i)))
 	}
+	byDst := make(map[string]int, len(models))
+	for i := range models {
+		byDst[models[i].Name+".eval"] = i
+	}
+	changed := func(dst string) {
+		ad.Changes++
+		if i, ok := byDst[dst]; ok {
+			adE[i].Changes++
+		}
+	}
 	batch := make([]model.Call, 0, 4096)
 	var ferr error
 	flush := func() {
@@ -403,12 +417,12 @@ func runAdaptive(cfg ReplayConfig, e *recommend.Engine, models []EdgeModel, trai
 		next := inForce()
 		for k, r := range next {
 			if o, ok := cur[k]; !ok || o.Recommended.TimeoutMs != r.Recommended.TimeoutMs {
-				ad.Changes++
+				changed(k)
 			}
 		}
 		for k := range cur {
 			if _, ok := next[k]; !ok {
-				ad.Changes++
+				changed(k)
 			}
 		}
 		cur = next
@@ -494,6 +508,9 @@ func tally(res *ReplayResult, target float64) {
 			if in {
 				res.IncidentWithinBand++
 			}
+		}
+		if !er.Incident && !er.Late {
+			res.StationaryChanges += er.Changes
 		}
 		if er.Late {
 			res.LateRecommended++
