@@ -85,7 +85,7 @@ type censRise struct {
 	at      time.Duration // the timeout the recent requests were cut at
 	span    time.Duration // recent data tested
 	n, succ uint64        // requests and successes in it
-	cut     uint64        // of the requests, ended as UT or gateway timeouts
+	cut     uint64        // of the requests, ended as UT timeouts
 	want    float64       // expected cut if the timeout still held
 	base    float64       // baseline share of hanging failures
 }
@@ -94,14 +94,15 @@ type censRise struct {
 // more often than the target allows. It looks at the suffixes of the window
 // (the current slot, then one more slot at a time, up to RecentWindow)
 // whose UT calls all ended at the same timeout, the one in force at the
-// newest slot with UT calls. Cut-or-hung calls (UT, and gateway failures,
-// which is how a hanging request ends without a timeout in force) are
-// compared with what the timeout would give if it held: the older part of
-// the window's share of such calls (the hanging failures, plus cuts if the
-// older data was censored too, which only makes the test more cautious) plus
-// the target share of the recent successes. A count of at least that plus
-// half the target share (the edge of the ±50% band), whose Poisson tail is
-// below shiftAlpha, is a rise.
+// newest slot with UT calls. Their UT calls (cut successes and hanging
+// failures alike) are compared with what the timeout would give if it
+// held: the hanging failures at the older part of the window's rate (its
+// share of UT and gateway failures, gateway being how a hanging request
+// ends without a timeout in force; cuts there, if the older data was
+// censored too, only make the test more cautious) plus the target share of
+// the recent successes. A count of at least that plus half the target
+// share (the edge of the ±50% band), whose Poisson tail is below
+// shiftAlpha, is a rise.
 func (e *Engine) censoredRise(s *series, win *counts, now time.Time) censRise {
 	var out censRise
 	if s.cur < 0 {
@@ -197,7 +198,7 @@ func (e *Engine) censoredTimeout(r *Recommendation, es *edgeSnap, publishedMs fl
 	if r.Confidence != nil {
 		r.Confidence.Upper = math.Max(r.Confidence.Upper, t)
 	}
-	r.Explanation = fmt.Sprintf("Latency rose above the timeout in force: of the %d requests of the last %s, %d were cut at %.0f ms or hung (UT or gateway timeouts), where %.1f were expected (%.2g%% hanging failures as before, plus %.2g%% of the %d successes; chance below %g); their latencies are unseen, so the timeout is raised %gx at once, %.0f ms → %.0f ms, again at each recomputation while the cut rate stays high. ",
+	r.Explanation = fmt.Sprintf("Latency rose above the timeout in force: of the %d requests of the last %s, %d were cut at %.0f ms (UT timeouts: slow successes or hanging failures), where %.1f were expected (%.2g%% hanging failures as before, plus %.2g%% of the %d successes; chance below %g); their latencies are unseen, so the timeout is raised %gx at once, %.0f ms → %.0f ms, again at each recomputation while the cut rate stays high. ",
 		cr.n, cr.span, cr.cut, ms(cr.at), cr.want, 100*cr.base, 100*e.cfg.TargetFalseTimeout, cr.succ, shiftAlpha, censorStep, publishedMs, t) + r.Explanation
 	return true
 }
