@@ -200,6 +200,15 @@ func (s *Store) Compact(ctx context.Context) error {
 		end := min(now, srcDone) / res * res
 		if from == 0 || from < end-l.Retention.Milliseconds() {
 			from = max(end-l.Retention.Milliseconds(), 0) / res * res
+			// Nothing older than the source's oldest sample needs a
+			// pass: a fresh store would otherwise spend one pass per
+			// day of retention (7 minutes for the 1-minute level)
+			// scanning empty days before it wrote its first window.
+			if st, ok := src.(interface{ StartTime() (int64, error) }); ok {
+				if oldest, err := st.StartTime(); err == nil && oldest > from {
+					from = min(oldest, end) / res * res
+				}
+			}
 		}
 		if end-from > maxWindowsPerPass*res {
 			end = from + maxWindowsPerPass*res

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
@@ -161,6 +162,46 @@ func countSamples(t *testing.T, q storage.Queryable, from, to time.Time) int {
 		}
 	}
 	return count
+}
+
+// TestFreshStoreDownsamplesAtOnce: with only minutes of raw data, the first
+// pass writes the closed windows instead of walking the levels' whole
+// retention in one-day passes.
+func TestFreshStoreDownsamplesAtOnce(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	raw, err := tsdb.Open(t.TempDir(), logger, nil, tsdb.DefaultOptions(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	now := time.Now().Truncate(time.Minute)
+	a := labels.FromStrings("__name__", "meshlens_service_calls_total", "service", "reviews")
+	app := raw.Appender(context.Background())
+	for i := 10; i >= 0; i-- {
+		if _, err := app.Append(0, a, now.Add(-time.Duration(i)*time.Minute).UnixMilli(), float64(100-i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Delay = 0
+	ds, err := Open(cfg, t.TempDir(), raw, 24*time.Hour, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	ds.now = func() time.Time { return now }
+	if err := ds.Compact(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ds.levels[0].done; got != now.UnixMilli() {
+		t.Fatalf("after one pass the 1-minute level is done up to %s, want %s", time.UnixMilli(got).Sub(now), time.Duration(0))
+	}
+	if n := testutil.ToFloat64(ds.written); n < 10 {
+		t.Errorf("first pass wrote %v samples, want the 10 closed windows", n)
+	}
 }
 
 func TestValidate(t *testing.T) {
