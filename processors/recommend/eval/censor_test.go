@@ -58,6 +58,18 @@ func TestCensoredReplaySweep(t *testing.T) {
 }
 
 func fmtCensored(x *ReplayResult) string {
+	var out []string
+	for _, er := range x.PerEdge {
+		if r := er.Realised / 0.001; er.TimeoutMs > 0 && er.EvalSucc > 0 && (r < 0.5 || r > 1.5) {
+			kind := "stationary"
+			if er.Incident {
+				kind = "incident"
+			} else if er.Late {
+				kind = "late"
+			}
+			out = append(out, kind+" "+strconv.FormatFloat(100*er.Realised, 'f', 3, 64)+"%")
+		}
+	}
 	return strings.Join([]string{
 		strconv.Itoa(x.WithinBand) + "/" + strconv.Itoa(x.Recommended) + " = " + strconv.FormatFloat(100*x.ShareWithinBand, 'f', 1, 64) + "% within band",
 		"incident " + strconv.Itoa(x.IncidentRecommended) + " (" + strconv.Itoa(x.IncidentWithinBand) + " within)",
@@ -65,5 +77,6 @@ func fmtCensored(x *ReplayResult) string {
 		"others " + strconv.FormatFloat(100*x.StationaryShare, 'f', 1, 64) + "%",
 		"wait −" + strconv.FormatFloat(100*x.ReductionVsNoTimeout, 'f', 1, 64) + "% / −" + strconv.FormatFloat(100*x.ReductionVs15s, 'f', 1, 64) + "%",
 		"changes " + strconv.Itoa(x.Changes) + " (stationary edges " + strconv.Itoa(x.StationaryChanges) + ")",
+		"out of band: " + strings.Join(out, " "),
 	}, ", ")
 }

@@ -90,9 +90,9 @@ func TestEvaluationReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&b, "  censored, seed %d: %d/%d = %.1f%% within band (incident edges %d, %d within; others %.1f%%), wait reduction %.1f%% / %.1f%%, %d changes\n",
+		fmt.Fprintf(&b, "  censored, seed %d: %d/%d = %.1f%% within band (incident edges %d, %d within; others %.1f%%), wait reduction %.1f%% / %.1f%%, %d changes (%d on stationary edges)\n",
 			seed, x.WithinBand, x.Recommended, 100*x.ShareWithinBand, x.IncidentRecommended, x.IncidentWithinBand, 100*x.StationaryShare,
-			100*x.ReductionVsNoTimeout, 100*x.ReductionVs15s, x.Changes)
+			100*x.ReductionVsNoTimeout, 100*x.ReductionVs15s, x.Changes, x.StationaryChanges)
 	}
 	c, err := RunChainCheck(100, 30, 40, false)
 	if err != nil {
