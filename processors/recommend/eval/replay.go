@@ -284,24 +284,7 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 			er.TimeoutMs, er.Samples = rec.Recommended.TimeoutMs, rec.Evidence.Samples
 			T = time.Duration(rec.Recommended.TimeoutMs * float64(time.Millisecond))
 		}
-		m.generate(rng, trainEnd, cfg.Window, true, func(r request) {
-			if !r.fail {
-				er.EvalSucc++
-				if T > 0 && r.dur > T {
-					er.Cut++
-				}
-				return
-			}
-			d := r.dur.Seconds()
-			res.WaitNoTimeout += d
-			res.Wait15s += math.Min(d, 15)
-			er.WaitDef += d
-			if T > 0 {
-				d = math.Min(d, T.Seconds())
-			}
-			er.WaitRecomm += d
-			res.WaitRecommended += d
-		})
+		m.generate(rng, trainEnd, cfg.Window, true, func(r request) { applyTimeout(res, &er, T, r) })
 		if ok && er.EvalSucc > 0 {
 			er.Realised = float64(er.Cut) / float64(er.EvalSucc)
 			res.Recommended++
