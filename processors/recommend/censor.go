@@ -69,10 +69,12 @@ func (e *Engine) addCensored(s *series, h *Histogram) uint64 {
 		}
 	}
 	add(&s.curC)
-	n := int64(len(s.ring))
-	for k := int64(1); k < n && s.cur-k >= 0; k++ {
-		idx := s.cur - k
-		if sl := &s.ring[idx%n]; sl.idx == idx {
+	for k := 1; k < len(s.ring); k++ {
+		sl, end := s.past(k)
+		if end {
+			break
+		}
+		if sl != nil {
 			add(&sl.c)
 		}
 	}
@@ -109,7 +111,6 @@ func (e *Engine) censoredRise(s *series, win *counts, now time.Time) censRise {
 		return out
 	}
 	target := e.cfg.TargetFalseTimeout
-	n := int64(len(s.ring))
 	slots := max(1, int(e.cfg.RecentWindow/e.cfg.Slot))
 	var recent, acc counts
 	var ref time.Duration
@@ -122,12 +123,11 @@ func (e *Engine) censoredRise(s *series, win *counts, now time.Time) censRise {
 	for k := 0; k < slots && k < len(s.ring); k++ {
 		c := &s.curC
 		if k > 0 {
-			idx := s.cur - int64(k)
-			if idx < 0 {
+			sl, end := s.past(k)
+			if end {
 				break
 			}
-			sl := &s.ring[idx%n]
-			if sl.idx != idx {
+			if sl == nil {
 				continue
 			}
 			c = &sl.c

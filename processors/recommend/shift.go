@@ -51,16 +51,14 @@ func (e *Engine) recentShift(s *series, bound time.Duration, now time.Time) shif
 	}
 	target := e.cfg.TargetFalseTimeout
 	h := s.curH
-	n := int64(len(s.ring))
 	slots := max(1, int(e.cfg.RecentWindow/e.cfg.Slot))
 	for k := 0; k < slots && k < len(s.ring); k++ {
 		if k > 0 {
-			idx := s.cur - int64(k)
-			if idx < 0 {
+			sl, end := s.past(k)
+			if end {
 				break
 			}
-			sl := &s.ring[idx%n]
-			if sl.idx != idx {
+			if sl == nil {
 				continue
 			}
 			sl.h.addTo(&h)

@@ -349,3 +349,19 @@ func idempotent(c *model.Call) bool {
 	}
 	return false
 }
+
+// past returns the closed slot k ≥ 1 slots before the current one. It
+// returns nil when that slot was overwritten by a later period or never
+// filled (skip it), and end when k reaches before the series' first slot
+// (stop: nothing older exists).
+func (s *series) past(k int) (sl *slot, end bool) {
+	idx := s.cur - int64(k)
+	if idx < 0 {
+		return nil, true
+	}
+	sl = &s.ring[idx%int64(len(s.ring))]
+	if sl.idx != idx {
+		return nil, false
+	}
+	return sl, false
+}
