@@ -274,7 +274,6 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 		tmo[r.Edge.Destination] = r
 	}
 	res := &ReplayResult{Edges: len(models)}
-	var ratios []float64
 	for i := range models {
 		m := &models[i]
 		er := EdgeReplay{Name: m.Name, Incident: m.IncidentShare > 0}
@@ -285,38 +284,9 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 			T = time.Duration(rec.Recommended.TimeoutMs * float64(time.Millisecond))
 		}
 		m.generate(rng, trainEnd, cfg.Window, true, func(r request) { applyTimeout(res, &er, T, r) })
-		if ok && er.EvalSucc > 0 {
-			er.Realised = float64(er.Cut) / float64(er.EvalSucc)
-			res.Recommended++
-			ratio := er.Realised / cfg.Target
-			ratios = append(ratios, ratio)
-			in := ratio >= 0.5 && ratio <= 1.5
-			if in {
-				res.WithinBand++
-			}
-			if er.Incident {
-				res.IncidentRecommended++
-				if in {
-					res.IncidentWithinBand++
-				}
-			}
-		}
 		res.PerEdge = append(res.PerEdge, er)
 	}
-	if res.Recommended > 0 {
-		res.ShareWithinBand = float64(res.WithinBand) / float64(res.Recommended)
-		if n := res.Recommended - res.IncidentRecommended; n > 0 {
-			res.StationaryShare = float64(res.WithinBand-res.IncidentWithinBand) / float64(n)
-		}
-		sort.Float64s(ratios)
-		res.MedianRatio = ratios[len(ratios)/2]
-	}
-	if res.WaitNoTimeout > 0 {
-		res.ReductionVsNoTimeout = 1 - res.WaitRecommended/res.WaitNoTimeout
-	}
-	if res.Wait15s > 0 {
-		res.ReductionVs15s = 1 - res.WaitRecommended/res.Wait15s
-	}
+	tally(res, cfg.Target)
 	return res, nil
 }
 
