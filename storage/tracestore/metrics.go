@@ -26,7 +26,7 @@ func NewWriteMetrics(spansHelp, latencyHelp string, latencyStart float64) *Write
 		}),
 		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "meshlens_tracestore_write_duration_seconds", Help: latencyHelp,
-			Buckets: prometheus.ExponentialBuckets(latencyStart, 4, 9),
+			Buckets: prometheus.ExponentialBuckets(latencyStart, 2, 17), // same range as ×4 ×9, fine enough to place a p99 between fsync and CPU queueing
 		}),
 	}
 }
