@@ -54,6 +54,10 @@ type svcSnap struct {
 	kneeLatMs      float64 // mean latency just below the knee
 	meanLatMs      float64
 	minutes        uint32
+	// Closed slots of the window served at capacity, and the variance per
+	// second of their served counts (see servedAtCapacity).
+	capSlots  int
+	capVarSec float64
 }
 
 func (s *series) elapsed(now time.Time, slot time.Duration, slots int) time.Duration {
@@ -187,6 +191,9 @@ func (e *Engine) snapshot(now time.Time, cur *CurrentConfig) ([]edgeSnap, map[st
 		ss.peakPerSec = math.Max(ss.peakPerSec, float64(s.minute.reqs)/60)
 		if s.profile != nil {
 			ss.knee, ss.kneeLo, ss.kneeHi, ss.kneeLatMs, ss.minutes = e.knee(s.profile)
+		}
+		if ss.knee > 0 {
+			ss.capSlots, ss.capVarSec = s.servedAtCapacity(e.cfg.Slot, ss.knee)
 		}
 		svcs[id] = ss
 	}
@@ -767,10 +774,11 @@ func (e *Engine) chainFix(cd *candidates) {
 }
 
 // limitRecs computes per-service and per-endpoint limits. The rate limit
-// is the historical peak with headroom, but never above the capacity seen
+// is the historical peak with headroom, but never above the rate ceiling
 // (once latency has been seen to climb, the highest load served is the
-// best estimate of what the service can take), and never above what the
-// services below can carry of this service's traffic. The concurrency
+// best estimate of what the service can take; with a concurrency limit
+// alongside, plus the margin its observed variability calls for), and
+// never above what the services below can carry of this service's traffic. The concurrency
 // limit holds in flight twice what Little's law gives at the knee (knee
 // rate × latency there): enough to keep the bottleneck busy, too little
 // for queues to grow past about one knee latency.
@@ -782,7 +790,12 @@ func (e *Engine) limitRecs(now time.Time, cur *CurrentConfig, cd *candidates) {
 			continue
 		}
 		own[s.name] = s.ownLimit(e.cfg.Headroom)
-		g.Services[s.name] = ChainService{LimitPerSec: own[s.name], CapacityPerSec: s.capacity(), InboundPerSec: float64(s.c.total) / s.window.Seconds()}
+		// What a callee carries is its rate ceiling, the rate its own limit
+		// may be set at: with its point-estimate capacity instead, a
+		// caller's margin over the same variability would be cut back by
+		// the very service whose variability it covers.
+		ceil, _ := s.rateCeiling()
+		g.Services[s.name] = ChainService{LimitPerSec: own[s.name], CapacityPerSec: ceil, InboundPerSec: float64(s.c.total) / s.window.Seconds()}
 	}
 	for k, r := range cd.edgeRate {
 		g.Edges = append(g.Edges, ChainEdge{Source: k[0], Destination: k[1], RatePerSec: r})
@@ -858,9 +871,91 @@ func (s *svcSnap) capacity() float64 {
 	return math.Max(s.peakPerSec, s.knee)
 }
 
+// servedAtCapacity returns how many closed slots of the window were served
+// at capacity and the variance per second of their served counts. A slot
+// counts as served at capacity when it is past the knee and its count is
+// within three Poisson standard deviations of the window's busiest slot:
+// counting noise alone cannot tell the two apart. Slots arrival-limited
+// just below capacity may slip in and widen the spread; that errs towards
+// a rate limit that binds less, which the concurrency limit backs.
+func (s *series) servedAtCapacity(slot time.Duration, knee float64) (n int, varPerSec float64) {
+	sec := slot.Seconds()
+	var top uint64
+	for k := 1; k <= len(s.ring); k++ {
+		sl, end := s.past(k)
+		if end {
+			break
+		}
+		if sl != nil {
+			top = max(top, sl.c.total)
+		}
+	}
+	lo := float64(top) - 3*math.Sqrt(float64(top))
+	var got []float64
+	var sum float64
+	for k := 1; k <= len(s.ring); k++ {
+		sl, end := s.past(k)
+		if end {
+			break
+		}
+		if sl == nil {
+			continue
+		}
+		if c := float64(sl.c.total); c >= lo && c/sec >= knee {
+			got = append(got, c)
+			sum += c
+		}
+	}
+	if len(got) < 2 {
+		return len(got), 0
+	}
+	mean := sum / float64(len(got))
+	var ss float64
+	for _, c := range got {
+		ss += (c - mean) * (c - mean)
+	}
+	// Counts over disjoint intervals of a saturated server add up like a
+	// random walk's steps, so the variance per second is the slot's
+	// variance over its length.
+	return len(got), ss / float64(len(got)-1) / sec
+}
+
+// Rate ceiling above the measured capacity: see rateCeiling.
+const (
+	// minCapacitySlots is the fewest slots at capacity whose spread is
+	// trusted as the served count's variability.
+	minCapacitySlots = 5
+	// bucketDryRisk is the accepted probability that a bottleneck serving
+	// at its capacity, with the variability observed, ever runs a full
+	// token bucket dry: the 5% the engine's 95% intervals accept.
+	bucketDryRisk = 0.05
+)
+
+// rateCeiling is the highest rate limit the service's measurements support.
+// Without a concurrency limit it is the capacity: above it the rate limit
+// alone would let queues build. With one, the rate limit is not what keeps
+// the bottleneck from overload, and set at the capacity it binds whenever
+// the bottleneck serves faster than that point estimate for a while: its
+// served count over t seconds varies by about σ√t (σ² the variance per
+// second of the counts in slots served at capacity), and against a refill
+// at exactly the capacity the bucket's level is a random walk without
+// drift, which empties any bucket in time. At δ above the capacity the
+// walk drifts away from empty, and the chance that it ever falls a whole
+// bucket B short is exp(−2δB/σ²) (first passage of a Brownian motion with
+// drift), so δ = σ²·ln(1/bucketDryRisk)/(2B).
+func (s *svcSnap) rateCeiling() (ceil, margin float64) {
+	c := s.capacity()
+	if c <= 0 || s.capSlots < minCapacitySlots || s.capVarSec <= 0 || s.maxConcurrency(c) <= 0 {
+		return c, 0
+	}
+	b := math.Max(1, math.Ceil(0.2*c))
+	margin = s.capVarSec * math.Log(1/bucketDryRisk) / (2 * b)
+	return c + margin, margin
+}
+
 func (s *svcSnap) ownLimit(headroom float64) float64 {
 	o := s.peakPerSec * headroom
-	if c := s.capacity(); c > 0 {
+	if c, _ := s.rateCeiling(); c > 0 {
 		o = math.Min(o, c)
 	}
 	return o
@@ -909,6 +1004,11 @@ func (e *Engine) limitRec(now time.Time, cur *CurrentConfig, s *svcSnap, lim flo
 		fmt.Fprintf(&why, "Latency climbs above %.1f× its low-load level or errors appear from about %.1f req/s (the knee, mean latency %.1f ms just below it); the most it was seen to serve is %.1f req/s. ",
 			e.cfg.KneeLatencyFactor, s.knee, s.kneeLatMs, s.capacity())
 		r.Confidence = &Bounds{Lower: s.kneeLo, Upper: s.kneeHi, Level: 0.9, Unit: "req/s"}
+		if ceil, m := s.rateCeiling(); m > 0 {
+			sec := e.cfg.Slot.Seconds()
+			fmt.Fprintf(&why, "It served at that level in %d slots of %s in the window, their served rates varying by %.2f req/s (standard deviation). A token bucket refilled at exactly the capacity runs dry whenever the service serves faster for a while; with the in-flight limit below protecting it, the rate goes %.2f req/s higher, to %.1f req/s, where a full %.0f-token bucket runs dry with at most %.0f%% probability at that variability. ",
+				s.capSlots, e.cfg.Slot, math.Sqrt(s.capVarSec*sec)/sec, m, ceil, math.Max(1, math.Ceil(0.2*s.capacity())), 100*bucketDryRisk)
+		}
 	} else {
 		why.WriteString("No knee was observed: latency stayed flat at every load seen, so the capacity is at least the peak. ")
 	}

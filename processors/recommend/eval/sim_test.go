@@ -22,13 +22,14 @@ func TestOverloadGoodput(t *testing.T) {
 		if r.Recommended < 1.2*r.Static {
 			t.Errorf("step %.1f×: goodput %.0f not 20%% above the static limit's %.0f", step, r.Recommended, r.Static)
 		}
-		// With common random numbers every limiter that keeps the
-		// bottleneck busy completes the same work. The recommendation may
-		// fall short only by the moments its token bucket, set at the
-		// measured capacity, binds while the bottleneck runs faster than
-		// that (≤ 0.04% over 24 runs, see docs/recommendations.md).
-		if best := max(r.Gradient, r.AIMD); r.Recommended < 0.999*best {
-			t.Errorf("step %.1f×: goodput %.2f below the best adaptive limiter's %.2f (tolerance 0.1%%)", step, r.Recommended, best)
+		// No tolerance: with common random numbers every limiter that
+		// keeps the bottleneck busy completes as many requests, so the
+		// goodputs are equal counts over the same 120 s, and any shortfall
+		// is requests the recommended limits turned away while the
+		// bottleneck had room (before the rate ceiling: 0.18 req/s here at
+		// 2.0×, the token bucket at the measured capacity running dry).
+		if best := max(r.Gradient, r.AIMD); r.Recommended < best {
+			t.Errorf("step %.1f×: goodput %.2f below the best adaptive limiter's %.2f", step, r.Recommended, best)
 		}
 	}
 }
