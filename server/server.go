@@ -117,9 +117,11 @@ func New(ctx context.Context, cfg Config, flags Flags, logger *slog.Logger) (_ *
 	}()
 	// go_gc_heap_live_bytes (the heap marked live by the last GC) is what
 	// tells a leak from garbage awaiting collection; go_memstats_heap_inuse
-	// rises and falls with the GC's pacing.
+	// rises and falls with the GC's pacing. go_sched_latencies_seconds (time
+	// runnable goroutines waited for a CPU) tells an ingest tail caused by
+	// CPU queueing from one caused by the disk.
 	s.reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
-		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$|^/sched/latencies:seconds$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.tel = pipeline.NewTelemetry(s.reg)
 	if flags.Mode == ModeQuery {

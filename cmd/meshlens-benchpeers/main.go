@@ -45,6 +45,7 @@ import (
 type harness struct {
 	short         bool
 	repeats       int
+	ladderRatio   float64
 	stepDur       time.Duration
 	warmup        time.Duration
 	serverCPU     int
@@ -90,6 +91,7 @@ type params struct {
 	Batch, Inflight, Query int
 	Step, Warmup           time.Duration
 	FailsToStop            int
+	LadderRatio            float64 `json:",omitempty"`
 }
 
 type machine struct {
@@ -133,6 +135,7 @@ func main() {
 	var protocols, workloads string
 	flag.BoolVar(&h.short, "short", false, "short mode: one peer, one workload, one repeat, short steps (< 3 minutes)")
 	flag.IntVar(&h.repeats, "repeats", 3, "repeats of every sweep")
+	flag.Float64Var(&h.ladderRatio, "ladder-ratio", 1.5, "ratio between consecutive offered-load steps (> 1; smaller places saturation more finely, with more steps)")
 	flag.DurationVar(&h.stepDur, "step", 10*time.Second, "duration of each offered-load step")
 	flag.DurationVar(&h.warmup, "warmup", 5*time.Second, "warm-up load before each sweep")
 	flag.IntVar(&h.serverCPU, "server-cpu", 1, "CPU every server is pinned to")
@@ -152,6 +155,10 @@ func main() {
 	flag.StringVar(&h.logDir, "logs", filepath.Join(os.TempDir(), "meshlens-benchpeers-logs"), "directory for the servers' logs (kept after the run)")
 	fromJSON := flag.String("from-json", "", "only rewrite the report and plots from the results of an earlier -json run")
 	flag.Parse()
+	if !(h.ladderRatio > 1) {
+		fmt.Fprintf(os.Stderr, "meshlens-benchpeers: -ladder-ratio=%g: want a ratio above 1 (1.5 is the default; 1.25 doubles the steps)\n", h.ladderRatio)
+		os.Exit(2)
+	}
 	if *fromJSON != "" {
 		if err := h.rewrite(*fromJSON); err != nil {
 			fmt.Fprintln(os.Stderr, "meshlens-benchpeers:", err)
@@ -333,7 +340,7 @@ func (h *harness) run(ctx context.Context) error {
 
 	h.res.Finished = time.Now().UTC()
 	h.res.Params = params{Short: h.short, Repeats: h.repeats, ServerCPU: h.serverCPU, Batch: h.batchSpans, Inflight: h.maxInflight,
-		Query: h.querySpans, Step: h.stepDur, Warmup: h.warmup, FailsToStop: h.failsToStop()}
+		Query: h.querySpans, Step: h.stepDur, Warmup: h.warmup, FailsToStop: h.failsToStop(), LadderRatio: h.ladderRatio}
 	if h.outJSON != "" {
 		b, _ := json.MarshalIndent(h.res, "", "  ")
 		_ = os.WriteFile(h.outJSON, b, 0o644)
@@ -374,6 +381,9 @@ func (h *harness) rewrite(paths string) error {
 	p := h.res.Params
 	h.short, h.repeats, h.serverCPU, h.batchSpans, h.maxInflight, h.querySpans, h.stepDur, h.warmup =
 		p.Short, p.Repeats, p.ServerCPU, p.Batch, p.Inflight, p.Query, p.Step, p.Warmup
+	if p.LadderRatio > 0 { // older results were all 1.5
+		h.ladderRatio = p.LadderRatio
+	}
 	return h.writeReport()
 }
 
@@ -421,11 +431,11 @@ func (h *harness) ladder(proto string) []float64 {
 	}
 	switch proto {
 	case "zipkin":
-		return Ladder(lo, 400_000, 1.5)
+		return Ladder(lo, 400_000, h.ladderRatio)
 	case "als":
-		return Ladder(10*lo, 2_000_000, 1.5)
+		return Ladder(10*lo, 2_000_000, h.ladderRatio)
 	default:
-		return Ladder(lo, 800_000, 1.5)
+		return Ladder(lo, 800_000, h.ladderRatio)
 	}
 }
 
@@ -508,9 +518,10 @@ func (h *harness) spanSweep(ctx context.Context, t *target, wl, proto string, pa
 			break
 		}
 		cpu0, t0 := p.cpuSeconds(), time.Now()
-		var fsync0, write0 map[float64]float64
+		var fsync0, write0, sched0 map[float64]float64
 		if t.Name == "meshlens" {
 			fsync0, write0 = scrapeBuckets(selfMetrics, "meshlens_tracestore_wal_fsync_seconds"), scrapeBuckets(selfMetrics, "meshlens_tracestore_write_duration_seconds")
+			sched0 = scrapeBuckets(selfMetrics, "go_sched_latencies_seconds")
 		}
 		smp := startSampler(p)
 		r := loop.run(ctx, rate, h.stepDur, 0)
@@ -524,7 +535,8 @@ func (h *harness) spanSweep(ctx context.Context, t *target, wl, proto string, pa
 			st.StoreFsyncP99, n = bucketQuantile(fsync0, scrapeBuckets(selfMetrics, "meshlens_tracestore_wal_fsync_seconds"), 0.99)
 			st.StoreWriteP99, _ = bucketQuantile(write0, scrapeBuckets(selfMetrics, "meshlens_tracestore_write_duration_seconds"), 0.99)
 			st.StoreFsyncs = n / wall
-			storeNote = fmt.Sprintf(" store: fsync p99 ≤%s (%.0f/s), commit p99 ≤%s", st.StoreFsyncP99, st.StoreFsyncs, st.StoreWriteP99)
+			st.SchedP99, _ = bucketQuantile(sched0, scrapeBuckets(selfMetrics, "go_sched_latencies_seconds"), 0.99)
+			storeNote = fmt.Sprintf(" store: fsync p99 ≤%s (%.0f/s), commit p99 ≤%s; goroutine run-queue wait p99 ≤%s", st.StoreFsyncP99, st.StoreFsyncs, st.StoreWriteP99, st.SchedP99)
 		}
 		if len(r.Latencies) == 0 {
 			st.P99 = time.Hour // nothing acknowledged: never sustained

@@ -45,6 +45,9 @@ type Step struct {
 	StoreFsyncP99 time.Duration `json:",omitempty"`
 	StoreWriteP99 time.Duration `json:",omitempty"`
 	StoreFsyncs   float64       `json:",omitempty"` // fsyncs per second
+	// SchedP99 is meshlens's p99 of the time runnable goroutines waited
+	// for a CPU over the step (Go runtime's /sched/latencies:seconds).
+	SchedP99 time.Duration `json:",omitempty"`
 }
 
 // Saturation criteria from the issue: a step is sustained when at least 99%
