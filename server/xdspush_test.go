@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -209,6 +210,182 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	pool = x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+// xdsAsk opens an ADS stream to addr and asks for the shared rate-limit
+// config; it returns the error of the first step that fails.
+func xdsAsk(addr string, creds credentials.TransportCredentials) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "n1", Cluster: "reviews.default"},
+		TypeUrl: xdspush.TypeURL, ResourceNames: []string{xdspush.SharedResourceName}}); err != nil {
+		return err
+	}
+	r, err := s.Recv()
+	if err != nil {
+		return err
+	}
+	if len(r.GetResources()) != 1 {
+		return fmt.Errorf("%d resources, want the shared config", len(r.GetResources()))
+	}
+	return nil
+}
+
+// xdsCA issues certificates for the mutual TLS tests.
+type xdsCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newXDSCA(t *testing.T, name string) *xdsCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &xdsCA{cert: cert, key: key}
+}
+
+func (ca *xdsCA) pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
+// issue returns a certificate for 127.0.0.1 signed by ca, usable by a
+// server and a client, and writes it and its key as PEM into dir when dir
+// is set.
+func (ca *xdsCA) issue(t *testing.T, cn string, serial int64, dir string) (tls.Certificate, string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	kp, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir == "" {
+		return kp, "", ""
+	}
+	certFile, keyFile := filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
+	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return kp, certFile, keyFile
+}
+
+// TestXDSPushMutualTLS configures client certificates on the xDS listener
+// as on the other listeners (client_ca_file, require_client_cert) and
+// checks who gets the rate-limit config.
+func TestXDSPushMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, other := newXDSCA(t, "mesh-ca"), newXDSCA(t, "other-ca")
+	_, certFile, keyFile := ca.issue(t, "meshlens-xds", 2, dir)
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sidecar, _, _ := ca.issue(t, "sidecar", 3, "")
+	stranger, _, _ := other.issue(t, "stranger", 4, "")
+	// The client sends its certificate whatever CAs the server names: Go's
+	// client would otherwise withhold one from another CA, and the server's
+	// check of a foreign certificate would go untested.
+	client := func(certs ...tls.Certificate) credentials.TransportCredentials {
+		return credentials.NewTLS(&tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				if len(certs) == 0 {
+					return &tls.Certificate{}, nil
+				}
+				return &certs[0], nil
+			}})
+	}
+	for _, tc := range []struct {
+		name    string
+		require bool
+		// served says, for no certificate / the mesh CA's / another CA's,
+		// whether the client gets the config.
+		noCert, meshCert, otherCert bool
+	}{
+		{name: "require_client_cert", require: true, meshCert: true},
+		{name: "client_ca_file only: a certificate is checked if given", noCert: true, meshCert: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Processors.Recommend.XDSPush = XDSPushConfig{Enabled: true, Listen: "127.0.0.1:0", DryRun: false,
+				TLS: security.TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile, RequireClientCert: tc.require}}
+			srv := startServer(t, cfg)
+			defer srv.Shutdown(context.Background())
+			addr := srv.Addr("xds")
+			for _, c := range []struct {
+				who   string
+				creds credentials.TransportCredentials
+				want  bool
+			}{
+				{"a client without a certificate", client(), tc.noCert},
+				{"a client with a certificate of the mesh CA", client(sidecar), tc.meshCert},
+				{"a client with a certificate of another CA", client(stranger), tc.otherCert},
+				{"a plain-text client", insecure.NewCredentials(), false},
+			} {
+				err := xdsAsk(addr, c.creds)
+				switch {
+				case c.want && err != nil:
+					t.Errorf("%s was refused: %v", c.who, err)
+				case !c.want && err == nil:
+					t.Errorf("%s was served", c.who)
+				case err != nil:
+					t.Logf("%s refused: %v", c.who, err)
+				}
+			}
+			// Refused clients never reach the xDS server, so only the
+			// served ones appear as nodes.
+			n := 0
+			for _, w := range []bool{tc.noCert, tc.meshCert, tc.otherCert} {
+				if w {
+					n++
+				}
+			}
+			if nodes, _ := xdsStatus(t, srv)["nodes"].([]any); len(nodes) > n {
+				t.Errorf("%d nodes recorded, at most %d clients were served", len(nodes), n)
+			}
+		})
+	}
 }
 
 func TestXDSPushTLS(t *testing.T) {
