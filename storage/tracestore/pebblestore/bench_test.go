@@ -151,7 +151,7 @@ func BenchmarkWriteTraces(b *testing.B) {
 			var next atomic.Int64
 			b.ResetTimer()
 			cpu0 := cpuTime()
-			b.SetParallelism(2) // 2 x GOMAXPROCS writers
+			b.SetParallelism(32) // 32 x GOMAXPROCS writers: a server has many requests in flight
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					i := next.Add(1)

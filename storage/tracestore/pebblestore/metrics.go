@@ -15,7 +15,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 	m := &metrics{
 		WriteMetrics: tracestore.NewWriteMetrics("Spans durably written to the trace store.",
-			"Time to encode and durably commit one WriteTraces batch.", 0.0001),
+			"Time from a WriteTraces call to its spans being durable, including the wait for the group committing ahead of it.", 0.0001),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_tracestore_buckets_dropped_total",
 			Help: "Time buckets dropped by retention, by reason (ttl, size).",

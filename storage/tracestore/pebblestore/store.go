@@ -131,6 +131,11 @@ type Store struct {
 	seq atomic.Uint64
 	// writers recycles WriteTraces' encoding buffers.
 	writers sync.Pool
+	// gmu guards open (the group new callers join) and committing (a
+	// group's batch is being written).
+	gmu        sync.Mutex
+	open       *group
+	committing bool
 
 	// retMu serialises retention passes.
 	retMu sync.Mutex
