@@ -2,16 +2,7 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,66 +16,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshlens/meshlens/server/security/certtest"
 )
-
-// pki issues test certificates from one CA.
-type pki struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newPKI(t *testing.T) *pki {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &pki{cert: c, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-var serial int64 = 100
-
-func (p *pki) issue(t *testing.T, cn, spiffe string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	if spiffe != "" {
-		u, _ := url.Parse(spiffe)
-		tmpl.URIs = []*url.URL{u}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-func (p *pki) client(t *testing.T, certPEM, keyPEM []byte) *tls.Config {
-	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(p.pem)
-	c := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	if certPEM != nil {
-		kp, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Certificates = []tls.Certificate{kp}
-	}
-	return c
-}
 
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -100,9 +34,9 @@ func writeFile(t *testing.T, path string, data []byte) {
 // accepts spans over HTTPS.
 func TestALSOverMutualTLSWithSPIFFEAllowList(t *testing.T) {
 	dir := t.TempDir()
-	ca := newPKI(t)
-	sc, sk := ca.issue(t, "meshlens", "")
-	for name, data := range map[string][]byte{"tls.crt": sc, "tls.key": sk, "ca.crt": ca.pem} {
+	ca := certtest.NewCA(t, "e2e-ca")
+	sc, sk := ca.Issue(t, "meshlens", "")
+	for name, data := range map[string][]byte{"tls.crt": sc, "tls.key": sk, "ca.crt": ca.PEM} {
 		writeFile(t, filepath.Join(dir, name), data)
 	}
 	cfg := fmt.Sprintf(`listen:
@@ -137,12 +71,12 @@ receivers:
 		}
 		return s.close()
 	}
-	okC, okK := ca.issue(t, "productpage", "spiffe://cluster.local/ns/default/sa/bookinfo-productpage")
-	if err := sendOne(credentials.NewTLS(ca.client(t, okC, okK)), "tlsallowed"); err != nil {
+	okC, okK := ca.Issue(t, "productpage", "spiffe://cluster.local/ns/default/sa/bookinfo-productpage")
+	if err := sendOne(credentials.NewTLS(ca.ClientTLS(t, okC, okK)), "tlsallowed"); err != nil {
 		t.Fatalf("allowed sidecar refused: %v", err)
 	}
-	badC, badK := ca.issue(t, "intruder", "spiffe://cluster.local/ns/default/sa/intruder")
-	if err := sendOne(credentials.NewTLS(ca.client(t, badC, badK)), "tlsdenied"); status.Code(err) != codes.PermissionDenied {
+	badC, badK := ca.Issue(t, "intruder", "spiffe://cluster.local/ns/default/sa/intruder")
+	if err := sendOne(credentials.NewTLS(ca.ClientTLS(t, badC, badK)), "tlsdenied"); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("SPIFFE ID not on the allow-list: %v, want PERMISSION_DENIED", err)
 	}
 	if err := sendOne(insecure.NewCredentials(), "plaintext"); err == nil {
@@ -158,7 +92,7 @@ receivers:
 	}
 
 	// Zipkin over HTTPS (server TLS only).
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.client(t, nil, nil)}, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS(t, nil, nil)}, Timeout: 10 * time.Second}
 	body := `[{"traceId":"00000000000000000000000000e2e715","id":"00000000000000e1","name":"get","timestamp":` +
 		fmt.Sprint(time.Now().UnixMicro()) + `,"duration":10,"localEndpoint":{"serviceName":"tlszipkin"}}]`
 	resp, err := hc.Post("https://"+in.addrs["zipkin"]+"/api/v2/spans", "application/json", bytes.NewReader([]byte(body)))

@@ -2,18 +2,12 @@ package server
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +25,7 @@ import (
 
 	"github.com/meshlens/meshlens/processors/recommend/xdspush"
 	"github.com/meshlens/meshlens/server/security"
+	"github.com/meshlens/meshlens/server/security/certtest"
 )
 
 func TestXDSPushConfig(t *testing.T) {
@@ -177,39 +172,14 @@ func TestXDSPushLifecycle(t *testing.T) {
 	})
 }
 
-// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir and
+// returns them with a pool that trusts them.
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "meshlens-xds"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
+	ca := certtest.NewCA(t, "meshlens-xds-ca")
+	c, k := ca.Issue(t, "meshlens-xds", "")
+	certFile, keyFile = certtest.WriteFiles(t, dir, c, k)
+	return certFile, keyFile, ca.Pool()
 }
 
 // xdsAsk opens an ADS stream to addr and asks for the shared rate-limit
@@ -240,75 +210,14 @@ func xdsAsk(addr string, creds credentials.TransportCredentials) error {
 	return nil
 }
 
-// xdsCA issues certificates for the mutual TLS tests.
-type xdsCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newXDSCA(t *testing.T, name string) *xdsCA {
+// keyPair is a certificate from ca for cn as a tls.Certificate.
+func keyPair(t *testing.T, ca *certtest.CA, cn string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	kp, err := tls.X509KeyPair(ca.Issue(t, cn, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &xdsCA{cert: cert, key: key}
-}
-
-func (ca *xdsCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-// issue returns a certificate for 127.0.0.1 signed by ca, usable by a
-// server and a client, and writes it and its key as PEM into dir when dir
-// is set.
-func (ca *xdsCA) issue(t *testing.T, cn string, serial int64, dir string) (tls.Certificate, string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	kp, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if dir == "" {
-		return kp, "", ""
-	}
-	certFile, keyFile := filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
-	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return kp, certFile, keyFile
+	return kp
 }
 
 // TestXDSPushMutualTLS configures client certificates on the xDS listener
@@ -316,19 +225,19 @@ func (ca *xdsCA) issue(t *testing.T, cn string, serial int64, dir string) (tls.C
 // checks who gets the rate-limit config.
 func TestXDSPushMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, other := newXDSCA(t, "mesh-ca"), newXDSCA(t, "other-ca")
-	_, certFile, keyFile := ca.issue(t, "meshlens-xds", 2, dir)
+	ca, other := certtest.NewCA(t, "mesh-ca"), certtest.NewCA(t, "other-ca")
+	c, k := ca.Issue(t, "meshlens-xds", "")
+	certFile, keyFile := certtest.WriteFiles(t, dir, c, k)
 	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600); err != nil {
+	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sidecar, _, _ := ca.issue(t, "sidecar", 3, "")
-	stranger, _, _ := other.issue(t, "stranger", 4, "")
+	sidecar, stranger := keyPair(t, ca, "sidecar"), keyPair(t, other, "stranger")
 	// The client sends its certificate whatever CAs the server names: Go's
 	// client would otherwise withhold one from another CA, and the server's
 	// check of a foreign certificate would go untested.
 	client := func(certs ...tls.Certificate) credentials.TransportCredentials {
-		return credentials.NewTLS(&tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12,
+		return credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12,
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 				if len(certs) == 0 {
 					return &tls.Certificate{}, nil
@@ -395,25 +304,7 @@ func TestXDSPushTLS(t *testing.T) {
 		TLS: security.TLSConfig{CertFile: certFile, KeyFile: keyFile}}
 	srv := startServer(t, cfg)
 	defer srv.Shutdown(context.Background())
-	ask := func(creds credentials.TransportCredentials) error {
-		conn, err := grpc.NewClient(srv.Addr("xds"), grpc.WithTransportCredentials(creds))
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-		if err != nil {
-			return err
-		}
-		if err := s.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "n1", Cluster: "reviews.default"},
-			TypeUrl: xdspush.TypeURL, ResourceNames: []string{xdspush.SharedResourceName}}); err != nil {
-			return err
-		}
-		_, err = s.Recv()
-		return err
-	}
+	ask := func(creds credentials.TransportCredentials) error { return xdsAsk(srv.Addr("xds"), creds) }
 	if err := ask(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})); err != nil {
 		t.Fatalf("over TLS: %v", err)
 	}

@@ -2,17 +2,9 @@ package security
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,63 +17,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshlens/meshlens/server/security/certtest"
 )
-
-// testCA issues certificates for tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a PEM certificate and key for cn; spiffe, if set, becomes
-// the URI SAN.
-func (ca *testCA) issue(t *testing.T, cn, spiffe string, serial int64) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	if spiffe != "" {
-		u, _ := url.Parse(spiffe)
-		tmpl.URIs = []*url.URL{u}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 func write(t *testing.T, path string, data []byte, mtime time.Time) {
 	t.Helper()
@@ -93,33 +31,18 @@ func write(t *testing.T, path string, data []byte, mtime time.Time) {
 	}
 }
 
-func clientTLS(t *testing.T, ca *testCA, certPEM, keyPEM []byte) *tls.Config {
-	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.pem)
-	c := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	if certPEM != nil {
-		kp, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Certificates = []tls.Certificate{kp}
-	}
-	return c
-}
-
 func TestMutualTLSAndReloadWithoutRestart(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "mesh-ca")
+	ca := certtest.NewCA(t, "mesh-ca")
 	cfg := TLSConfig{
 		CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"),
 		ClientCAFile: filepath.Join(dir, "ca.crt"), RequireClientCert: true,
 	}
 	t0 := time.Now().Add(-time.Minute)
-	c1, k1 := ca.issue(t, "meshlens-1", "", 10)
+	c1, k1 := ca.Issue(t, "meshlens-1", "")
 	write(t, cfg.CertFile, c1, t0)
 	write(t, cfg.KeyFile, k1, t0)
-	write(t, cfg.ClientCAFile, ca.pem, t0)
+	write(t, cfg.ClientCAFile, ca.PEM, t0)
 	if err := cfg.Validate("listen.tls.http"); err != nil {
 		t.Fatal(err)
 	}
@@ -142,19 +65,19 @@ func TestMutualTLSAndReloadWithoutRestart(t *testing.T) {
 		return cl.Get(url)
 	}
 	// No client certificate: refused.
-	if resp, err := get(clientTLS(t, ca, nil, nil)); err == nil {
+	if resp, err := get(ca.ClientTLS(t, nil, nil)); err == nil {
 		resp.Body.Close()
 		t.Fatal("a client without a certificate was served though require_client_cert is set")
 	}
 	// A certificate from another CA: refused.
-	other := newCA(t, "other-ca")
-	oc, ok := other.issue(t, "intruder", "", 2)
-	if resp, err := get(clientTLS(t, ca, oc, ok)); err == nil {
+	other := certtest.NewCA(t, "other-ca")
+	oc, ok := other.Issue(t, "intruder", "")
+	if resp, err := get(ca.ClientTLS(t, oc, ok)); err == nil {
 		resp.Body.Close()
 		t.Fatal("a client certificate from an unknown CA was accepted")
 	}
-	cc, ck := ca.issue(t, "client", "spiffe://cluster.local/ns/default/sa/productpage", 3)
-	resp, err := get(clientTLS(t, ca, cc, ck))
+	cc, ck := ca.Issue(t, "client", "spiffe://cluster.local/ns/default/sa/productpage")
+	resp, err := get(ca.ClientTLS(t, cc, ck))
 	if err != nil {
 		t.Fatalf("mTLS client refused: %v", err)
 	}
@@ -164,11 +87,11 @@ func TestMutualTLSAndReloadWithoutRestart(t *testing.T) {
 	resp.Body.Close()
 
 	// Rotate the server certificate on disk: new connections get it.
-	c2, k2 := ca.issue(t, "meshlens-2", "", 11)
+	c2, k2 := ca.Issue(t, "meshlens-2", "")
 	t1 := time.Now()
 	write(t, cfg.CertFile, c2, t1)
 	write(t, cfg.KeyFile, k2, t1)
-	resp, err = get(clientTLS(t, ca, cc, ck))
+	resp, err = get(ca.ClientTLS(t, cc, ck))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +102,7 @@ func TestMutualTLSAndReloadWithoutRestart(t *testing.T) {
 
 	// A half-written key keeps the loaded certificate in service.
 	write(t, cfg.KeyFile, []byte("-----BEGIN EC PRIVATE"), time.Now().Add(time.Second))
-	resp, err = get(clientTLS(t, ca, cc, ck))
+	resp, err = get(ca.ClientTLS(t, cc, ck))
 	if err != nil {
 		t.Fatalf("a broken key file on disk broke serving: %v", err)
 	}
@@ -237,12 +160,12 @@ func TestSPIFFEAllowList(t *testing.T) {
 // is not on the list and serves one that is.
 func TestSPIFFEInterceptorOverMTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "mesh-ca")
+	ca := certtest.NewCA(t, "mesh-ca")
 	cfg := TLSConfig{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"), ClientCAFile: filepath.Join(dir, "ca.crt")}
-	sc, sk := ca.issue(t, "meshlens", "", 5)
+	sc, sk := ca.Issue(t, "meshlens", "")
 	write(t, cfg.CertFile, sc, time.Now())
 	write(t, cfg.KeyFile, sk, time.Now())
-	write(t, cfg.ClientCAFile, ca.pem, time.Now())
+	write(t, cfg.ClientCAFile, ca.PEM, time.Now())
 	r, err := NewReloader(cfg, []string{"h2"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -272,15 +195,15 @@ func TestSPIFFEInterceptorOverMTLS(t *testing.T) {
 		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
 	}
-	okC, okK := ca.issue(t, "pp", "spiffe://cluster.local/ns/default/sa/productpage", 6)
-	if err := check(clientTLS(t, ca, okC, okK)); err != nil {
+	okC, okK := ca.Issue(t, "pp", "spiffe://cluster.local/ns/default/sa/productpage")
+	if err := check(ca.ClientTLS(t, okC, okK)); err != nil {
 		t.Errorf("allowed SPIFFE ID refused: %v", err)
 	}
-	badC, badK := ca.issue(t, "rv", "spiffe://cluster.local/ns/default/sa/reviews", 7)
-	if err := check(clientTLS(t, ca, badC, badK)); status.Code(err) != codes.PermissionDenied {
+	badC, badK := ca.Issue(t, "rv", "spiffe://cluster.local/ns/default/sa/reviews")
+	if err := check(ca.ClientTLS(t, badC, badK)); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("SPIFFE ID not on the list: %v, want PERMISSION_DENIED", err)
 	}
-	if err := check(clientTLS(t, ca, nil, nil)); status.Code(err) != codes.PermissionDenied {
+	if err := check(ca.ClientTLS(t, nil, nil)); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("no client certificate: %v, want PERMISSION_DENIED", err)
 	}
 }
