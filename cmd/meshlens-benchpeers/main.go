@@ -52,6 +52,7 @@ type harness struct {
 	batchSpans    int
 	maxInflight   int
 	querySpans    int
+	queryRate     float64
 	targetList    string
 	protocols     []string
 	workloadNames []string
@@ -92,6 +93,7 @@ type params struct {
 	Step, Warmup           time.Duration
 	FailsToStop            int
 	LadderRatio            float64 `json:",omitempty"`
+	QueryRate              float64 `json:",omitempty"`
 }
 
 type machine struct {
@@ -142,6 +144,7 @@ func main() {
 	flag.IntVar(&h.batchSpans, "batch", 100, "spans per request")
 	flag.IntVar(&h.maxInflight, "inflight", 64, "most requests in flight")
 	flag.IntVar(&h.querySpans, "query-spans", 1_000_000, "spans stored before the query-latency and disk measurements")
+	flag.Float64Var(&h.queryRate, "query-rate", 0, "offered spans/s while storing the query-phase spans, the same for every target (0: as fast as 8 requests in flight go, meshlens spread over 45 s; Jaeger drops what its queue cannot take, so a fixed rate it can store gives equal span counts)")
 	flag.StringVar(&h.targetList, "targets", "meshlens,jaeger-badger,jaeger-memory,otelcol", "servers to measure")
 	flag.StringVar(&protocols, "protocols", "otlp,zipkin,als", "ingest protocols")
 	flag.StringVar(&workloads, "workloads", "synthetic100,bookinfo,hotrod", "span workloads")
@@ -340,7 +343,7 @@ func (h *harness) run(ctx context.Context) error {
 
 	h.res.Finished = time.Now().UTC()
 	h.res.Params = params{Short: h.short, Repeats: h.repeats, ServerCPU: h.serverCPU, Batch: h.batchSpans, Inflight: h.maxInflight,
-		Query: h.querySpans, Step: h.stepDur, Warmup: h.warmup, FailsToStop: h.failsToStop(), LadderRatio: h.ladderRatio}
+		Query: h.querySpans, Step: h.stepDur, Warmup: h.warmup, FailsToStop: h.failsToStop(), LadderRatio: h.ladderRatio, QueryRate: h.queryRate}
 	if h.outJSON != "" {
 		b, _ := json.MarshalIndent(h.res, "", "  ")
 		_ = os.WriteFile(h.outJSON, b, 0o644)
@@ -384,6 +387,7 @@ func (h *harness) rewrite(paths string) error {
 	if p.LadderRatio > 0 { // older results were all 1.5
 		h.ladderRatio = p.LadderRatio
 	}
+	h.queryRate = p.QueryRate
 	return h.writeReport()
 }
 

@@ -96,7 +96,7 @@ func (h *harness) queryPhase(ctx context.Context, t *target, wl string, payloads
 		refs = append(refs, r)
 		mu.Unlock()
 	}}
-	logf("query phase %s: storing %d spans (OTLP, 8 requests in flight)", t.Name, h.querySpans)
+	logf("query phase %s: storing %d spans (OTLP, offered at %s)", t.Name, h.querySpans, map[bool]string{true: fmt.Sprintf("%.0f/s", h.queryRate), false: "the default pace"}[h.queryRate > 0])
 	t0 := time.Now()
 	ingestStart := time.Now()
 	rate := 0.0 // as fast as 8 requests in flight go
@@ -108,6 +108,9 @@ func (h *harness) queryPhase(ctx context.Context, t *target, wl string, payloads
 			rate = float64(h.querySpans) / 20
 		}
 		loop.maxInflight = h.maxInflight
+	}
+	if h.queryRate > 0 {
+		rate, loop.maxInflight = h.queryRate, h.maxInflight
 	}
 	r := loop.run(ctx, rate, 0, h.querySpans)
 	q.IngestSeconds = time.Since(t0).Seconds()
