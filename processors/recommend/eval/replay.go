@@ -7,6 +7,7 @@ package eval
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -236,38 +237,16 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 	}
 	models := GenerateEdges(cfg.Seed, cfg.Edges)
 	rng := rand.New(rand.NewPCG(cfg.Seed+1, cfg.Seed+2))
-	batch := make([]model.Call, 0, 4096)
-	flush := func() error {
-		err := e.ConsumeCalls(context.Background(), batch)
-		batch = batch[:0]
-		return err
-	}
+	f := newFeeder(e, models)
 	for i := range models {
-		m := &models[i]
-		src := model.Identity{Service: "client-" + m.Name[4:], Namespace: "eval"}
-		dst := model.Identity{Service: m.Name, Namespace: "eval"}
-		var ferr error
-		m.generate(rng, t0, cfg.Window, false, func(r request) {
-			code := 200
-			if r.fail {
-				code = 503
-				if r.dur > time.Second {
-					code = 504
-				}
-			}
-			batch = append(batch, model.Call{Source: src, Destination: dst, Method: "GET", Start: r.at, Duration: r.dur,
-				StatusCode: code, GRPCStatus: -1, DetectPoint: model.DetectClient})
-			if len(batch) == cap(batch) {
-				ferr = flush()
-			}
-		})
-		if err := flush(); err != nil || ferr != nil {
-			return nil, fmt.Errorf("replay: feed %s: %w", m.Name, errorsJoin(err, ferr))
-		}
+		models[i].generate(rng, t0, cfg.Window, false, func(r request) { f.add(i, r, false) })
+	}
+	if err := f.feedUntil(trainEnd); err != nil {
+		return nil, fmt.Errorf("replay: feed training window: %w", err)
 	}
 	e.Recompute(trainEnd)
 	if cfg.Adaptive {
-		return runAdaptive(cfg, e, models, trainEnd, func(t time.Time) { clock = t })
+		return runAdaptive(cfg, e, f, models, trainEnd, func(t time.Time) { clock = t })
 	}
 	tmo := map[string]recommend.Recommendation{}
 	for _, r := range e.Recommendations(recommend.Filter{Kind: recommend.KindTimeout}) {
@@ -296,7 +275,7 @@ func RunReplay(cfg ReplayConfig) (*ReplayResult, error) {
 // does in production. Unless cfg.Censor is set the engine sees every
 // latency in full (as it would while the recommendation is advisory, or
 // under a timeout in force well above it).
-func runAdaptive(cfg ReplayConfig, e *recommend.Engine, models []EdgeModel, trainEnd time.Time, setClock func(time.Time)) (*ReplayResult, error) {
+func runAdaptive(cfg ReplayConfig, e *recommend.Engine, f *feeder, models []EdgeModel, trainEnd time.Time, setClock func(time.Time)) (*ReplayResult, error) {
 	step := cfg.Recompute
 	if step <= 0 {
 		step = 30 * time.Second
@@ -332,14 +311,7 @@ func runAdaptive(cfg ReplayConfig, e *recommend.Engine, models []EdgeModel, trai
 			adE[i].Changes++
 		}
 	}
-	batch := make([]model.Call, 0, 4096)
 	var ferr error
-	flush := func() {
-		if err := e.ConsumeCalls(context.Background(), batch); err != nil && ferr == nil {
-			ferr = err
-		}
-		batch = batch[:0]
-	}
 	for off := time.Duration(0); off < cfg.Window; off += step {
 		from := trainEnd.Add(off)
 		for i := range models {
@@ -349,22 +321,19 @@ func runAdaptive(cfg ReplayConfig, e *recommend.Engine, models []EdgeModel, trai
 			if aT > 0 && sT == 0 {
 				adE[i].Late = true
 			}
-			src := model.Identity{Service: "client-" + m.Name[4:], Namespace: "eval"}
-			dst := model.Identity{Service: m.Name, Namespace: "eval"}
 			m.generate(rngs[i], from, step, true, func(r request) {
 				applyTimeout(ad, &adE[i], aT, r)
 				applyTimeout(st, &stE[i], sT, r)
-				c := callOf(src, dst, r)
-				if cfg.Censor && aT > 0 && r.dur > aT {
-					c.Duration, c.StatusCode, c.ResponseFlags = aT, 504, "UT"
+				cut := cfg.Censor && aT > 0 && r.dur > aT
+				if cut {
+					r.dur = aT
 				}
-				batch = append(batch, c)
-				if len(batch) == cap(batch) {
-					flush()
-				}
+				f.add(i, r, cut)
 			})
 		}
-		flush()
+		if err := f.feedUntil(from.Add(step)); err != nil && ferr == nil {
+			ferr = err
+		}
 		setClock(from.Add(step))
 		e.Recompute(from.Add(step))
 		next := inForce()
@@ -488,9 +457,57 @@ func tally(res *ReplayResult, target float64) {
 	}
 }
 
-func errorsJoin(a, b error) error {
-	if a != nil {
-		return a
+// feeder hands generated calls to the engine as a mesh would: a proxy
+// reports a call when it ends, so the engine receives calls in the order
+// they end, and at a recomputation only those that have ended. Fed in
+// start order instead, a hung request (10–60 s) would reach the engine
+// before the calls that end while it hangs, move the edge's current slot
+// ahead of them and take them along into the later slot (the engine records
+// late calls in the current slot).
+type feeder struct {
+	e     *recommend.Engine
+	ids   [][2]model.Identity // source and destination by edge index
+	pend  []pendingCall
+	batch []model.Call
+}
+
+type pendingCall struct {
+	end  int64 // Unix ns
+	edge int
+	r    request
+	ut   bool // cut by the timeout in force: r.dur is the timeout
+}
+
+func newFeeder(e *recommend.Engine, models []EdgeModel) *feeder {
+	f := &feeder{e: e, batch: make([]model.Call, 0, 4096)}
+	for _, m := range models {
+		f.ids = append(f.ids, [2]model.Identity{{Service: "client-" + m.Name[4:], Namespace: "eval"}, {Service: m.Name, Namespace: "eval"}})
 	}
-	return b
+	return f
+}
+
+func (f *feeder) add(edge int, r request, ut bool) {
+	f.pend = append(f.pend, pendingCall{end: r.at.Add(r.dur).UnixNano(), edge: edge, r: r, ut: ut})
+}
+
+// feedUntil feeds, in the order they end, the calls that have ended by t.
+func (f *feeder) feedUntil(t time.Time) error {
+	sort.Slice(f.pend, func(a, b int) bool { return f.pend[a].end < f.pend[b].end })
+	n := sort.Search(len(f.pend), func(i int) bool { return f.pend[i].end > t.UnixNano() })
+	var err error
+	for _, p := range f.pend[:n] {
+		c := callOf(f.ids[p.edge][0], f.ids[p.edge][1], p.r)
+		if p.ut {
+			c.StatusCode, c.ResponseFlags = 504, "UT"
+		}
+		f.batch = append(f.batch, c)
+		if len(f.batch) == cap(f.batch) {
+			err = errors.Join(err, f.e.ConsumeCalls(context.Background(), f.batch))
+			f.batch = f.batch[:0]
+		}
+	}
+	err = errors.Join(err, f.e.ConsumeCalls(context.Background(), f.batch))
+	f.batch = f.batch[:0]
+	f.pend = f.pend[:copy(f.pend, f.pend[n:])]
+	return err
 }
