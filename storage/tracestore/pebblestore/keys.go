@@ -16,12 +16,14 @@ import (
 //	b|bkt(4)|T|trace(16)|seq(8)   chunk: every span of the trace in the batch (chunk value)
 //	b|bkt(4)|B|seq(8)             trace table: traceEntryLen bytes per trace of the batch
 //	b|bkt(4)|P|term|seq(8)        posting list: ordinals into the trace table
+//	b|bkt(4)|S|seq(8)             latest(8) start of a trace in this or an older batch of the bucket
 //	x|epoch(4)|trace(16)|bkt(4)   the buckets holding a trace (epoch = bkt/epochBuckets)
 //	m|v|svc                  -> bkt(4) of last sighting (service list)
 //	m|o|lp(svc)|kind(1)|op   -> bkt(4) (operations)
 //	m|r|lp(svc)|remote       -> bkt(4) (remote services)
 //	m|k|lp(key)|value        -> bkt(4) (autocomplete values)
 //	f                        -> format version (formatVersion)
+//	f|s                      -> seq(8) of the first batch written with an S key
 //
 // A term is termService lp(svc), termOp lp(svc) lp(op) or termTag lp(key)
 // lp(value). Index keys therefore carry no trace id: a posting is a varint
@@ -51,6 +53,7 @@ const (
 	secChunk   = 'T'
 	secTable   = 'B'
 	secPosting = 'P'
+	secStart   = 'S'
 
 	termService = 'v'
 	termOp      = 'o'
@@ -91,6 +94,27 @@ func chunkPrefix(b []byte, bkt uint32, id pcommon.TraceID) []byte {
 func chunkKey(b []byte, bkt uint32, id pcommon.TraceID, seq uint64) []byte {
 	return appendU64(chunkPrefix(b, bkt, id), seq)
 }
+
+// startKey holds the latest start of a trace in this batch or an older one
+// of bucket bkt (a running maximum): a search reading a bucket newest batch
+// first stops once no older batch can hold a trace that starts later than
+// those it has (see searcher.newestFirst).
+func startKey(b []byte, bkt uint32, seq uint64) []byte {
+	return appendU64(append(bucketPrefix(b, bkt), secStart), seq)
+}
+
+// startBound decodes a start key's value.
+func startBound(v []byte) uint64 {
+	if len(v) != 8 {
+		return ^uint64(0) // unreadable: no bound
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// startKeysFrom marks the first batch written with a start key: buckets
+// with older batches (written before start keys existed) are searched
+// whole.
+var startKeysFrom = []byte{pfxFormat, 's'}
 
 func tableKey(b []byte, bkt uint32, seq uint64) []byte {
 	return appendU64(append(bucketPrefix(b, bkt), secTable), seq)

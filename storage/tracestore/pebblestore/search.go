@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -158,6 +159,278 @@ type candidate struct {
 
 // bucket searches one bucket; done reports the limit or the scan budget hit.
 func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err error) {
+	if ok, err := sr.hasStartKeys(it, bkt); err != nil {
+		return false, err
+	} else if ok {
+		return sr.newestFirst(bkt)
+	}
+	return sr.whole(it, bkt)
+}
+
+// newerFirst orders a bucket's matches: latest start first, ties by trace
+// id so that an answer does not depend on the order batches were read in.
+func newerFirst(aStart, bStart uint64, a, b pcommon.TraceID) int {
+	if c := cmp.Compare(bStart, aStart); c != 0 {
+		return c
+	}
+	return bytes.Compare(a[:], b[:])
+}
+
+// hasStartKeys reports whether every batch of the bucket has a start key,
+// that is whether its oldest batch is no older than start keys.
+func (sr *searcher) hasStartKeys(it *pebble.Iterator, bkt uint32) (bool, error) {
+	prefix := append(bucketPrefix(sr.key[:0], bkt), secTable)
+	it.SetBounds(prefix, prefixEnd(prefix))
+	if !it.First() {
+		return true, it.Error()
+	}
+	return binary.BigEndian.Uint64(it.Key()[len(prefix):]) >= sr.s.startKeysFrom, nil
+}
+
+// newestFirst searches a bucket batch by batch, newest first, keeping the
+// matches that start latest, and stops once it has enough of them and no
+// older batch holds a trace that starts later than the last one kept: the
+// same answer as reading the whole bucket, whose cost grows with every
+// trace of the service in the bucket (an hour at mesh rates is millions).
+// A batch's start key holds the latest trace start of it and every older
+// batch of the bucket, so that bound is one seek. With terms, only batches
+// in every term's posting lists are read: the lists are walked backwards
+// together, each skipping to the next batch the others have (a leapfrog
+// intersection), so a rare term costs a seek per batch that has it.
+func (sr *searcher) newestFirst(bkt uint32) (done bool, err error) {
+	need := sr.q.Limit - len(sr.ids)
+	type match struct {
+		id     pcommon.TraceID
+		latest uint64
+	}
+	var found []match
+	// at locates a trace in found: a trace written in several batches is
+	// placed by its latest matching entry, as whole places it.
+	at := map[pcommon.TraceID]int{}
+	keep := func() {
+		slices.SortFunc(found, func(a, b match) int { return newerFirst(a.latest, b.latest, a.id, b.id) })
+		for _, m := range found[min(need, len(found)):] {
+			delete(at, m.id)
+		}
+		found = found[:min(need, len(found))]
+		for i, m := range found {
+			at[m.id] = i
+		}
+	}
+	startIt, err := sr.s.db.NewIterWithContext(sr.ctx, &pebble.IterOptions{})
+	if err != nil {
+		return false, err
+	}
+	defer startIt.Close()
+	startPrefix := append(bucketPrefix(nil, bkt), secStart)
+	startIt.SetBounds(startPrefix, prefixEnd(startPrefix))
+	// enough reports whether no batch at or before seq can change the kept
+	// matches: the latest start of those batches, from the newest one's
+	// start key, is below the last kept match's. (An older batch's trace
+	// starting as late as the last kept one could still precede it, ties
+	// going by trace id, hence the strict comparison.)
+	enough := func(seq uint64) (bool, error) {
+		if len(found) < need {
+			return false, nil
+		}
+		keep()
+		if !startIt.SeekLT(appendU64(append([]byte(nil), startPrefix...), seq+1)) {
+			return true, startIt.Error() // no batch left
+		}
+		return startBound(startIt.Value()) < found[need-1].latest, nil
+	}
+	var tableIt *pebble.Iterator
+	if tableIt, err = sr.s.db.NewIterWithContext(sr.ctx, &pebble.IterOptions{}); err != nil {
+		return false, err
+	}
+	defer tableIt.Close()
+	visit := func(seq uint64, cur map[batchOrd]uint64) error {
+		cands, err := sr.batchCandidates(tableIt, bkt, seq, cur)
+		if err != nil {
+			return err
+		}
+		for _, c := range cands {
+			if sr.seen[c.entry.id] {
+				continue
+			}
+			i, ok := at[c.entry.id]
+			if ok && found[i].latest >= c.entry.maxStart {
+				continue
+			}
+			if !c.exact && !sr.matchChunk(bkt, c) {
+				continue
+			}
+			if ok {
+				found[i].latest = c.entry.maxStart
+				continue
+			}
+			at[c.entry.id] = len(found)
+			found = append(found, match{c.entry.id, c.entry.maxStart})
+		}
+		return nil
+	}
+	if len(sr.p.terms) == 0 {
+		// Every batch, newest first: the start keys list them.
+		walk, err := sr.s.db.NewIterWithContext(sr.ctx, &pebble.IterOptions{LowerBound: startPrefix, UpperBound: prefixEnd(startPrefix)})
+		if err != nil {
+			return false, err
+		}
+		defer walk.Close()
+		for ok := walk.Last(); ok && !sr.over(); ok = walk.Prev() {
+			k := walk.Key()
+			if len(k) != len(startPrefix)+8 {
+				continue
+			}
+			seq := binary.BigEndian.Uint64(k[len(startPrefix):])
+			if stop, err := enough(seq); err != nil || stop {
+				if err != nil {
+					return false, err
+				}
+				break
+			}
+			if err := visit(seq, nil); err != nil {
+				return false, err
+			}
+		}
+		if err := walk.Error(); err != nil {
+			return false, err
+		}
+	} else if err := sr.leapfrog(bkt, func(seq uint64, cur map[batchOrd]uint64) (bool, error) {
+		if stop, err := enough(seq); err != nil || stop {
+			return true, err
+		}
+		return false, visit(seq, cur)
+	}); err != nil {
+		return false, err
+	}
+	keep()
+	for _, m := range found {
+		sr.seen[m.id] = true
+		sr.ids = append(sr.ids, m.id)
+	}
+	return len(sr.ids) >= sr.q.Limit || sr.over(), nil
+}
+
+// leapfrog walks the posting lists of the plan's terms from the newest
+// batch back, calling fn with each batch that every term lists and the
+// postings they share (as in whole), until fn says stop.
+func (sr *searcher) leapfrog(bkt uint32, fn func(seq uint64, cur map[batchOrd]uint64) (stop bool, err error)) error {
+	its := make([]*pebble.Iterator, len(sr.p.terms))
+	prefixes := make([][]byte, len(sr.p.terms))
+	for i, term := range sr.p.terms {
+		prefixes[i] = postingPrefix(nil, bkt, term)
+		it, err := sr.s.db.NewIterWithContext(sr.ctx, &pebble.IterOptions{LowerBound: prefixes[i], UpperBound: prefixEnd(prefixes[i])})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		its[i] = it
+	}
+	seqAt := func(i int) (uint64, bool) {
+		k := its[i].Key()
+		if len(k) != len(prefixes[i])+8 {
+			return 0, false
+		}
+		return binary.BigEndian.Uint64(k[len(prefixes[i]):]), true
+	}
+	valid := true
+	for i := range its {
+		valid = valid && its[i].Last()
+	}
+	var key []byte
+	for valid && !sr.over() {
+		// The batch every list may share next is the oldest of their
+		// current ones; lists past it skip back to it.
+		target := ^uint64(0)
+		for i := range its {
+			seq, ok := seqAt(i)
+			if !ok {
+				valid = its[i].Prev()
+				target = 0
+				break
+			}
+			target = min(target, seq)
+		}
+		if target == 0 {
+			continue
+		}
+		all := true
+		for i := range its {
+			seq, _ := seqAt(i)
+			if seq > target {
+				key = appendU64(append(key[:0], prefixes[i]...), target+1)
+				if valid = its[i].SeekLT(key); !valid {
+					break
+				}
+				all = false
+			}
+		}
+		if !valid || !all {
+			continue
+		}
+		cur, err := sr.intersect(its, target)
+		if err != nil {
+			return err
+		}
+		if len(cur) > 0 {
+			stop, err := fn(target, cur)
+			if err != nil || stop {
+				return err
+			}
+		}
+		for i := range its {
+			valid = valid && its[i].Prev()
+		}
+	}
+	for _, it := range its {
+		if err := it.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// intersect intersects the postings of one batch, at the current position
+// of every term's iterator, as whole does for a bucket.
+func (sr *searcher) intersect(its []*pebble.Iterator, seq uint64) (map[batchOrd]uint64, error) {
+	var cur map[batchOrd]uint64
+	for ti, term := range sr.p.terms {
+		withDur := termHasDuration(term[0])
+		next := map[batchOrd]uint64{}
+		err := decodePostings(its[ti].Value(), withDur, func(p posting) {
+			if sr.budget() {
+				return
+			}
+			if withDur && p.durUS*1000 < uint64(sr.q.DurationMin) {
+				return
+			}
+			bo := batchOrd{seq, p.ord}
+			d, ok := cur[bo]
+			switch {
+			case ti == 0:
+				d = ^uint64(0)
+			case !ok:
+				return
+			}
+			if withDur {
+				d = p.durUS
+			}
+			next[bo] = d
+		})
+		if err != nil {
+			sr.s.cfg.Logger.Warn("corrupt posting list", "seq", seq, "err", err)
+		}
+		cur = next
+		if len(cur) == 0 {
+			break
+		}
+	}
+	return cur, nil
+}
+
+// whole searches every batch of the bucket at once (buckets written before
+// start keys existed).
+func (sr *searcher) whole(it *pebble.Iterator, bkt uint32) (done bool, err error) {
 	// cur maps the surviving traces to the longest duration behind the
 	// service or operation term's posting (µs, rounded up), ^0 when no
 	// such term has been read.
@@ -209,7 +482,9 @@ func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err erro
 	if err != nil {
 		return false, err
 	}
-	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(b.entry.maxStart, a.entry.maxStart) })
+	slices.SortFunc(cands, func(a, b candidate) int {
+		return newerFirst(a.entry.maxStart, b.entry.maxStart, a.entry.id, b.entry.id)
+	})
 	for _, c := range cands {
 		if sr.seen[c.entry.id] {
 			continue
@@ -231,26 +506,7 @@ func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err erro
 // range and longest duration can satisfy the query.
 func (sr *searcher) candidates(it *pebble.Iterator, bkt uint32, cur map[batchOrd]uint64) ([]candidate, error) {
 	var out []candidate
-	q := sr.q
-	consider := func(seq uint64, e traceEntry, dUS uint64) {
-		if e.maxStart < sr.lo || e.minStart > sr.hi {
-			return
-		}
-		maxDur := e.maxDur
-		exactDur := q.DurationMin == 0 || maxDur >= uint64(q.DurationMin)
-		if dUS != ^uint64(0) {
-			// The posting's duration (rounded up to µs) is of the spans
-			// that gave the term, a tighter bound than the trace's.
-			if dUS*1000 < uint64(q.DurationMin) {
-				return
-			}
-			exactDur = q.DurationMin == 0 || (dUS-1)*1000 >= uint64(q.DurationMin)
-		} else if maxDur < uint64(q.DurationMin) {
-			return
-		}
-		exact := sr.p.attrsImplied && q.DurationMax == 0 && exactDur && e.minStart >= sr.lo && e.maxStart <= sr.hi
-		out = append(out, candidate{seq: seq, entry: e, exact: exact})
-	}
+	consider := func(seq uint64, e traceEntry, dUS uint64) { out = sr.consider(out, seq, e, dUS) }
 	if len(sr.p.terms) == 0 {
 		prefix := append(bucketPrefix(sr.key[:0], bkt), secTable)
 		it.SetBounds(prefix, prefixEnd(prefix))
@@ -290,6 +546,58 @@ func (sr *searcher) candidates(it *pebble.Iterator, bkt uint32, cur map[batchOrd
 			}
 		}
 		closer.Close()
+	}
+	return out, nil
+}
+
+// consider appends the trace of entry e of batch seq to out when its time
+// range and longest duration (dUS: the term posting's, ^0 when none was
+// read) can satisfy the query.
+func (sr *searcher) consider(out []candidate, seq uint64, e traceEntry, dUS uint64) []candidate {
+	q := sr.q
+	if e.maxStart < sr.lo || e.minStart > sr.hi {
+		return out
+	}
+	maxDur := e.maxDur
+	exactDur := q.DurationMin == 0 || maxDur >= uint64(q.DurationMin)
+	if dUS != ^uint64(0) {
+		// The posting's duration (rounded up to µs) is of the spans
+		// that gave the term, a tighter bound than the trace's.
+		if dUS*1000 < uint64(q.DurationMin) {
+			return out
+		}
+		exactDur = q.DurationMin == 0 || (dUS-1)*1000 >= uint64(q.DurationMin)
+	} else if maxDur < uint64(q.DurationMin) {
+		return out
+	}
+	exact := sr.p.attrsImplied && q.DurationMax == 0 && exactDur && e.minStart >= sr.lo && e.maxStart <= sr.hi
+	return append(out, candidate{seq: seq, entry: e, exact: exact})
+}
+
+// batchCandidates is candidates for one batch: its traces in cur, or all
+// of them when cur is nil (no terms).
+func (sr *searcher) batchCandidates(it *pebble.Iterator, bkt uint32, seq uint64, cur map[batchOrd]uint64) ([]candidate, error) {
+	key := tableKey(nil, bkt, seq)
+	it.SetBounds(key, prefixEnd(key))
+	if !it.First() {
+		return nil, it.Error()
+	}
+	v := it.Value()
+	var out []candidate
+	if cur == nil {
+		for ord := uint64(0); ord*traceEntryLen < uint64(len(v)); ord++ {
+			if sr.budget() {
+				break
+			}
+			e, _ := traceEntryAt(v, ord)
+			out = sr.consider(out, seq, e, ^uint64(0))
+		}
+		return out, nil
+	}
+	for bo, d := range cur {
+		if e, ok := traceEntryAt(v, uint64(bo.ord)); ok {
+			out = sr.consider(out, seq, e, d)
+		}
 	}
 	return out, nil
 }

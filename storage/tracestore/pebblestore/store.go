@@ -129,6 +129,12 @@ type Store struct {
 	// rewritten span's last write wins) as long as the clock does not step
 	// back by more than the time since the previous write.
 	seq atomic.Uint64
+	// startKeysFrom is the first seq written with a start key.
+	startKeysFrom uint64
+	// runMu guards running: per bucket, the latest trace start written
+	// (see runningLatest).
+	runMu   sync.Mutex
+	running map[uint32]uint64
 	// writers recycles WriteTraces' encoding buffers.
 	writers sync.Pool
 	// gmu guards open (the group new callers join) and committing (a
@@ -200,6 +206,7 @@ func Open(cfg Config) (*Store, error) {
 		buckets:  map[uint32]struct{}{},
 		meta:     map[string]uint32{},
 		depCache: map[uint32][]tracestore.DependencyLink{},
+		running:  map[uint32]uint64{},
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -207,6 +214,10 @@ func Open(cfg Config) (*Store, error) {
 		s.wo = pebble.NoSync
 	}
 	s.seq.Store(uint64(time.Now().UnixNano()))
+	if s.startKeysFrom, err = initStartKeys(db, s.seq.Load()+1); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("trace store %s: %w", cfg.Dir, err)
+	}
 	for _, k := range cfg.AutocompleteKeys {
 		s.autoKey[k] = true
 	}
@@ -220,6 +231,26 @@ func Open(cfg Config) (*Store, error) {
 	}
 	go s.retentionLoop()
 	return s, nil
+}
+
+// initStartKeys returns the first seq written with a start key, recording
+// next as that seq when the store has none yet.
+func initStartKeys(db *pebble.DB, next uint64) (uint64, error) {
+	v, closer, err := db.Get(startKeysFrom)
+	if err == nil {
+		defer closer.Close()
+		if len(v) != 8 {
+			return 0, fmt.Errorf("start-key marker: %w", errBadValue)
+		}
+		return binary.BigEndian.Uint64(v), nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return 0, fmt.Errorf("read start-key marker: %w", err)
+	}
+	if err := db.Set(startKeysFrom, appendU64(nil, next), pebble.Sync); err != nil {
+		return 0, fmt.Errorf("write start-key marker: %w", err)
+	}
+	return next, nil
 }
 
 // checkFormat writes the format version into an empty database and

@@ -333,7 +333,9 @@ func (w *writer) flush(batch *pebble.Batch, seq uint64) error {
 func (w *writer) encode(seq uint64) error {
 	for bkt, b := range w.buckets {
 		w.val = w.val[:0]
+		var latest uint64
 		for _, t := range b.traces {
+			latest = max(latest, t.entry.maxStart)
 			w.val = appendTraceEntry(w.val, &t.entry)
 			proto, err := w.marshal.MarshalTraces(t.td)
 			if err != nil {
@@ -346,6 +348,11 @@ func (w *writer) encode(seq uint64) error {
 			w.set(w.key, nil)
 		}
 		w.set(tableKey(w.key[:0], bkt, seq), w.val)
+		run, err := w.s.runningLatest(bkt, latest)
+		if err != nil {
+			return err
+		}
+		w.set(startKey(w.key[:0], bkt, seq), appendU64(w.val[len(w.val):], run))
 		for term, ps := range b.terms {
 			// Spans of one trace that arrive apart leave the list unsorted.
 			if !slices.IsSortedFunc(ps, func(a, b posting) int { return int(a.ord) - int(b.ord) }) {
@@ -370,6 +377,41 @@ func (w *writer) encode(seq uint64) error {
 	}
 	return nil
 }
+
+// runningLatest folds latest into bucket bkt's running maximum of trace
+// starts and returns it, reading the bucket's newest start key the first
+// time this process writes to the bucket. Batches are encoded one at a
+// time (one group commits at a time), in seq order, so each start key
+// bounds every older batch. A batch that then fails to commit leaves the
+// maximum higher than its bucket holds: a looser bound, still a bound.
+func (s *Store) runningLatest(bkt uint32, latest uint64) (uint64, error) {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	run, ok := s.running[bkt]
+	if !ok {
+		prefix := append(bucketPrefix(nil, bkt), secStart)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+		if err != nil {
+			return 0, err
+		}
+		if it.Last() {
+			run = startBound(it.Value())
+		}
+		if err := it.Close(); err != nil {
+			return 0, fmt.Errorf("read start keys of bucket %d: %w", bkt, err)
+		}
+		if len(s.running) >= maxRunning {
+			clear(s.running) // re-read from the store on demand
+		}
+	}
+	run = max(run, latest)
+	s.running[bkt] = run
+	return run, nil
+}
+
+// maxRunning bounds the buckets whose running maximum is kept in memory
+// (72 hourly buckets by default).
+const maxRunning = 1024
 
 // meta records the metadata key in w.metaKey unless this process already
 // wrote it for this bucket or a newer one.
