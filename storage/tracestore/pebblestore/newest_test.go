@@ -67,13 +67,14 @@ func TestNewestFirstMatchesWholeBucketSearch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	search := func(q tracestore.Query, whole bool) []pcommon.TraceID {
+	search := func(q tracestore.Query, whole bool, giveUpAfter int) []pcommon.TraceID {
 		t.Helper()
-		saved := s.startKeysFrom
+		saved, savedBatches := s.startKeysFrom, s.newestFirstBatches
 		if whole {
 			s.startKeysFrom = ^uint64(0) // every batch predates start keys
 		}
-		defer func() { s.startKeysFrom = saved }()
+		s.newestFirstBatches = giveUpAfter
+		defer func() { s.startKeysFrom, s.newestFirstBatches = saved, savedBatches }()
 		ids, err := s.FindTraceIDs(ctx, q)
 		if err != nil {
 			t.Fatal(err)
@@ -102,7 +103,12 @@ func TestNewestFirstMatchesWholeBucketSearch(t *testing.T) {
 	nonEmpty := 0
 	for _, q := range queries {
 		name := fmt.Sprintf("%+v", q)
-		a, b := search(q, false), search(q, true)
+		// A newest-first search that gives up after 3 batches and reads
+		// the bucket whole must not keep anything of its attempt.
+		a, b, c := search(q, false, newestFirstBatches), search(q, true, newestFirstBatches), search(q, false, 3)
+		if !slices.Equal(c, b) {
+			t.Errorf("%s: newest first giving up after 3 batches: %d traces, whole bucket %d", name, len(c), len(b))
+		}
 		if !slices.Equal(a, b) {
 			for i := range a {
 				if a[i] != b[i] {

@@ -162,10 +162,25 @@ func (sr *searcher) bucket(it *pebble.Iterator, bkt uint32) (done bool, err erro
 	if ok, err := sr.hasStartKeys(it, bkt); err != nil {
 		return false, err
 	} else if ok {
-		return sr.newestFirst(bkt)
+		scanned := sr.scanned
+		done, gaveUp, err := sr.newestFirst(bkt)
+		if !gaveUp {
+			return done, err
+		}
+		sr.scanned = scanned
 	}
 	return sr.whole(it, bkt)
 }
+
+// newestFirstBatches is how many batches a newest-first search reads
+// before it reads the bucket whole instead. Spans reach meshlens seconds
+// after they start, so the newest batches hold the latest starts and a
+// search stops after a few; when it has not stopped after this many, write
+// order is evidently not start order (a backfill or replay: every batch
+// then bounds every older one with the same latest start), and reading the
+// bucket in key order costs less per batch than seeking batch by batch.
+// The batches already read are the extra cost of having tried.
+const newestFirstBatches = 256
 
 // newerFirst orders a bucket's matches: latest start first, ties by trace
 // id so that an answer does not depend on the order batches were read in.
@@ -197,7 +212,7 @@ func (sr *searcher) hasStartKeys(it *pebble.Iterator, bkt uint32) (bool, error) 
 // in every term's posting lists are read: the lists are walked backwards
 // together, each skipping to the next batch the others have (a leapfrog
 // intersection), so a rare term costs a seek per batch that has it.
-func (sr *searcher) newestFirst(bkt uint32) (done bool, err error) {
+func (sr *searcher) newestFirst(bkt uint32) (done, gaveUp bool, err error) {
 	need := sr.q.Limit - len(sr.ids)
 	type match struct {
 		id     pcommon.TraceID
@@ -219,7 +234,7 @@ func (sr *searcher) newestFirst(bkt uint32) (done bool, err error) {
 	}
 	startIt, err := sr.s.db.NewIterWithContext(sr.ctx, &pebble.IterOptions{})
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer startIt.Close()
 	startPrefix := append(bucketPrefix(nil, bkt), secStart)
@@ -241,10 +256,14 @@ func (sr *searcher) newestFirst(bkt uint32) (done bool, err error) {
 	}
 	var tableIt *pebble.Iterator
 	if tableIt, err = sr.s.db.NewIterWithContext(sr.ctx, &pebble.IterOptions{}); err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer tableIt.Close()
+	visits := 0
 	visit := func(seq uint64, cur map[batchOrd]uint64) error {
+		if visits++; visits > sr.s.newestFirstBatches {
+			return errGiveUp
+		}
 		cands, err := sr.batchCandidates(tableIt, bkt, seq, cur)
 		if err != nil {
 			return err
@@ -273,7 +292,7 @@ func (sr *searcher) newestFirst(bkt uint32) (done bool, err error) {
 		// Every batch, newest first: the start keys list them.
 		walk, err := sr.s.db.NewIterWithContext(sr.ctx, &pebble.IterOptions{LowerBound: startPrefix, UpperBound: prefixEnd(startPrefix)})
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		defer walk.Close()
 		for ok := walk.Last(); ok && !sr.over(); ok = walk.Prev() {
@@ -282,18 +301,19 @@ func (sr *searcher) newestFirst(bkt uint32) (done bool, err error) {
 				continue
 			}
 			seq := binary.BigEndian.Uint64(k[len(startPrefix):])
-			if stop, err := enough(seq); err != nil || stop {
-				if err != nil {
-					return false, err
-				}
-				break
+			stop, err := enough(seq)
+			if err == nil && !stop {
+				err = visit(seq, nil)
 			}
-			if err := visit(seq, nil); err != nil {
-				return false, err
+			if err != nil {
+				return false, errors.Is(err, errGiveUp), ignoreGiveUp(err)
+			}
+			if stop {
+				break
 			}
 		}
 		if err := walk.Error(); err != nil {
-			return false, err
+			return false, false, err
 		}
 	} else if err := sr.leapfrog(bkt, func(seq uint64, cur map[batchOrd]uint64) (bool, error) {
 		if stop, err := enough(seq); err != nil || stop {
@@ -301,14 +321,25 @@ func (sr *searcher) newestFirst(bkt uint32) (done bool, err error) {
 		}
 		return false, visit(seq, cur)
 	}); err != nil {
-		return false, err
+		return false, errors.Is(err, errGiveUp), ignoreGiveUp(err)
 	}
 	keep()
 	for _, m := range found {
 		sr.seen[m.id] = true
 		sr.ids = append(sr.ids, m.id)
 	}
-	return len(sr.ids) >= sr.q.Limit || sr.over(), nil
+	return len(sr.ids) >= sr.q.Limit || sr.over(), false, nil
+}
+
+// errGiveUp ends a newest-first search that has read newestFirstBatches
+// batches without being able to stop.
+var errGiveUp = errors.New("newest-first search gave up")
+
+func ignoreGiveUp(err error) error {
+	if errors.Is(err, errGiveUp) {
+		return nil
+	}
+	return err
 }
 
 // leapfrog walks the posting lists of the plan's terms from the newest

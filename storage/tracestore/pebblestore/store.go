@@ -135,6 +135,8 @@ type Store struct {
 	// (see runningLatest).
 	runMu   sync.Mutex
 	running map[uint32]uint64
+	// newestFirstBatches is the constant of that name (tests lower it).
+	newestFirstBatches int
 	// writers recycles WriteTraces' encoding buffers.
 	writers sync.Pool
 	// gmu guards open (the group new callers join) and committing (a
@@ -199,16 +201,17 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:      cfg,
-		db:       db,
-		wo:       pebble.Sync,
-		autoKey:  map[string]bool{},
-		buckets:  map[uint32]struct{}{},
-		meta:     map[string]uint32{},
-		depCache: map[uint32][]tracestore.DependencyLink{},
-		running:  map[uint32]uint64{},
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		cfg:                cfg,
+		db:                 db,
+		wo:                 pebble.Sync,
+		autoKey:            map[string]bool{},
+		buckets:            map[uint32]struct{}{},
+		meta:               map[string]uint32{},
+		depCache:           map[uint32][]tracestore.DependencyLink{},
+		running:            map[uint32]uint64{},
+		newestFirstBatches: newestFirstBatches,
+		stop:               make(chan struct{}),
+		done:               make(chan struct{}),
 	}
 	if cfg.NoSync {
 		s.wo = pebble.NoSync
