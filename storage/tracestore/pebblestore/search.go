@@ -428,27 +428,7 @@ func (sr *searcher) intersect(its []*pebble.Iterator, seq uint64) (map[batchOrd]
 	for ti, term := range sr.p.terms {
 		withDur := termHasDuration(term[0])
 		next := map[batchOrd]uint64{}
-		err := decodePostings(its[ti].Value(), withDur, func(p posting) {
-			if sr.budget() {
-				return
-			}
-			if withDur && p.durUS*1000 < uint64(sr.q.DurationMin) {
-				return
-			}
-			bo := batchOrd{seq, p.ord}
-			d, ok := cur[bo]
-			switch {
-			case ti == 0:
-				d = ^uint64(0)
-			case !ok:
-				return
-			}
-			if withDur {
-				d = p.durUS
-			}
-			next[bo] = d
-		})
-		if err != nil {
+		if err := sr.narrow(its[ti].Value(), seq, ti, withDur, cur, next); err != nil {
 			sr.s.cfg.Logger.Warn("corrupt posting list", "seq", seq, "err", err)
 		}
 		cur = next
@@ -457,6 +437,33 @@ func (sr *searcher) intersect(its []*pebble.Iterator, seq uint64) (map[batchOrd]
 		}
 	}
 	return cur, nil
+}
+
+// narrow adds to next the postings of batch seq in v (term ti of the
+// plan) that survive: past the duration bound and, after the first term,
+// already in cur. A value is the longest duration behind a service or
+// operation posting (µs, rounded up), ^0 until such a term is read.
+func (sr *searcher) narrow(v []byte, seq uint64, ti int, withDur bool, cur, next map[batchOrd]uint64) error {
+	return decodePostings(v, withDur, func(p posting) {
+		if sr.budget() {
+			return
+		}
+		if withDur && p.durUS*1000 < uint64(sr.q.DurationMin) {
+			return
+		}
+		bo := batchOrd{seq, p.ord}
+		d, ok := cur[bo]
+		switch {
+		case ti == 0:
+			d = ^uint64(0)
+		case !ok:
+			return
+		}
+		if withDur {
+			d = p.durUS
+		}
+		next[bo] = d
+	})
 }
 
 // whole searches every batch of the bucket at once (buckets written before
@@ -477,27 +484,7 @@ func (sr *searcher) whole(it *pebble.Iterator, bkt uint32) (done bool, err error
 				continue
 			}
 			seq := binary.BigEndian.Uint64(k[len(prefix):])
-			err := decodePostings(it.Value(), withDur, func(p posting) {
-				if sr.budget() {
-					return
-				}
-				if withDur && p.durUS*1000 < uint64(sr.q.DurationMin) {
-					return
-				}
-				bo := batchOrd{seq, p.ord}
-				d, ok := cur[bo]
-				switch {
-				case ti == 0:
-					d = ^uint64(0)
-				case !ok:
-					return
-				}
-				if withDur {
-					d = p.durUS
-				}
-				next[bo] = d
-			})
-			if err != nil {
+			if err := sr.narrow(it.Value(), seq, ti, withDur, cur, next); err != nil {
 				sr.s.cfg.Logger.Warn("corrupt posting list", "bucket", bkt, "err", err)
 			}
 		}
