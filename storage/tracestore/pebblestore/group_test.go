@@ -60,7 +60,7 @@ func TestGroupedWritesKeepCallersApart(t *testing.T) {
 		s.gmu.Lock()
 		joined := 0
 		if s.open != nil {
-			joined = s.open.w.tds
+			joined = len(s.open.w.reqs)
 		}
 		if joined == callers {
 			close(s.open.turn)

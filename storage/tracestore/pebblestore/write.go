@@ -3,6 +3,7 @@ package pebblestore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -39,7 +40,11 @@ func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) error {
 		return nil
 	}
 	start := time.Now()
-	g, leader := s.join(td)
+	req, err := newWireReq(td)
+	if err != nil {
+		return err
+	}
+	g, leader := s.join(td, req)
 	if leader {
 		<-g.turn
 		s.commitGroup(g)
@@ -67,14 +72,14 @@ type group struct {
 
 // join adds td to the open group, opening one when there is none, and
 // reports whether the caller leads it.
-func (s *Store) join(td ptrace.Traces) (*group, bool) {
+func (s *Store) join(td ptrace.Traces, req wireReq) (*group, bool) {
 	s.gmu.Lock()
 	defer s.gmu.Unlock()
 	g, leader := s.open, false
 	if g == nil {
 		w, _ := s.writers.Get().(*writer)
 		if w == nil {
-			w = &writer{s: s, buckets: map[uint32]*bucketAcc{}, newMeta: map[string]uint32{}}
+			w = &writer{s: s, buckets: map[uint32]*bucketAcc{}, newMeta: map[string]uint32{}, intern: map[string]uint32{}}
 		}
 		g = &group{w: w, turn: make(chan struct{}), done: make(chan struct{})}
 		s.open, leader = g, true
@@ -83,7 +88,7 @@ func (s *Store) join(td ptrace.Traces) (*group, bool) {
 			close(g.turn)
 		}
 	}
-	g.w.add(td)
+	g.w.add(td, req)
 	return g, leader
 }
 
@@ -107,9 +112,16 @@ func (s *Store) commitGroup(g *group) {
 
 // write commits w's spans as one synced batch.
 func (s *Store) write(w *writer) error {
-	batch := s.db.NewBatch()
+	if err := w.encode(s.seq.Add(1)); err != nil {
+		s.m.Failed.Inc()
+		return err
+	}
+	// Sized up front and retained by Pebble's batch pool up to
+	// maxBatchRetained: growing a group's batch by doubling was 40% of the
+	// bytes the store allocated.
+	batch := s.db.NewBatchWithSize(w.batchSize(), pebble.WithMaxRetainedSizeBytes(maxBatchRetained))
 	defer batch.Close()
-	if err := w.flush(batch, s.seq.Add(1)); err != nil {
+	if err := w.flush(batch); err != nil {
 		s.m.Failed.Inc()
 		return err
 	}
@@ -133,13 +145,16 @@ func (s *Store) write(w *writer) error {
 	return nil
 }
 
+// maxBatchRetained bounds the batch buffer Pebble's pool keeps between
+// groups (a group of 32 requests of 100 spans is about 2 MB).
+const maxBatchRetained = 16 << 20
+
 // traceAcc gathers the spans of one trace in one bucket of a batch.
 type traceAcc struct {
-	entry  traceEntry
-	svcs   []string
-	links  []linkRec
-	td     ptrace.Traces
-	scopes map[[3]int]ptrace.ScopeSpans
+	entry traceEntry
+	svcs  []string
+	links []linkRec
+	spans []spanAt
 }
 
 // bucketAcc gathers one bucket's part of a batch: its trace table and the
@@ -147,7 +162,48 @@ type traceAcc struct {
 type bucketAcc struct {
 	traces []*traceAcc
 	byID   map[pcommon.TraceID]uint32
-	terms  map[string][]posting
+	// terms maps an interned term to the index in posts of its newest
+	// posting; each posting links to the term's previous one, so the
+	// lists share one slice instead of a slice per term.
+	terms map[uint32]int32
+	posts []termPost
+}
+
+type termPost struct {
+	posting
+	prev int32
+}
+
+// wireReq is one request's protobuf and where its scopes and spans are in
+// it (see wire.go), found before the caller joins a group.
+type wireReq struct {
+	proto  []byte
+	scopes []wireScope
+	spans  []wireRange
+}
+
+func newWireReq(td ptrace.Traces) (wireReq, error) {
+	var r wireReq
+	var err error
+	if r.proto, err = (&ptrace.ProtoMarshaler{}).MarshalTraces(td); err != nil {
+		return r, fmt.Errorf("encode spans: %w", err)
+	}
+	nss, nsp := 0, 0
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		nss += sss.Len()
+		for j := 0; j < sss.Len(); j++ {
+			nsp += sss.At(j).Spans().Len()
+		}
+	}
+	if r.scopes, r.spans, err = walkTraces(r.proto, 0, make([]wireScope, 0, nss), make([]wireRange, 0, nsp)); err != nil {
+		return r, fmt.Errorf("locate spans in their protobuf: %w", err)
+	}
+	if nss != len(r.scopes) || nsp != len(r.spans) {
+		return r, fmt.Errorf("protobuf holds %d scopes and %d spans, the request %d and %d", len(r.scopes), len(r.spans), nss, nsp)
+	}
+	return r, nil
 }
 
 type writer struct {
@@ -155,23 +211,60 @@ type writer struct {
 	buckets map[uint32]*bucketAcc
 	newMeta map[string]uint32
 	spans   int
-	tds     int
-	term    []byte
-	key     []byte
-	val     []byte
-	chunk   []byte
-	buf     []byte
-	kvs     []kvRange
-	metaKey []byte
-	marshal ptrace.ProtoMarshaler
+	// reqs are the protobufs of the group's requests, which chunks are
+	// spliced from; scopes locates their scopes.
+	reqs   [][]byte
+	scopes []wireScope
+	// intern numbers the terms posted, across batches (bounded by
+	// maxInterned): a term seen before costs no allocation.
+	intern     map[string]uint32
+	internKeys []string
+	// free recycles trace and bucket accumulators.
+	freeTraces  []*traceAcc
+	freeBuckets []*bucketAcc
+	postings    []posting
+	term        []byte
+	key         []byte
+	val         []byte
+	chunk       []byte
+	proto       []byte
+	buf         []byte
+	kvs         []kvRange
+	metaKey     []byte
 }
+
+const (
+	maxInterned = 1 << 16
+	maxFree     = 1 << 14
+)
 
 // release resets w and returns it to the pool, keeping its buffers unless
 // an unusually large batch grew them.
 func (w *writer) release() {
+	for _, b := range w.buckets {
+		for _, t := range b.traces {
+			if len(w.freeTraces) < maxFree {
+				t.svcs, t.links, t.spans = t.svcs[:0], t.links[:0], t.spans[:0]
+				w.freeTraces = append(w.freeTraces, t)
+			}
+		}
+		clear(b.traces)
+		b.traces, b.posts = b.traces[:0], b.posts[:0]
+		clear(b.byID)
+		clear(b.terms)
+		if len(w.freeBuckets) < 64 {
+			w.freeBuckets = append(w.freeBuckets, b)
+		}
+	}
 	clear(w.buckets)
 	clear(w.newMeta)
-	w.spans, w.tds = 0, 0
+	clear(w.reqs)
+	w.reqs, w.scopes = w.reqs[:0], w.scopes[:0]
+	if len(w.internKeys) > maxInterned {
+		clear(w.intern)
+		w.internKeys = w.internKeys[:0]
+	}
+	w.spans = 0
 	w.kvs = w.kvs[:0]
 	w.buf = w.buf[:0]
 	if cap(w.buf) > 64<<20 {
@@ -183,31 +276,40 @@ func (w *writer) release() {
 func (w *writer) bucket(bkt uint32) *bucketAcc {
 	b := w.buckets[bkt]
 	if b == nil {
-		b = &bucketAcc{byID: map[pcommon.TraceID]uint32{}, terms: map[string][]posting{}}
+		if n := len(w.freeBuckets); n > 0 {
+			b, w.freeBuckets = w.freeBuckets[n-1], w.freeBuckets[:n-1]
+		} else {
+			b = &bucketAcc{byID: map[pcommon.TraceID]uint32{}, terms: map[uint32]int32{}}
+		}
 		w.buckets[bkt] = b
 	}
 	return b
 }
 
-func (w *writer) add(td ptrace.Traces) {
-	// Scopes are looked up by their indexes within td: tds keeps the
-	// scopes of different callers' requests apart.
-	w.tds++
+func (w *writer) add(td ptrace.Traces, req wireReq) {
+	ri, si := len(w.reqs), len(w.scopes)
+	w.reqs = append(w.reqs, req.proto)
+	for _, sc := range req.scopes {
+		sc.req = ri
+		w.scopes = append(w.scopes, sc)
+	}
+	fi := 0
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
-		res := rs.Resource()
-		svc := tracestore.ServiceName(res)
+		svc := tracestore.ServiceName(rs.Resource())
 		for j := 0; j < rs.ScopeSpans().Len(); j++ {
-			ss := rs.ScopeSpans().At(j)
-			for k := 0; k < ss.Spans().Len(); k++ {
-				w.addSpan(i, j, svc, rs, ss, ss.Spans().At(k))
+			spans := rs.ScopeSpans().At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				w.addSpan(spanAt{si, req.spans[fi]}, svc, rs, spans.At(k))
+				fi++
 			}
+			si++
 		}
 	}
 }
 
-func (w *writer) addSpan(i, j int, svc string, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) {
+func (w *writer) addSpan(at spanAt, svc string, rs ptrace.ResourceSpans, sp ptrace.Span) {
 	w.spans++
 	start := uint64(sp.StartTimestamp())
 	dur := uint64(tracestore.Duration(sp))
@@ -217,27 +319,20 @@ func (w *writer) addSpan(i, j int, svc string, rs ptrace.ResourceSpans, ss ptrac
 	if !ok {
 		ord = uint32(len(b.traces))
 		b.byID[sp.TraceID()] = ord
-		b.traces = append(b.traces, &traceAcc{
-			entry:  traceEntry{id: sp.TraceID(), minStart: start, maxStart: start},
-			td:     ptrace.NewTraces(),
-			scopes: map[[3]int]ptrace.ScopeSpans{},
-		})
+		var t *traceAcc
+		if n := len(w.freeTraces); n > 0 {
+			t, w.freeTraces = w.freeTraces[n-1], w.freeTraces[:n-1]
+		} else {
+			t = &traceAcc{}
+		}
+		t.entry = traceEntry{id: sp.TraceID(), minStart: start, maxStart: start}
+		b.traces = append(b.traces, t)
 	}
 	t := b.traces[ord]
 	t.entry.minStart = min(t.entry.minStart, start)
 	t.entry.maxStart = max(t.entry.maxStart, start)
 	t.entry.maxDur = max(t.entry.maxDur, dur)
-	dst, ok := t.scopes[[3]int{w.tds, i, j}]
-	if !ok {
-		drs := t.td.ResourceSpans().AppendEmpty()
-		rs.Resource().CopyTo(drs.Resource())
-		drs.SetSchemaUrl(rs.SchemaUrl())
-		dst = drs.ScopeSpans().AppendEmpty()
-		ss.Scope().CopyTo(dst.Scope())
-		dst.SetSchemaUrl(ss.SchemaUrl())
-		t.scopes[[3]int{w.tds, i, j}] = dst
-	}
-	sp.CopyTo(dst.Spans().AppendEmpty())
+	t.spans = append(t.spans, at)
 	si := slices.Index(t.svcs, svc)
 	if si < 0 {
 		si = len(t.svcs)
@@ -286,16 +381,23 @@ func (w *writer) addSpan(i, j int, svc string, rs ptrace.ResourceSpans, ss ptrac
 // duration when the trace is already the last entry (the common case: a
 // trace's spans usually arrive together).
 func (w *writer) post(b *bucketAcc, ord uint32, d uint64) {
-	ps, ok := b.terms[string(w.term)]
+	id, ok := w.intern[string(w.term)]
 	if !ok {
-		b.terms[string(w.term)] = []posting{{ord, d}}
-		return
+		id = uint32(len(w.internKeys))
+		k := string(w.term)
+		w.intern[k] = id
+		w.internKeys = append(w.internKeys, k)
 	}
-	if last := &ps[len(ps)-1]; last.ord == ord {
-		last.durUS = max(last.durUS, d)
-		return
+	prev := int32(-1)
+	if last, ok := b.terms[id]; ok {
+		if p := &b.posts[last]; p.ord == ord {
+			p.durUS = max(p.durUS, d)
+			return
+		}
+		prev = last
 	}
-	b.terms[string(w.term)] = append(ps, posting{ord, d})
+	b.terms[id] = int32(len(b.posts))
+	b.posts = append(b.posts, termPost{posting{ord, d}, prev})
 }
 
 // set queues a key/value; flush applies them sorted.
@@ -314,10 +416,7 @@ type kvRange struct{ k, v, end int }
 // inserter starts from the previous insert's skiplist position when it
 // still brackets the key, so sorted keys walk less (measured with
 // 1000-span batches: ~14% less store CPU per span; see docs/tracestore.md).
-func (w *writer) flush(batch *pebble.Batch, seq uint64) error {
-	if err := w.encode(seq); err != nil {
-		return err
-	}
+func (w *writer) flush(batch *pebble.Batch) error {
 	slices.SortFunc(w.kvs, func(a, b kvRange) int {
 		return bytes.Compare(w.buf[a.k:a.v], w.buf[b.k:b.v])
 	})
@@ -329,7 +428,19 @@ func (w *writer) flush(batch *pebble.Batch, seq uint64) error {
 	return nil
 }
 
-// encode queues every key of the batch.
+// bySpanScope orders a trace's spans by scope: scopes are numbered in the
+// order the group's requests added them, so a stable sort keeps the
+// spans of each scope in arrival order, and the scopes in the order the
+// trace first met them.
+func bySpanScope(a, b spanAt) int { return a.scope - b.scope }
+
+// batchSize is an upper bound of the batch's encoded size: per record a
+// kind byte and two uvarint lengths besides the key and value.
+func (w *writer) batchSize() int {
+	return 12 + len(w.buf) + len(w.kvs)*(1+2*binary.MaxVarintLen32)
+}
+
+// encode queues every key of the batch under sequence number seq.
 func (w *writer) encode(seq uint64) error {
 	for bkt, b := range w.buckets {
 		w.val = w.val[:0]
@@ -337,12 +448,12 @@ func (w *writer) encode(seq uint64) error {
 		for _, t := range b.traces {
 			latest = max(latest, t.entry.maxStart)
 			w.val = appendTraceEntry(w.val, &t.entry)
-			proto, err := w.marshal.MarshalTraces(t.td)
-			if err != nil {
-				return fmt.Errorf("encode spans of trace %s: %w", t.entry.id, err)
+			if !slices.IsSortedFunc(t.spans, bySpanScope) {
+				slices.SortStableFunc(t.spans, bySpanScope)
 			}
+			w.proto = appendTracesData(w.proto[:0], w.reqs, w.scopes, t.spans)
 			w.key = chunkKey(w.key[:0], bkt, t.entry.id, seq)
-			w.chunk = appendChunk(w.chunk[:0], t.svcs, t.links, proto)
+			w.chunk = appendChunk(w.chunk[:0], t.svcs, t.links, w.proto)
 			w.set(w.key, w.chunk)
 			w.key = locateKey(w.key[:0], bkt, t.entry.id)
 			w.set(w.key, nil)
@@ -353,7 +464,14 @@ func (w *writer) encode(seq uint64) error {
 			return err
 		}
 		w.set(startKey(w.key[:0], bkt, seq), appendU64(w.val[len(w.val):], run))
-		for term, ps := range b.terms {
+		for id, last := range b.terms {
+			ps := w.postings[:0]
+			for i := last; i >= 0; i = b.posts[i].prev {
+				ps = append(ps, b.posts[i].posting)
+			}
+			w.postings = ps
+			slices.Reverse(ps)
+			term := w.internKeys[id]
 			// Spans of one trace that arrive apart leave the list unsorted.
 			if !slices.IsSortedFunc(ps, func(a, b posting) int { return int(a.ord) - int(b.ord) }) {
 				slices.SortFunc(ps, func(a, b posting) int { return int(a.ord) - int(b.ord) })
