@@ -35,7 +35,13 @@ type Queue struct {
 	closed bool
 	ch     chan queued
 	wg     sync.WaitGroup
+	// bufs recycles the batches' copies: neither processors nor consumers
+	// keep a batch after their call returns.
+	bufs sync.Pool // *[]model.Call
 }
+
+// maxKeptBuf is the most calls a recycled batch buffer holds.
+const maxKeptBuf = 1 << 14
 
 // queued is one batch with the tracker of the request that sent it.
 type queued struct {
@@ -81,6 +87,11 @@ func (q *Queue) work() {
 		if item.tr != nil {
 			item.tr.done()
 		}
+		if cap(batch) <= maxKeptBuf {
+			clear(batch) // drop the strings the calls refer to
+			batch = batch[:0]
+			q.bufs.Put(&batch)
+		}
 		q.tel.stageLatency.WithLabelValues(q.cfg.Name).Observe(time.Since(start).Seconds())
 	}
 }
@@ -93,8 +104,12 @@ func (q *Queue) ConsumeCalls(ctx context.Context, calls []model.Call) (err error
 	if len(calls) == 0 {
 		return nil
 	}
-	item := queued{calls: make([]model.Call, len(calls)), tr: TrackerFrom(ctx)}
-	copy(item.calls, calls)
+	item := queued{tr: TrackerFrom(ctx)}
+	if buf, ok := q.bufs.Get().(*[]model.Call); ok {
+		item.calls = append(*buf, calls...)
+	} else {
+		item.calls = append(make([]model.Call, 0, len(calls)), calls...)
+	}
 
 	q.mu.RLock()
 	defer q.mu.RUnlock()

@@ -57,6 +57,25 @@ func cpuTime() time.Duration {
 // reports process CPU per span (getrusage: every goroutine, GC included)
 // and the CQL statements per span.
 func BenchmarkCollectorSpans(b *testing.B) {
+	sink := &cqlSink{}
+	benchTracePath(b, func(s *Server) (pipeline.TraceConsumer, error) {
+		return cassandra.New(sink, cassandra.Config{Keyspace: "meshlens", TTL: s.cfg.Storage.Traces.Retention, AutocompleteKeys: autocompleteKeys, Logger: s.logger, Registerer: s.reg})
+	}, func(b *testing.B, n float64) {
+		b.ReportMetric(float64(sink.batches.Load())/n, "stmts/span")
+		b.ReportMetric(float64(sink.rows.Load())/n, "rows/span")
+	})
+}
+
+// BenchmarkAllInOneSpans is BenchmarkCollectorSpans with the embedded
+// store (synced Pebble batches, one writer) in place of Cassandra: the
+// single binary's trace path.
+func BenchmarkAllInOneSpans(b *testing.B) {
+	benchTracePath(b, func(s *Server) (pipeline.TraceConsumer, error) {
+		return s.openTraceStore()
+	}, func(*testing.B, float64) {})
+}
+
+func benchTracePath(b *testing.B, openStore func(*Server) (pipeline.TraceConsumer, error), report func(b *testing.B, spans float64)) {
 	for _, size := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -83,8 +102,7 @@ func BenchmarkCollectorSpans(b *testing.B) {
 			s.queue.Start()
 			go s.agg.Run(ctx)
 
-			sink := &cqlSink{}
-			store, err := cassandra.New(sink, cassandra.Config{Keyspace: "meshlens", TTL: cfg.Storage.Traces.Retention, AutocompleteKeys: autocompleteKeys, Logger: logger, Registerer: s.reg})
+			store, err := openStore(s)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -127,8 +145,12 @@ func BenchmarkCollectorSpans(b *testing.B) {
 			n := float64(b.N * size)
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/n, "cpu-ns/span")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/span")
-			b.ReportMetric(float64(sink.batches.Load())/n, "stmts/span")
-			b.ReportMetric(float64(sink.rows.Load())/n, "rows/span")
+			report(b, n)
+			for _, c := range s.closers {
+				if err := c(context.Background()); err != nil {
+					b.Error(err)
+				}
+			}
 		})
 	}
 }

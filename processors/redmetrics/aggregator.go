@@ -190,7 +190,8 @@ func (a *Aggregator) loggedRecently(tenant, service string) bool {
 		return false
 	}
 	stale := uint64(a.cfg.StaleAfter / a.cfg.FlushInterval)
-	for _, name := range []string{service, strings.SplitN(service, ".", 2)[0]} {
+	short, _, _ := strings.Cut(service, ".")
+	for _, name := range [2]string{service, short} {
 		if e, ok := a.logged[loggedKey{tenant, name}]; ok && a.epoch-e <= stale {
 			return true
 		}

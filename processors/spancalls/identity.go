@@ -124,18 +124,21 @@ func (a attrs) int(keys ...string) (int, bool) {
 type nodeID struct{ ip, pod, namespace string }
 
 func parseNodeID(s string) nodeID {
-	parts := strings.Split(s, "~")
-	if len(parts) != 4 {
+	// Four "~"-separated fields; Cut, not Split: this runs for every span.
+	_, rest, ok1 := strings.Cut(s, "~")
+	ip, rest, ok2 := strings.Cut(rest, "~")
+	podNS, domain, ok3 := strings.Cut(rest, "~")
+	if !ok1 || !ok2 || !ok3 || strings.Contains(domain, "~") {
 		return nodeID{}
 	}
-	n := nodeID{ip: parts[1]}
-	if pod, ns, ok := strings.Cut(parts[2], "."); ok {
+	n := nodeID{ip: ip}
+	if pod, ns, ok := strings.Cut(podNS, "."); ok {
 		n.pod, n.namespace = pod, ns
 	} else {
-		n.pod = parts[2]
+		n.pod = podNS
 	}
 	if n.namespace == "" {
-		n.namespace, _, _ = strings.Cut(parts[3], ".")
+		n.namespace, _, _ = strings.Cut(domain, ".")
 	}
 	return n
 }
@@ -212,11 +215,13 @@ func isFQDNService(host string) bool {
 
 // parseUpstreamCluster reads Istio's "outbound|9080|v1|reviews.default.svc.cluster.local".
 func parseUpstreamCluster(c string) (service, namespace string, ok bool) {
-	parts := strings.Split(c, "|")
-	if len(parts) != 4 || parts[0] != "outbound" || parts[3] == "" {
+	dir, rest, ok1 := strings.Cut(c, "|")
+	_, rest, ok2 := strings.Cut(rest, "|")
+	_, host, ok3 := strings.Cut(rest, "|")
+	if !ok1 || !ok2 || !ok3 || strings.Contains(host, "|") || dir != "outbound" || host == "" {
 		return "", "", false
 	}
-	s, ns := splitService(parts[3])
+	s, ns := splitService(host)
 	return s, ns, true
 }
 

@@ -85,6 +85,8 @@ type Processor struct {
 	logger  *slog.Logger
 	now     func() time.Time
 
+	batches sync.Pool // *batch
+
 	mu     sync.Mutex
 	pairer *Pairer
 	last   PairerStats
@@ -116,17 +118,20 @@ type info struct {
 	parentID pcommon.SpanID
 	kind     ptrace.SpanKind
 	shared   bool
+	hasLocal bool
 	service  string // service.name verbatim
 	tenant   string // model.TenantAttribute of the resource
-	local    *model.Identity
+	local    model.Identity
+	// sameID and sameParent chain, in batch order, the batch's spans with
+	// this span's id and the SERVER spans with its parent (-1 ends).
+	sameID, sameParent int32
 }
 
 func (in *info) identity() model.Identity {
-	if in.local == nil {
-		id := localIdentity(in.a)
-		in.local = &id
+	if !in.hasLocal {
+		in.local, in.hasLocal = localIdentity(in.a), true
 	}
-	return *in.local
+	return in.local
 }
 
 type idKey struct {
@@ -134,18 +139,30 @@ type idKey struct {
 	span  pcommon.SpanID
 }
 
-// batch indexes a batch's spans for same-batch lookups.
+// batch indexes a batch's spans for same-batch lookups. Batches are
+// recycled (Processor.batches): what a batch of spans allocated per span
+// was most of this processor's garbage.
 type batch struct {
 	infos []info
-	// byID maps (trace, span id) to the spans with that id: one, or two for
-	// Envoy's shared client/server halves.
-	byID map[idKey][]int32
-	// serverChild maps (trace, parent id) to SERVER spans with that parent.
-	serverChild map[idKey][]int32
+	// byID maps (trace, span id) to the first span with that id (one, or
+	// two for Envoy's shared client/server halves, chained by sameID).
+	byID map[idKey]int32
+	// serverChild maps (trace, parent id) to the first SERVER span with
+	// that parent (chained by sameParent).
+	serverChild map[idKey]int32
+	calls       []model.Call
+	metrics     []SpanMetric
+	edges       []GraphEdge
 }
 
+// maxKeptBatch is the most spans whose buffers a recycled batch keeps.
+const maxKeptBatch = 1 << 14
+
 func (p *Processor) index(td ptrace.Traces) *batch {
-	b := &batch{infos: make([]info, 0, td.SpanCount())}
+	b, _ := p.batches.Get().(*batch)
+	if b == nil {
+		b = &batch{byID: map[idKey]int32{}, serverChild: map[idKey]int32{}}
+	}
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
@@ -160,7 +177,7 @@ func (p *Processor) index(td ptrace.Traces) *batch {
 				in := info{
 					span: sp, a: attrs{span: sp.Attributes(), res: res},
 					traceID: sp.TraceID(), spanID: sp.SpanID(), parentID: sp.ParentSpanID(),
-					kind: sp.Kind(), service: svc, tenant: tenant,
+					kind: sp.Kind(), service: svc, tenant: tenant, sameID: -1, sameParent: -1,
 				}
 				if v, ok := in.a.span.Get(p.cfg.SharedAttr); ok {
 					in.shared = v.Bool() || v.Str() == "true"
@@ -169,53 +186,75 @@ func (p *Processor) index(td ptrace.Traces) *batch {
 			}
 		}
 	}
-	b.byID = make(map[idKey][]int32, len(b.infos))
-	b.serverChild = make(map[idKey][]int32)
-	for i := range b.infos {
+	// Backwards, so that each chain runs in batch order.
+	for i := len(b.infos) - 1; i >= 0; i-- {
 		in := &b.infos[i]
 		k := idKey{in.traceID, in.spanID}
-		b.byID[k] = append(b.byID[k], int32(i))
+		if j, ok := b.byID[k]; ok {
+			in.sameID = j
+		}
+		b.byID[k] = int32(i)
 		if in.kind == ptrace.SpanKindServer && !in.shared && !in.parentID.IsEmpty() {
 			pk := idKey{in.traceID, in.parentID}
-			b.serverChild[pk] = append(b.serverChild[pk], int32(i))
+			if j, ok := b.serverChild[pk]; ok {
+				in.sameParent = j
+			}
+			b.serverChild[pk] = int32(i)
 		}
 	}
 	return b
+}
+
+// release returns b to the pool, dropping its references to the spans.
+func (p *Processor) release(b *batch) {
+	if cap(b.infos) > maxKeptBatch {
+		return
+	}
+	clear(b.infos)
+	clear(b.calls)
+	clear(b.metrics)
+	clear(b.edges)
+	b.infos, b.calls, b.metrics, b.edges = b.infos[:0], b.calls[:0], b.metrics[:0], b.edges[:0]
+	clear(b.byID)
+	clear(b.serverChild)
+	p.batches.Put(b)
+}
+
+// withID calls fn on the spans with key k until it returns true.
+func (b *batch) withID(k idKey, fn func(*info) bool) *info {
+	j, ok := b.byID[k]
+	for ok && j >= 0 {
+		if in := &b.infos[j]; fn(in) {
+			return in
+		}
+		j = b.infos[j].sameID
+	}
+	return nil
 }
 
 // clientOf finds the CLIENT span that made the request a SERVER span
 // served, in the same batch.
 func (b *batch) clientOf(in *info) *info {
 	if in.shared {
-		for _, j := range b.byID[idKey{in.traceID, in.spanID}] {
-			if c := &b.infos[j]; c.kind == ptrace.SpanKindClient {
-				return c
-			}
-		}
-		return nil
+		return b.withID(idKey{in.traceID, in.spanID}, func(c *info) bool { return c.kind == ptrace.SpanKindClient })
 	}
 	if in.parentID.IsEmpty() {
 		return nil
 	}
-	for _, j := range b.byID[idKey{in.traceID, in.parentID}] {
-		// The parent is the client span, or with in-process instrumentation
-		// that does not make client spans, any span of another service.
-		if c := &b.infos[j]; c.kind == ptrace.SpanKindClient || (c.kind != ptrace.SpanKindServer && c.service != in.service) {
-			return c
-		}
-	}
-	return nil
+	// The parent is the client span, or with in-process instrumentation
+	// that does not make client spans, any span of another service.
+	return b.withID(idKey{in.traceID, in.parentID}, func(c *info) bool {
+		return c.kind == ptrace.SpanKindClient || (c.kind != ptrace.SpanKindServer && c.service != in.service)
+	})
 }
 
 // serverOf finds the SERVER span that served a CLIENT span's request.
 func (b *batch) serverOf(in *info) *info {
 	k := idKey{in.traceID, in.spanID}
-	for _, j := range b.byID[k] {
-		if s := &b.infos[j]; s.kind == ptrace.SpanKindServer && s.shared {
-			return s
-		}
+	if s := b.withID(k, func(s *info) bool { return s.kind == ptrace.SpanKindServer && s.shared }); s != nil {
+		return s
 	}
-	for _, j := range b.serverChild[k] {
+	if j, ok := b.serverChild[k]; ok {
 		return &b.infos[j]
 	}
 	return nil
@@ -229,27 +268,28 @@ func (p *Processor) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 		return nil
 	}
 	b := p.index(td)
-	var calls []model.Call
+	defer p.release(b)
 	if p.calls != nil {
-		calls = make([]model.Call, 0, len(b.infos))
 		for i := range b.infos {
 			in := &b.infos[i]
 			switch in.kind {
 			case ptrace.SpanKindServer:
-				calls = append(calls, p.serverCall(b, in))
+				b.calls = append(b.calls, p.serverCall(b, in))
 			case ptrace.SpanKindClient:
-				calls = append(calls, p.clientCall(b, in))
+				b.calls = append(b.calls, p.clientCall(b, in))
 			}
 		}
 	}
 	var errs []error
-	if len(calls) > 0 {
-		if err := p.calls.ConsumeCalls(ctx, calls); err != nil {
+	if len(b.calls) > 0 {
+		// CallConsumer does not keep the slice: b.calls is reused.
+		if err := p.calls.ConsumeCalls(ctx, b.calls); err != nil {
 			errs = append(errs, fmt.Errorf("span calls: %w", err))
 		}
 	}
 	if p.metrics != nil {
 		metrics, edges := p.graph(b)
+		b.metrics, b.edges = metrics, edges
 		if err := p.metrics.ConsumeSpanMetrics(ctx, metrics, edges); err != nil {
 			errs = append(errs, fmt.Errorf("span metrics: %w", err))
 		}
@@ -320,8 +360,8 @@ func failed(sp ptrace.Span) bool { return sp.Status().Code() == ptrace.StatusCod
 
 // graph builds span metrics for every span and feeds the pairer.
 func (p *Processor) graph(b *batch) ([]SpanMetric, []GraphEdge) {
-	metrics := make([]SpanMetric, len(b.infos))
-	var edges []GraphEdge
+	metrics := append(b.metrics[:0], make([]SpanMetric, len(b.infos))...)
+	edges := b.edges[:0]
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()

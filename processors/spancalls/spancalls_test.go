@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -308,6 +309,41 @@ func TestParseHelpers(t *testing.T) {
 	if _, _, ok := parseUpstreamCluster("inbound|9080||"); ok {
 		t.Error("inbound parsed")
 	}
+}
+
+// FuzzParseHelpers checks the Cut-based parsers against the Split-based
+// reading they replaced.
+func FuzzParseHelpers(f *testing.F) {
+	for _, s := range []string{"sidecar~10.0.0.9~reviews-v2-7bf8c9648f-7xkzb.default~default.svc.cluster.local", "a~b~c", "a~b~c~d~e", "~~~",
+		"outbound|9080|v1|reviews.bookinfo.svc.cluster.local", "outbound|9080|v1|", "outbound|9080||a|b", "inbound|9080||x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := nodeID{}
+		if parts := strings.Split(s, "~"); len(parts) == 4 {
+			want.ip = parts[1]
+			if pod, ns, ok := strings.Cut(parts[2], "."); ok {
+				want.pod, want.namespace = pod, ns
+			} else {
+				want.pod = parts[2]
+			}
+			if want.namespace == "" {
+				want.namespace, _, _ = strings.Cut(parts[3], ".")
+			}
+		}
+		if got := parseNodeID(s); got != want {
+			t.Errorf("parseNodeID(%q) = %+v, want %+v", s, got, want)
+		}
+		var ws, wns string
+		parts := strings.Split(s, "|")
+		wok := len(parts) == 4 && parts[0] == "outbound" && parts[3] != ""
+		if wok {
+			ws, wns = splitService(parts[3])
+		}
+		if gs, gns, gok := parseUpstreamCluster(s); gs != ws || gns != wns || gok != wok {
+			t.Errorf("parseUpstreamCluster(%q) = %q %q %v, want %q %q %v", s, gs, gns, gok, ws, wns, wok)
+		}
+	})
 }
 
 func BenchmarkConsumeTraces(b *testing.B) {
