@@ -85,6 +85,7 @@ func (s *httpSender) Close() { s.c.CloseIdleConnections() }
 type sentRef struct {
 	Payload int
 	Seq     uint64
+	At      time.Time // send time its span times were shifted to; zero if not shifted
 }
 
 // openLoop drives payloads at a fixed rate. The schedule does not wait for
@@ -98,6 +99,9 @@ type openLoop struct {
 	maxInflight int
 	seq         *atomic.Uint64
 	next        int // next payload index
+	// shift moves every send's span times to the send time (payload.Stamp)
+	// rather than replaying the template's.
+	shift bool
 	// record, when set, receives every acknowledged request.
 	record func(sentRef)
 }
@@ -176,7 +180,11 @@ func (l *openLoop) run(ctx context.Context, rate float64, d time.Duration, maxIt
 			defer wg.Done()
 			defer func() { <-sem }()
 			bp := bufs.Get().(*[]byte)
-			*bp = p.Stamp(*bp, seq)
+			var at time.Time
+			if l.shift {
+				at = time.Now()
+			}
+			*bp = p.Stamp(*bp, seq, at)
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			t0 := time.Now()
 			err := l.snd.Send(cctx, *bp)
@@ -195,7 +203,7 @@ func (l *openLoop) run(ctx context.Context, rate float64, d time.Duration, maxIt
 			}
 			mu.Unlock()
 			if err == nil && l.record != nil {
-				l.record(sentRef{Payload: pi, Seq: seq})
+				l.record(sentRef{Payload: pi, Seq: seq, At: at})
 			}
 		}()
 	}

@@ -9,7 +9,8 @@
 // itself be pinned to another core (make bench-peers runs it under
 // taskset -c 0). Load is open loop: a fixed rate per step with a bound on
 // requests in flight, from pre-encoded payloads whose trace ids are rewritten
-// per send. Each step records offered and accepted items/s, ack latency
+// per send, as are span times (moved to the send time unless
+// -shift-timestamps=false). Each step records offered and accepted items/s, ack latency
 // percentiles, server CPU and RSS. Saturation is the highest offered rate
 // with accepted >= 99% of offered and p99 ack latency < 100 ms. Every sweep
 // is repeated; medians and spread are reported, and ratios against the
@@ -53,6 +54,7 @@ type harness struct {
 	maxInflight   int
 	querySpans    int
 	queryRate     float64
+	shiftTS       bool // -shift-timestamps
 	targetList    string
 	protocols     []string
 	workloadNames []string
@@ -94,6 +96,10 @@ type params struct {
 	FailsToStop            int
 	LadderRatio            float64 `json:",omitempty"`
 	QueryRate              float64 `json:",omitempty"`
+	// ShiftTimestamps: every send's span times were moved to the send
+	// time (false in results from before the setting existed, which all
+	// replayed the template times).
+	ShiftTimestamps bool
 }
 
 type machine struct {
@@ -145,6 +151,7 @@ func main() {
 	flag.IntVar(&h.maxInflight, "inflight", 64, "most requests in flight")
 	flag.IntVar(&h.querySpans, "query-spans", 1_000_000, "spans stored before the query-latency and disk measurements")
 	flag.Float64Var(&h.queryRate, "query-rate", 0, "offered spans/s while storing the query-phase spans, the same for every target (0: as fast as 8 requests in flight go, meshlens spread over 45 s; Jaeger drops what its queue cannot take, so a fixed rate it can store gives equal span counts)")
+	flag.BoolVar(&h.shiftTS, "shift-timestamps", true, "move every send's span start/end and event times by one delta so the payload's latest span start is the send time, as a live mesh's spans are; false replays the template times (all spans start within one minute: the backfill shape)")
 	flag.StringVar(&h.targetList, "targets", "meshlens,jaeger-badger,jaeger-memory,otelcol", "servers to measure")
 	flag.StringVar(&protocols, "protocols", "otlp,zipkin,als", "ingest protocols")
 	flag.StringVar(&workloads, "workloads", "synthetic100,bookinfo,hotrod", "span workloads")
@@ -255,6 +262,7 @@ func (h *harness) run(ctx context.Context) error {
 		"spans per request": fmt.Sprint(h.batchSpans), "max requests in flight": fmt.Sprint(h.maxInflight),
 		"targets": h.targetList, "protocols": strings.Join(h.protocols, ","), "workloads": strings.Join(h.workloadNames, ","),
 		"query-phase spans": fmt.Sprint(h.querySpans), "load generator affinity": affinity(),
+		"span timestamps": timestampMode(h.shiftTS),
 	}
 	logf("machine: %s; server on CPU %d, load generator affinity %s", h.res.Machine.CPU, h.serverCPU, affinity())
 
@@ -343,7 +351,8 @@ func (h *harness) run(ctx context.Context) error {
 
 	h.res.Finished = time.Now().UTC()
 	h.res.Params = params{Short: h.short, Repeats: h.repeats, ServerCPU: h.serverCPU, Batch: h.batchSpans, Inflight: h.maxInflight,
-		Query: h.querySpans, Step: h.stepDur, Warmup: h.warmup, FailsToStop: h.failsToStop(), LadderRatio: h.ladderRatio, QueryRate: h.queryRate}
+		Query: h.querySpans, Step: h.stepDur, Warmup: h.warmup, FailsToStop: h.failsToStop(), LadderRatio: h.ladderRatio, QueryRate: h.queryRate,
+		ShiftTimestamps: h.shiftTS}
 	if h.outJSON != "" {
 		b, _ := json.MarshalIndent(h.res, "", "  ")
 		_ = os.WriteFile(h.outJSON, b, 0o644)
@@ -388,7 +397,16 @@ func (h *harness) rewrite(paths string) error {
 		h.ladderRatio = p.LadderRatio
 	}
 	h.queryRate = p.QueryRate
+	h.shiftTS = p.ShiftTimestamps
 	return h.writeReport()
+}
+
+// timestampMode describes the -shift-timestamps setting for the settings table.
+func timestampMode(shift bool) string {
+	if shift {
+		return "shifted to each send's time (-shift-timestamps)"
+	}
+	return "template times replayed (-shift-timestamps=false)"
 }
 
 func settingsLine(m map[string]string) string {
@@ -506,7 +524,7 @@ func (h *harness) spanSweep(ctx context.Context, t *target, wl, proto string, pa
 	defer snd.Close()
 	var seq atomic.Uint64
 	seq.Store(uint64(repeat) << 40)
-	loop := &openLoop{snd: snd, payloads: payloads, maxInflight: h.maxInflight, seq: &seq}
+	loop := &openLoop{snd: snd, payloads: payloads, maxInflight: h.maxInflight, seq: &seq, shift: h.shiftTS}
 	ladder := h.ladder(proto)
 	logf("sweep %s %s %s repeat %d: warm-up %s at %.0f/s", t.Name, proto, wl, repeat, h.warmup, ladder[0])
 	wr := loop.run(ctx, ladder[0], h.warmup, 0)

@@ -30,13 +30,18 @@ type queryResult struct {
 	ByIDN, ByIDFound     int
 	SearchP50, SearchP99 time.Duration
 	SearchN, SearchFound int
-	Disk                 int64 // apparent bytes of the data directory after stop
-	DiskAlloc            int64 // blocks allocated to it (includes pre-allocation)
-	DiskEmpty            int64 // same for a server that stored nothing (fixed overhead)
-	DiskTraces           int64 // meshlens: <path>/traces only
-	QueryErrors          int
-	FirstQueryErr        string
-	Err                  string
+	// ShiftTimestamps: the stored spans carry their send time rather than
+	// the template's; SearchStart/SearchEnd is the window searched (the
+	// end of the last search).
+	ShiftTimestamps        bool
+	SearchStart, SearchEnd time.Time
+	Disk                   int64 // apparent bytes of the data directory after stop
+	DiskAlloc              int64 // blocks allocated to it (includes pre-allocation)
+	DiskEmpty              int64 // same for a server that stored nothing (fixed overhead)
+	DiskTraces             int64 // meshlens: <path>/traces only
+	QueryErrors            int
+	FirstQueryErr          string
+	Err                    string
 }
 
 // promqlResult is one dashboard query run against meshlens and against the
@@ -53,7 +58,7 @@ type promqlResult struct {
 // With promql set (meshlens) it also forwards meshlens's metrics by remote
 // write to Prometheus and VictoriaMetrics and compares dashboard queries.
 func (h *harness) queryPhase(ctx context.Context, t *target, wl string, payloads []*payload, promql bool) queryResult {
-	q := queryResult{Target: t.Name, Workload: wl}
+	q := queryResult{Target: t.Name, Workload: wl, ShiftTimestamps: h.shiftTS}
 	dir, err := h.newDir(t.Name + "-query")
 	if err != nil {
 		q.Err = err.Error()
@@ -91,7 +96,7 @@ func (h *harness) queryPhase(ctx context.Context, t *target, wl string, payloads
 		seq  atomic.Uint64
 	)
 	seq.Store(1 << 50)
-	loop := &openLoop{snd: snd, payloads: payloads, maxInflight: 8, seq: &seq, record: func(r sentRef) {
+	loop := &openLoop{snd: snd, payloads: payloads, maxInflight: 8, seq: &seq, shift: h.shiftTS, record: func(r sentRef) {
 		mu.Lock()
 		refs = append(refs, r)
 		mu.Unlock()
@@ -158,7 +163,12 @@ func (h *harness) queryPhase(ctx context.Context, t *target, wl string, payloads
 		byID = append(byID, lat)
 	}
 	q.ByIDP50, q.ByIDP99 = Percentile(byID, 50), Percentile(byID, 99)
-	// Search: the Jaeger UI's default form (service, lookback 1h, limit 20).
+	// Search: the Jaeger UI's form (service, limit 20) over the last hour,
+	// its default lookback, widened back to the earliest span start
+	// actually sent when that is older: shifted spans spread over the whole
+	// ingest, which may exceed an hour, and replayed template times lie in
+	// the minute the workload was generated, possibly hours ago.
+	earliest := sentSince(payloads, refs)
 	services := jaegerServices(t.QueryURL)
 	var search []time.Duration
 	searchStart := time.Now()
@@ -169,7 +179,10 @@ func (h *harness) queryPhase(ctx context.Context, t *target, wl string, payloads
 			break
 		}
 		svc := services[i%len(services)]
-		lat, n, err := jaegerGet(t.QueryURL + "/api/traces?" + url.Values{"service": {svc}, "lookback": {"1h"}, "limit": {"20"}}.Encode())
+		start, end := searchWindow(earliest, time.Now())
+		q.SearchStart, q.SearchEnd = start, end
+		lat, n, err := jaegerGet(t.QueryURL + "/api/traces?" + url.Values{"service": {svc}, "lookback": {"custom"}, "limit": {"20"},
+			"start": {strconv.FormatInt(start.UnixMicro(), 10)}, "end": {strconv.FormatInt(end.UnixMicro(), 10)}}.Encode())
 		if err != nil {
 			q.queryErr(err)
 			continue
@@ -194,6 +207,29 @@ func (h *harness) queryPhase(ctx context.Context, t *target, wl string, payloads
 	q.DiskEmpty = h.emptyDisk(ctx, t)
 	logf("  disk %d bytes (%d allocated), %d when empty: %.1f B/span", q.Disk, q.DiskAlloc, q.DiskEmpty, float64(q.Disk-q.DiskEmpty)/float64(max(q.Spans, 1)))
 	return q
+}
+
+// sentSince is the earliest span start of the acknowledged sends refs (zero
+// if none), from the times each was actually stamped with.
+func sentSince(payloads []*payload, refs []sentRef) time.Time {
+	var earliest time.Time
+	for _, ref := range refs {
+		first, _ := payloads[ref.Payload].sentWindow(ref.At)
+		if earliest.IsZero() || first.Before(earliest) {
+			earliest = first
+		}
+	}
+	return earliest
+}
+
+// searchWindow is the search range ending at now: the UI's default hour,
+// or from earliest (floored to the millisecond) when that is older.
+func searchWindow(earliest, now time.Time) (start, end time.Time) {
+	start = now.Add(-time.Hour)
+	if !earliest.IsZero() && earliest.Before(start) {
+		start = earliest.Truncate(time.Millisecond)
+	}
+	return start, now
 }
 
 func (q *queryResult) queryErr(err error) {

@@ -137,7 +137,7 @@ func (h *harness) writeReport() error {
 	if h.queryRate > 0 {
 		p("* The query-phase spans are offered at %.0f spans/s to every server (`-query-rate`), a pace Jaeger can store, so that the servers hold the same spans.\n", h.queryRate)
 	}
-	p("* Query latency: a fresh server stores the same %s spans over OTLP; then 300 (short mode: 100) trace-by-id lookups (`GET /api/traces/{id}` for ids of acknowledged traces) and up to 100 (30) searches (`GET /api/traces?service=…&lookback=1h&limit=20`, rotating over `/api/services`; at least 20, then no more once a minute has passed) run one at a time against the Jaeger query API that both meshlens and Jaeger serve. Disk per span is the apparent size (sum of file sizes) of the data directory after the server stopped, minus that of the same server started and stopped empty, divided by the spans stored; the allocated size, which includes pre-allocated WAL and value-log files, is shown too.\n", fmtRate(float64(h.querySpans)))
+	p("* Query latency: a fresh server stores the same %s spans over OTLP; then 300 (short mode: 100) trace-by-id lookups (`GET /api/traces/{id}` for ids of acknowledged traces) and up to 100 (30) searches (`GET /api/traces?service=…&start=…&end=…&limit=20`, rotating over `/api/services`, over the last hour, the UI's default lookback, or from the earliest span start sent if that is older; at least 20, then no more once a minute has passed) run one at a time against the Jaeger query API that both meshlens and Jaeger serve. Disk per span is the apparent size (sum of file sizes) of the data directory after the server stopped, minus that of the same server started and stopped empty, divided by the spans stored; the allocated size, which includes pre-allocated WAL and value-log files, is shown too.\n", fmtRate(float64(h.querySpans)))
 	p("* PromQL: during meshlens's query phase its metrics are remote-written (meshlens's `storage.remote_write`) to Prometheus and VictoriaMetrics, so all three hold the same series; the same dashboard queries then run against each, interleaved.\n")
 	p("* The machine is shared with other engineers' test runs, so absolute numbers are noisy; that is one more reason to read the ratios.\n\n")
 
@@ -372,6 +372,7 @@ func (h *harness) writeReport() error {
 	if len(r.Queries) == 0 {
 		p("Not measured in this run.\n\n")
 	} else {
+		p("%s\n\n", timestampNote(r.Queries))
 		p("| server | spans stored | trace by id p50 / p99 (found) | search p50 / p99 (non-empty) | query errors | disk (apparent) | disk (allocated) | disk when empty | bytes/span above empty (apparent) |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, q := range r.Queries {
 			if q.Err != "" {
@@ -438,4 +439,31 @@ func (h *harness) writeReport() error {
 	}
 	logf("wrote %s and plots in %s", h.outMD, h.outSVG)
 	return nil
+}
+
+// timestampNote says whether the query-phase spans carried their send time
+// or replayed template times (-shift-timestamps), per server if that differs
+// (results merged from several runs).
+func timestampNote(qs []queryResult) string {
+	say := func(shift bool) string {
+		if shift {
+			return "spans carry their send time, as a live mesh's do (`-shift-timestamps`): they start across the whole ingest period"
+		}
+		return "replayed template times: all spans start within one minute (backfill shape, `-shift-timestamps=false`)"
+	}
+	var shifted, replayed []string
+	for _, q := range qs {
+		if q.ShiftTimestamps {
+			shifted = append(shifted, q.Target)
+		} else {
+			replayed = append(replayed, q.Target)
+		}
+	}
+	switch {
+	case len(replayed) == 0:
+		return "Span timestamps: " + say(true) + "."
+	case len(shifted) == 0:
+		return "Span timestamps: " + say(false) + "."
+	}
+	return fmt.Sprintf("Span timestamps: for %s, %s; for %s, %s.", strings.Join(shifted, ", "), say(true), strings.Join(replayed, ", "), say(false))
 }

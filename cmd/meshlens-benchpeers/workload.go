@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/meshlens/meshlens/demo"
 )
@@ -210,8 +213,9 @@ func fromPdata(td ptrace.Traces, name, desc string) workload {
 	return w
 }
 
-// payload is one pre-encoded request and where the trace ids sit in it, so
-// that every send can carry fresh trace ids at the cost of a copy.
+// payload is one pre-encoded request and where the trace ids and span
+// timestamps sit in it, so that every send can carry fresh trace ids and,
+// optionally, span times moved to the send time, at the cost of a copy.
 type payload struct {
 	Body   []byte
 	Spans  int
@@ -219,7 +223,21 @@ type payload struct {
 	offs   []int      // offset of each trace id occurrence
 	offIdx []int      // which IDs entry that occurrence is
 	hex    bool       // ids are 32 hex digits (Zipkin JSON) rather than 16 raw bytes
+
+	// Timestamps, in the payload's own unit: nanoseconds (OTLP fixed64,
+	// little-endian) or microseconds (Zipkin JSON, tsWidth decimal digits).
+	tsOffs  []int   // offset of every span start/end and event/annotation time
+	tsVals  []int64 // template value at each offset
+	tsWidth int     // Zipkin: digits of every value (all the same)
+	first   int64   // earliest span start in the template
+	latest  int64   // latest span start in the template
+	lastEnd int64   // latest span end in the template
 }
+
+// zipkinTSWidth is the number of digits of a Zipkin microsecond timestamp
+// between 2001-09-09 and 2286-11-20: wide enough for any realistic date, so
+// values are rewritten in place.
+const zipkinTSWidth = 16
 
 // mix derives the high 8 bytes of a sent trace id from the send sequence, so
 // ids are unique per send yet can be recomputed for trace-by-id queries.
@@ -237,8 +255,41 @@ func SentID(tid [16]byte, seq uint64) [16]byte {
 	return out
 }
 
-// Stamp writes the body for send seq into dst (grown as needed).
-func (p *payload) Stamp(dst []byte, seq uint64) []byte {
+// delta is how far a send at time at moves every timestamp, in the payload's
+// unit: the latest span start becomes at. A zero at means no shift
+// (template times replayed).
+func (p *payload) delta(at time.Time) int64 {
+	if at.IsZero() || len(p.tsOffs) == 0 {
+		return 0
+	}
+	if p.hex {
+		return at.UnixMicro() - p.latest
+	}
+	return at.UnixNano() - p.latest
+}
+
+// unit is the duration of one timestamp unit of the payload.
+func (p *payload) unit() time.Duration {
+	if p.hex {
+		return time.Microsecond
+	}
+	return time.Nanosecond
+}
+
+// sentWindow is the earliest span start and latest span end of the send
+// stamped at time at (zero: the template's).
+func (p *payload) sentWindow(at time.Time) (first, last time.Time) {
+	d := p.delta(at)
+	u := int64(p.unit())
+	return time.Unix(0, (p.first+d)*u), time.Unix(0, (p.lastEnd+d)*u)
+}
+
+// Stamp writes the body for send seq into dst (grown as needed). With a
+// non-zero at, every span start and end and every event (annotation) time
+// is moved by the same delta so that the latest span start is at (to the
+// microsecond for Zipkin); durations and ordering are kept. A zero at
+// replays the template times.
+func (p *payload) Stamp(dst []byte, seq uint64, at time.Time) []byte {
 	dst = append(dst[:0], p.Body...)
 	for i, off := range p.offs {
 		id := SentID(p.IDs[p.offIdx[i]], seq)
@@ -247,6 +298,25 @@ func (p *payload) Stamp(dst []byte, seq uint64) []byte {
 		} else {
 			copy(dst[off:off+16], id[:])
 		}
+	}
+	d := p.delta(at)
+	if d == 0 {
+		return dst
+	}
+	for i, off := range p.tsOffs {
+		v := p.tsVals[i] + d
+		if !p.hex {
+			binary.LittleEndian.PutUint64(dst[off:off+8], uint64(v))
+			continue
+		}
+		var buf [20]byte
+		s := strconv.AppendInt(buf[:0], v, 10)
+		if len(s) != p.tsWidth {
+			// Only a clock before 2001 or after 2286 gets here; a
+			// different width would corrupt the JSON.
+			panic(fmt.Sprintf("meshlens-benchpeers: shifted Zipkin timestamp %d has %d digits, the template's %d", v, len(s), p.tsWidth))
+		}
+		copy(dst[off:], s)
 	}
 	return dst
 }
@@ -272,6 +342,224 @@ func (p *payload) locate() error {
 			return fmt.Errorf("trace id %x not found in its encoded payload", id)
 		}
 	}
+	if p.hex {
+		return p.locateZipkinTimes()
+	}
+	return p.locateOTLPTimes()
+}
+
+// Protobuf field numbers of the OTLP trace messages walked by locateOTLPTimes.
+const (
+	fieldRequestResourceSpans = 1 // ExportTraceServiceRequest / TracesData
+	fieldResourceScopeSpans   = 2 // ResourceSpans
+	fieldScopeSpans           = 2 // ScopeSpans
+	fieldSpanStart            = 7 // Span.start_time_unix_nano, fixed64
+	fieldSpanEnd              = 8 // Span.end_time_unix_nano, fixed64
+	fieldSpanEvents           = 11
+	fieldEventTime            = 1 // Span.Event.time_unix_nano, fixed64
+)
+
+// walkProto calls fn for every field of the message b, which starts at
+// offset base of the whole body; val is the field's value (for bytes, its
+// payload) and at its offset in the body.
+func walkProto(b []byte, base int, fn func(num protowire.Number, typ protowire.Type, val []byte, at int) error) error {
+	for i := 0; i < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[i:])
+		if n < 0 {
+			return fmt.Errorf("offset %d: %w", base+i, protowire.ParseError(n))
+		}
+		i += n
+		m := protowire.ConsumeFieldValue(num, typ, b[i:])
+		if m < 0 {
+			return fmt.Errorf("offset %d: field %d: %w", base+i, num, protowire.ParseError(m))
+		}
+		val, at := b[i:i+m], base+i
+		if typ == protowire.BytesType {
+			v, k := protowire.ConsumeBytes(b[i:])
+			if k < 0 {
+				return fmt.Errorf("offset %d: field %d: %w", base+i, num, protowire.ParseError(k))
+			}
+			val, at = v, base+i+(k-len(v))
+		}
+		if err := fn(num, typ, val, at); err != nil {
+			return err
+		}
+		i += m
+	}
+	return nil
+}
+
+// locateOTLPTimes records the offsets of every span's start and end time and
+// every event's time by walking the protobuf (request -> ResourceSpans ->
+// ScopeSpans -> Span [-> Event]).
+func (p *payload) locateOTLPTimes() error {
+	p.first, p.latest, p.lastEnd = math.MaxInt64, math.MinInt64, math.MinInt64
+	fixed := func(val []byte, at int) {
+		p.tsOffs = append(p.tsOffs, at)
+		p.tsVals = append(p.tsVals, int64(binary.LittleEndian.Uint64(val)))
+	}
+	nested := func(want protowire.Number, inner func([]byte, int) error) func(protowire.Number, protowire.Type, []byte, int) error {
+		return func(num protowire.Number, typ protowire.Type, val []byte, at int) error {
+			if num != want || typ != protowire.BytesType {
+				return nil
+			}
+			return inner(val, at)
+		}
+	}
+	spans := 0
+	span := func(b []byte, base int) error {
+		spans++
+		var start, end int64
+		var haveStart, haveEnd bool
+		err := walkProto(b, base, func(num protowire.Number, typ protowire.Type, val []byte, at int) error {
+			switch {
+			case (num == fieldSpanStart || num == fieldSpanEnd) && typ == protowire.Fixed64Type:
+				fixed(val, at)
+				v := p.tsVals[len(p.tsVals)-1]
+				if num == fieldSpanStart {
+					start, haveStart = v, true
+				} else {
+					end, haveEnd = v, true
+				}
+			case num == fieldSpanEvents && typ == protowire.BytesType:
+				return walkProto(val, at, func(num protowire.Number, typ protowire.Type, val []byte, at int) error {
+					if num == fieldEventTime && typ == protowire.Fixed64Type {
+						fixed(val, at)
+					}
+					return nil
+				})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if !haveStart || !haveEnd {
+			return fmt.Errorf("span %d has no start or end time", spans)
+		}
+		p.first, p.latest, p.lastEnd = min(p.first, start), max(p.latest, start), max(p.lastEnd, end)
+		return nil
+	}
+	scope := func(b []byte, base int) error { return walkProto(b, base, nested(fieldScopeSpans, span)) }
+	resource := func(b []byte, base int) error { return walkProto(b, base, nested(fieldResourceScopeSpans, scope)) }
+	if err := walkProto(p.Body, 0, nested(fieldRequestResourceSpans, resource)); err != nil {
+		return fmt.Errorf("walking OTLP payload: %w", err)
+	}
+	if spans != p.Spans {
+		return fmt.Errorf("found %d spans with times in the OTLP payload, encoded %d", spans, p.Spans)
+	}
+	return nil
+}
+
+// locateZipkinTimes records where every span's and annotation's "timestamp"
+// value sits in the Zipkin v2 JSON list, from the decoder's token stream,
+// and checks the positions against an independent decode.
+func (p *payload) locateZipkinTimes() error {
+	type frame struct {
+		obj     bool
+		wantKey bool
+		key     string // in an object: the key of the current value
+	}
+	var (
+		stack     []frame
+		spanStart []int64 // span-level timestamps, in order
+	)
+	dec := json.NewDecoder(bytes.NewReader(p.Body))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("scanning Zipkin payload: %w", err)
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			if n := len(stack); n > 0 && stack[n-1].obj {
+				stack[n-1].wantKey = true
+			}
+			continue
+		}
+		if n := len(stack); n > 0 && stack[n-1].obj && stack[n-1].wantKey {
+			stack[n-1].key, stack[n-1].wantKey = tok.(string), false
+			continue
+		}
+		switch v := tok.(type) {
+		case json.Delim: // '{' or '['
+			stack = append(stack, frame{obj: v == '{', wantKey: v == '{'})
+			continue
+		case json.Number:
+			n := len(stack)
+			// [ {"timestamp": …} ] or [ {"annotations": [ {"timestamp": …} ]} ]
+			spanLevel := n == 2 && !stack[0].obj && stack[1].key == "timestamp"
+			annotation := n == 4 && !stack[0].obj && stack[1].key == "annotations" && !stack[2].obj && stack[3].key == "timestamp"
+			if spanLevel || annotation {
+				if err := p.zipkinTime(v, int(dec.InputOffset())); err != nil {
+					return err
+				}
+				if spanLevel {
+					spanStart = append(spanStart, p.tsVals[len(p.tsVals)-1])
+				}
+			}
+		}
+		if n := len(stack); n > 0 && stack[n-1].obj {
+			stack[n-1].wantKey = true
+		}
+	}
+	var check []struct {
+		Timestamp   int64 `json:"timestamp"`
+		Duration    int64 `json:"duration"`
+		Annotations []struct {
+			Timestamp int64 `json:"timestamp"`
+		} `json:"annotations"`
+	}
+	if err := json.Unmarshal(p.Body, &check); err != nil {
+		return err
+	}
+	if len(check) != p.Spans || len(spanStart) != len(check) {
+		return fmt.Errorf("Zipkin payload: %d spans encoded, %d decoded, %d timestamps found", p.Spans, len(check), len(spanStart))
+	}
+	p.first, p.latest, p.lastEnd = math.MaxInt64, math.MinInt64, math.MinInt64
+	want := make([]int64, 0, len(p.tsVals))
+	for i, s := range check {
+		if s.Timestamp != spanStart[i] {
+			return fmt.Errorf("Zipkin span %d: timestamp %d decoded, %d located", i, s.Timestamp, spanStart[i])
+		}
+		want = append(want, s.Timestamp)
+		for _, a := range s.Annotations {
+			want = append(want, a.Timestamp)
+		}
+		p.first, p.latest, p.lastEnd = min(p.first, s.Timestamp), max(p.latest, s.Timestamp), max(p.lastEnd, s.Timestamp+s.Duration)
+	}
+	if len(want) != len(p.tsVals) {
+		return fmt.Errorf("Zipkin payload: %d timestamps decoded, %d located", len(want), len(p.tsVals))
+	}
+	for i, v := range want {
+		if p.tsVals[i] != v {
+			return fmt.Errorf("Zipkin timestamp %d: %d decoded, %d located", i, v, p.tsVals[i])
+		}
+	}
+	return nil
+}
+
+// zipkinTime records the timestamp num that ends at offset end of the body.
+func (p *payload) zipkinTime(num json.Number, end int) error {
+	lit := num.String()
+	start := end - len(lit)
+	if start < 0 || string(p.Body[start:end]) != lit {
+		return fmt.Errorf("Zipkin timestamp %s not at offset %d", lit, start)
+	}
+	v, err := strconv.ParseInt(lit, 10, 64)
+	if err != nil || strconv.FormatInt(v, 10) != lit {
+		return fmt.Errorf("Zipkin timestamp %q is not a plain integer", lit)
+	}
+	if len(lit) != zipkinTSWidth {
+		return fmt.Errorf("Zipkin timestamp %s has %d digits, want %d to rewrite it in place", lit, len(lit), zipkinTSWidth)
+	}
+	p.tsOffs = append(p.tsOffs, start)
+	p.tsVals = append(p.tsVals, v)
+	p.tsWidth = len(lit)
 	return nil
 }
 
@@ -411,5 +699,3 @@ func encodeZipkin(w workload, batchSpans int) ([]*payload, error) {
 
 // traceIDHex formats an id as the query APIs expect it.
 func traceIDHex(id [16]byte) string { return hex.EncodeToString(id[:]) }
-
-var _ = strconv.Itoa

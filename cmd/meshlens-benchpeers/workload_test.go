@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
@@ -25,7 +26,7 @@ func TestStampRewritesTraceIDs(t *testing.T) {
 	const seq = 12345
 	t.Run("otlp", func(t *testing.T) {
 		p := otlp[0]
-		body := p.Stamp(nil, seq)
+		body := p.Stamp(nil, seq, time.Time{})
 		if len(body) != len(p.Body) {
 			t.Fatalf("stamped length %d, template %d", len(body), len(p.Body))
 		}
@@ -54,7 +55,7 @@ func TestStampRewritesTraceIDs(t *testing.T) {
 	})
 	t.Run("zipkin", func(t *testing.T) {
 		p := zk[0]
-		body := p.Stamp(nil, seq)
+		body := p.Stamp(nil, seq, time.Time{})
 		var spans []struct {
 			TraceID string `json:"traceId"`
 		}
