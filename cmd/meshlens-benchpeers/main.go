@@ -84,6 +84,7 @@ type results struct {
 	PromQLNote        string
 	Notes             []string
 	Params            params
+	DiskProbes        []diskProbe `json:",omitempty"`
 }
 
 // params are the harness settings the report needs, kept in the JSON so
@@ -310,6 +311,7 @@ func (h *harness) run(ctx context.Context) error {
 			info.OTLPBytesPerSpan, info.ZipkinBytesPerSpn)
 	}
 
+	h.probeDisk("at start")
 	for r := 1; r <= h.repeats; r++ {
 		for _, w := range wls {
 			for _, proto := range h.protocols {
@@ -349,6 +351,7 @@ func (h *harness) run(ctx context.Context) error {
 		h.res.Queries = append(h.res.Queries, q)
 	}
 
+	h.probeDisk("at end")
 	h.res.Finished = time.Now().UTC()
 	h.res.Params = params{Short: h.short, Repeats: h.repeats, ServerCPU: h.serverCPU, Batch: h.batchSpans, Inflight: h.maxInflight,
 		Query: h.querySpans, Step: h.stepDur, Warmup: h.warmup, FailsToStop: h.failsToStop(), LadderRatio: h.ladderRatio, QueryRate: h.queryRate,

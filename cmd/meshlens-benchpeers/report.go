@@ -110,6 +110,9 @@ func (h *harness) writeReport() error {
 
 	p("## Machine and versions\n\n| | |\n|---|---|\n")
 	p("| CPU | %s, %d CPUs |\n| memory | %s |\n| kernel | %s |\n| load average at start | %s |\n", r.Machine.CPU, r.Machine.CPUs, r.Machine.MemTotal, r.Machine.Kernel, r.Machine.LoadAvg)
+	for _, d := range r.DiskProbes {
+		p("| data disk fsync, 16 KiB append + fsync every 10 ms for 15 s, nothing else of the run going | %s |\n", d)
+	}
 	var vk []string
 	for k := range r.Versions {
 		vk = append(vk, k)
