@@ -255,16 +255,23 @@ func peersDir() string {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// freeAddr reserves a free loopback port and releases it for a peer that
-// cannot listen on port 0 and report it.
-func freeAddr(t *testing.T) string {
+// freeAddrs reserves n distinct free loopback ports and releases them for
+// a peer that cannot listen on port 0 and report it. They are held open
+// together: reserved one at a time, the kernel may hand out a port just
+// released again (jaeger-all-in-one once got the same port for two of its
+// listeners and exited).
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return out
 }
 
 type jaegerProc struct{ zipkin, otlpHTTP, query string }
@@ -274,17 +281,18 @@ type jaegerProc struct{ zipkin, otlpHTTP, query string }
 // add a jaeger-all-in-one service of its own).
 func startJaeger(t *testing.T, bin string) jaegerProc {
 	t.Helper()
-	p := jaegerProc{zipkin: freeAddr(t), otlpHTTP: freeAddr(t), query: freeAddr(t)}
+	a := freeAddrs(t, 8)
+	p := jaegerProc{zipkin: a[0], otlpHTTP: a[1], query: a[2]}
 	cmd := exec.Command(bin,
 		"--collector.zipkin.host-port="+p.zipkin,
 		"--collector.otlp.enabled=true",
-		"--collector.otlp.grpc.host-port="+freeAddr(t),
+		"--collector.otlp.grpc.host-port="+a[3],
 		"--collector.otlp.http.host-port="+p.otlpHTTP,
-		"--collector.grpc-server.host-port="+freeAddr(t),
-		"--collector.http-server.host-port="+freeAddr(t),
+		"--collector.grpc-server.host-port="+a[4],
+		"--collector.http-server.host-port="+a[5],
 		"--query.http-server.host-port="+p.query,
-		"--query.grpc-server.host-port="+freeAddr(t),
-		"--admin.http.host-port="+freeAddr(t),
+		"--query.grpc-server.host-port="+a[6],
+		"--admin.http.host-port="+a[7],
 		"--memory.max-traces=100000")
 	cmd.Env = append(os.Environ(), "SPAN_STORAGE_TYPE=memory", "OTEL_TRACES_SAMPLER=always_off")
 	var log syncBuffer
@@ -452,7 +460,7 @@ func captureHotROD(t *testing.T, bin string) [][]byte {
 	c := startCapture(t)
 	ports := map[string]string{}
 	for _, s := range []string{"frontend", "customer", "driver", "route"} {
-		_, p, _ := net.SplitHostPort(freeAddr(t))
+		_, p, _ := net.SplitHostPort(freeAddrs(t, 1)[0])
 		ports[s] = p
 	}
 	args := []string{"all", "-D", "5ms", "-M", "-W", "50", "--jaeger-ui=http://127.0.0.1:1"}
