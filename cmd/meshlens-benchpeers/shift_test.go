@@ -270,14 +270,7 @@ func TestStampShiftsZipkin(t *testing.T) {
 // Without a send time nothing but the trace ids changes (-shift-timestamps=false).
 func TestStampNoShift(t *testing.T) {
 	w := syntheticWorkload(200, 100, 5)
-	otlp, err := encodeOTLP(w, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zk, err := encodeZipkin(w, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otlp, zk := encodeBoth(t, w)
 	for name, p := range map[string]*payload{"otlp": otlp[0], "zipkin": zk[0]} {
 		t.Run(name, func(t *testing.T) {
 			body := p.Stamp(nil, shiftSeq, time.Time{})

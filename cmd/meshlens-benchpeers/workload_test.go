@@ -15,14 +15,7 @@ func TestStampRewritesTraceIDs(t *testing.T) {
 	if w.spans() == 0 {
 		t.Fatal("empty workload")
 	}
-	otlp, err := encodeOTLP(w, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zk, err := encodeZipkin(w, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otlp, zk := encodeBoth(t, w)
 	const seq = 12345
 	t.Run("otlp", func(t *testing.T) {
 		p := otlp[0]
@@ -94,4 +87,17 @@ func TestBookinfoWorkload(t *testing.T) {
 			ids[s.ID] = true
 		}
 	}
+}
+
+// encodeBoth encodes w as 100-span OTLP and Zipkin JSON payloads.
+func encodeBoth(t *testing.T, w workload) (otlp, zipkin []*payload) {
+	t.Helper()
+	otlp, err := encodeOTLP(w, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zipkin, err = encodeZipkin(w, 100); err != nil {
+		t.Fatal(err)
+	}
+	return otlp, zipkin
 }
