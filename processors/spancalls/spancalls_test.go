@@ -362,3 +362,28 @@ func (discard) ConsumeCalls(context.Context, []model.Call) error { return nil }
 func (discard) ConsumeSpanMetrics(context.Context, []SpanMetric, []GraphEdge) error {
 	return nil
 }
+
+// A CLIENT span and the SERVER spans it caused, in one batch: the client's
+// destination is the first SERVER child in batch order (not what its own
+// attributes say), and every server's source is the client's service.
+func TestSameBatchClientServer(t *testing.T) {
+	o := &outputs{}
+	p, _ := newProc(o, Config{})
+	p.ConsumeTraces(context.Background(), otelTraces(
+		otelSpan{id: 2, parent: 1, kind: ptrace.SpanKindClient, service: "frontend", dur: 5 * time.Millisecond,
+			attrs: map[string]any{"http.method": "GET", "server.address": "gateway"}},
+		otelSpan{id: 3, parent: 2, kind: ptrace.SpanKindServer, service: "cartservice", dur: 4 * time.Millisecond},
+		otelSpan{id: 4, parent: 2, kind: ptrace.SpanKindServer, service: "cartservice-canary", dur: 3 * time.Millisecond},
+	))
+	var client []model.Call
+	for _, c := range o.calls {
+		if c.DetectPoint == model.DetectClient {
+			client = append(client, c)
+		}
+	}
+	if len(client) != 1 || client[0].Source.Service != "frontend" || client[0].Destination.Service != "cartservice" {
+		t.Fatalf("client calls %+v", client)
+	}
+	o.call(t, model.DetectServer, "frontend", "cartservice")
+	o.call(t, model.DetectServer, "frontend", "cartservice-canary")
+}
