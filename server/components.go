@@ -346,6 +346,7 @@ func (s *Server) openTraceStore() (tracestore.Store, error) {
 		Dir:              filepath.Join(s.cfg.Storage.Path, "traces"),
 		TTL:              tc.Retention,
 		MaxDiskBytes:     tc.MaxBytes,
+		WALSyncInterval:  tc.WALSyncInterval,
 		AutocompleteKeys: autocompleteKeys,
 		Logger:           s.logger.With("component", "tracestore"),
 		Registerer:       s.reg,
@@ -354,7 +355,7 @@ func (s *Server) openTraceStore() (tracestore.Store, error) {
 		return nil, fmt.Errorf("open trace store: %w", err)
 	}
 	s.closers = append(s.closers, func(ctx context.Context) error {
-		return closeWithin(ctx, "trace store", "every acknowledged span is in its synced write-ahead log and is replayed at the next start", store.Close)
+		return closeWithin(ctx, "trace store", "every acknowledged span is in its write-ahead log file and is replayed at the next start", store.Close)
 	})
 	return store, nil
 }

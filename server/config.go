@@ -142,10 +142,16 @@ type MetricsStorageConfig struct {
 // TraceStorageConfig bounds the embedded trace store.
 type TraceStorageConfig struct {
 	// Backend is "pebble" (embedded, the default) or "cassandra".
-	Backend   string                 `yaml:"backend"`
-	Retention time.Duration          `yaml:"retention"`
-	MaxBytes  int64                  `yaml:"max_bytes"`
-	Cassandra CassandraStorageConfig `yaml:"cassandra"`
+	Backend   string        `yaml:"backend"`
+	Retention time.Duration `yaml:"retention"`
+	MaxBytes  int64         `yaml:"max_bytes"`
+	// WALSyncInterval is how often the pebble backend fsyncs its
+	// write-ahead log. An acknowledged span is always in the log file and
+	// survives the process being killed; a power loss or kernel crash can
+	// lose the last interval of them. 0 fsyncs before every
+	// acknowledgement, which ties ingest latency to the disk's worst fsync.
+	WALSyncInterval time.Duration          `yaml:"wal_sync_interval"`
+	Cassandra       CassandraStorageConfig `yaml:"cassandra"`
 }
 
 // CassandraStorageConfig connects the Cassandra trace backend. The schema
@@ -365,7 +371,7 @@ func DefaultConfig() Config {
 			Path:         "./data",
 			MinFreeBytes: 256 << 20,
 			Metrics:      MetricsStorageConfig{Retention: 7 * 24 * time.Hour, BlockDuration: 2 * time.Hour, Downsample: downsample.DefaultConfig()},
-			Traces: TraceStorageConfig{Backend: "pebble", Retention: 72 * time.Hour, MaxBytes: 10 << 30,
+			Traces: TraceStorageConfig{Backend: "pebble", Retention: 72 * time.Hour, MaxBytes: 10 << 30, WALSyncInterval: 100 * time.Millisecond,
 				Cassandra: CassandraStorageConfig{Keyspace: "meshlens", Consistency: "LOCAL_QUORUM", Timeout: 5 * time.Second}},
 			RemoteRead: RemoteReadConfig{Timeout: time.Minute},
 		},
@@ -480,6 +486,9 @@ func (c Config) Validate() error {
 	}
 	if c.Storage.Traces.Retention < time.Minute {
 		errs = append(errs, fmt.Errorf("storage.traces.retention: %s is shorter than the 1m minimum", c.Storage.Traces.Retention))
+	}
+	if w := c.Storage.Traces.WALSyncInterval; w < 0 || w > 10*time.Second {
+		errs = append(errs, fmt.Errorf("storage.traces.wal_sync_interval: %s is outside 0 (fsync every acknowledgement) to 10s", w))
 	}
 	if c.Pipeline.QueueCapacity <= 0 {
 		errs = append(errs, errors.New("pipeline.queue_capacity: must be positive"))

@@ -111,4 +111,14 @@ func TestTraceBackendValidation(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "storage.traces.backend") {
 		t.Errorf("unknown backend: %v, want an error naming storage.traces.backend", err)
 	}
+	for _, bad := range []string{"-1s", "1m"} {
+		_, _, err = LoadConfig([]string{"--storage.traces.wal_sync_interval=" + bad}, nil, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "storage.traces.wal_sync_interval") {
+			t.Errorf("wal_sync_interval %s: %v, want an error naming storage.traces.wal_sync_interval", bad, err)
+		}
+	}
+	cfg, _, err := LoadConfig(nil, []string{"MESHLENS_STORAGE_TRACES_WAL_SYNC_INTERVAL=0s"}, io.Discard)
+	if err != nil || cfg.Storage.Traces.WALSyncInterval != 0 {
+		t.Errorf("wal_sync_interval 0 (fsync every acknowledgement) from the environment: %v, %s", err, cfg.Storage.Traces.WALSyncInterval)
+	}
 }

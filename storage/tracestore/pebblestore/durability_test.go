@@ -16,7 +16,11 @@ import (
 	"github.com/meshlens/meshlens/storage/tracestore/tracestoretest"
 )
 
-const crashDirEnv = "MESHLENS_TRACESTORE_CRASH_DIR"
+const (
+	crashDirEnv = "MESHLENS_TRACESTORE_CRASH_DIR"
+	// crashSyncEnv is the helper's Config.WALSyncInterval; empty is zero.
+	crashSyncEnv = "MESHLENS_TRACESTORE_CRASH_WAL_SYNC"
+)
 
 func crashBatch(i int, base time.Time) ptrace.Traces {
 	return tracestoretest.Build(
@@ -35,7 +39,16 @@ func TestCrashHelper(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process only")
 	}
-	s, err := Open(Config{Dir: dir})
+	cfg := Config{Dir: dir}
+	if v := os.Getenv(crashSyncEnv); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fmt.Println("ERR", err)
+			os.Exit(1)
+		}
+		cfg.WALSyncInterval = d
+	}
+	s, err := Open(cfg)
 	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(1)
@@ -62,14 +75,22 @@ func TestCrashHelper(t *testing.T) {
 }
 
 // TestDurabilityKill9 kills a writing process with SIGKILL and checks that
-// every batch it acknowledged is readable after reopening.
+// every batch it acknowledged is readable after reopening, with an fsync
+// per commit and with the WAL fsynced in the background (an hour apart, so
+// only the page cache holds what was acknowledged).
 func TestDurabilityKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a process")
 	}
+	for _, sync := range []string{"", "1h"} {
+		t.Run("wal_sync="+sync, func(t *testing.T) { testDurabilityKill9(t, sync) })
+	}
+}
+
+func testDurabilityKill9(t *testing.T, walSync string) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashSyncEnv+"="+walSync)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

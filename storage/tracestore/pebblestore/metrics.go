@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 				Name: "meshlens_tracestore_pebble_memory_bytes",
 				Help: "Memory Pebble allocates outside the Go heap (block cache, live and zombie memtables); bounded by the cache size and memtable settings, it counts in RSS but not in go_memstats.",
 			}, func() float64 { return float64(s.ManualMemoryBytes()) }),
-			newWALFsyncCollector(s))...)
+			fsyncMetric(s))...)
 	}
 	return m
 }
@@ -42,6 +42,15 @@ func newMetrics(reg prometheus.Registerer, s *Store) *metrics {
 func (s *Store) ManualMemoryBytes() int64 {
 	m := s.db.Metrics()
 	return m.BlockCache.Size + int64(m.MemTable.Size) + int64(m.MemTable.ZombieSize)
+}
+
+// fsyncMetric is the WAL fsync latency: the background syncer's when it
+// runs, else Pebble's, which every acknowledgement waits for.
+func fsyncMetric(s *Store) prometheus.Collector {
+	if s.walSync != nil {
+		return s.walSync.latency
+	}
+	return newWALFsyncCollector(s)
 }
 
 // walFsyncCollector exports Pebble's WAL fsync latency histogram in

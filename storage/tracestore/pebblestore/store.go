@@ -18,6 +18,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable/block"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -50,8 +51,14 @@ type Config struct {
 	// AutocompleteKeys are the span tag keys whose values are kept for
 	// GetTagValues (Zipkin's autocompleteValues).
 	AutocompleteKeys []string
-	// NoSync acknowledges writes before the WAL reaches disk. Only for
-	// benchmarks: a crash then loses acknowledged spans.
+	// WALSyncInterval, when positive, acknowledges a write once it is in
+	// the write-ahead log file (in the kernel's page cache: it survives a
+	// kill -9) and fsyncs the log in the background this often; a power
+	// loss or kernel crash can lose that much of the newest spans. Zero
+	// waits for an fsync before acknowledging each write (see walSyncFS).
+	WALSyncInterval time.Duration
+	// NoSync acknowledges writes before the WAL leaves Pebble's buffer.
+	// Only for benchmarks: a kill -9 then loses acknowledged spans.
 	NoSync bool
 	// Logger receives retention and corruption reports. Default discards.
 	Logger *slog.Logger
@@ -66,6 +73,9 @@ type Config struct {
 	// blockSize overrides the sstable block size (benchmarks); 0 is
 	// defaultBlockSize.
 	blockSize int
+	// walSyncFile replaces the background WAL fsync (tests inject
+	// failures); nil is the file's SyncData.
+	walSyncFile func(vfs.File) error
 }
 
 // defaultBlockSize: larger blocks give zstd more repetition (attribute
@@ -115,9 +125,12 @@ const maxMetaCache = 1 << 20
 
 // Store is the Pebble backend. It is safe for concurrent use.
 type Store struct {
-	cfg     Config
-	db      *pebble.DB
-	wo      *pebble.WriteOptions
+	cfg Config
+	db  *pebble.DB
+	wo  *pebble.WriteOptions
+	// walSync fsyncs the WAL in the background when cfg.WALSyncInterval
+	// is set; nil otherwise.
+	walSync *walSyncer
 	autoKey map[string]bool
 	m       *metrics
 
@@ -195,18 +208,36 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	opts.ApplyCompressionSettings(compression)
+	var walSync *walSyncer
+	if cfg.WALSyncInterval > 0 && !cfg.NoSync {
+		walSync = newWALSyncer(cfg.WALSyncInterval, cfg.Logger)
+		if cfg.walSyncFile != nil {
+			walSync.syncFile = cfg.walSyncFile
+		}
+		opts.FS = walSyncFS{FS: vfs.Default, sy: walSync}
+	}
 	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {
+		if walSync != nil {
+			walSync.close()
+		}
 		return nil, fmt.Errorf("open trace store %s: %w", cfg.Dir, err)
 	}
-	if err := checkFormat(db, cfg.Dir); err != nil {
+	closeDB := func() {
 		db.Close()
+		if walSync != nil {
+			walSync.close()
+		}
+	}
+	if err := checkFormat(db, cfg.Dir); err != nil {
+		closeDB()
 		return nil, err
 	}
 	s := &Store{
 		cfg:                cfg,
 		db:                 db,
 		wo:                 pebble.Sync,
+		walSync:            walSync,
 		autoKey:            map[string]bool{},
 		buckets:            map[uint32]struct{}{},
 		meta:               map[string]uint32{},
@@ -221,7 +252,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.seq.Store(uint64(time.Now().UnixNano()))
 	if s.startKeysFrom, err = initStartKeys(db, s.seq.Load()+1); err != nil {
-		db.Close()
+		closeDB()
 		return nil, fmt.Errorf("trace store %s: %w", cfg.Dir, err)
 	}
 	for _, k := range cfg.AutocompleteKeys {
@@ -229,7 +260,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.m = newMetrics(cfg.Registerer, s)
 	if err := s.loadBuckets(); err != nil {
-		db.Close()
+		closeDB()
 		return nil, err
 	}
 	if err := s.EnforceRetention(context.Background()); err != nil {
@@ -351,7 +382,12 @@ func (s *Store) Close() error {
 	<-s.done
 	s.retMu.Lock()
 	defer s.retMu.Unlock()
-	return s.db.Close()
+	err := s.db.Close()
+	if s.walSync != nil {
+		// After Pebble: its Close writes and closes the last WAL.
+		err = errors.Join(err, s.walSync.close())
+	}
+	return err
 }
 
 // DB exposes the Pebble handle for benchmarks and tests (disk metrics).

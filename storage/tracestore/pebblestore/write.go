@@ -57,6 +57,19 @@ func (s *Store) WriteTraces(ctx context.Context, td ptrace.Traces) error {
 	return nil
 }
 
+// walFailed is the background WAL fsync's failure, counted as a failed
+// write.
+func (s *Store) walFailed() error {
+	if s.walSync == nil {
+		return nil
+	}
+	err := s.walSync.failed()
+	if err != nil {
+		s.m.Failed.Inc()
+	}
+	return err
+}
+
 // group is the spans of the callers that arrived while the previous
 // group's batch was committing. Its first caller is its leader: it waits
 // for its turn (the previous group's commit to end), then writes the group
@@ -112,6 +125,9 @@ func (s *Store) commitGroup(g *group) {
 
 // write commits w's spans as one synced batch.
 func (s *Store) write(w *writer) error {
+	if err := s.walFailed(); err != nil {
+		return err
+	}
 	if err := w.encode(s.seq.Add(1)); err != nil {
 		s.m.Failed.Inc()
 		return err
@@ -128,6 +144,10 @@ func (s *Store) write(w *writer) error {
 	if err := batch.Commit(s.wo); err != nil {
 		s.m.Failed.Inc()
 		return fmt.Errorf("commit %d spans: %w", w.spans, err)
+	}
+	if err := s.walFailed(); err != nil {
+		// The fsync that failed may have been this commit's.
+		return err
 	}
 	s.m.Spans.Add(float64(w.spans))
 	s.m.Batches.Inc()
