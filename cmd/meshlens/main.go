@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -98,6 +99,7 @@ func serve(ctx context.Context, mode server.Mode, args []string, stderr io.Write
 		return err
 	}
 	logger := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	raiseProcs(os.Getenv, runtime.GOMAXPROCS, logger)
 	srv, err := server.New(ctx, cfg, flags, logger)
 	if err != nil {
 		return err
