@@ -164,7 +164,7 @@ func (a *API) getTrace(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, a.lim.TimeoutError(ctx, err))
 		return
 	}
-	a.ok(w, []uiTrace{toUI(t, keepSharedIDs(r))}, 1)
+	writeTraces(w, []uiTrace{toUI(t, keepSharedIDs(r))}, nil)
 }
 
 // keepSharedIDs reports the meshlens extension sharedSpanIDs=keep: the
@@ -212,7 +212,7 @@ func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
 	for _, t := range traces {
 		out = append(out, toUI(t, keepSharedIDs(r)))
 	}
-	writeJSON(w, http.StatusOK, envelope{Data: out, Total: len(out), Errors: errs})
+	writeTraces(w, out, errs)
 }
 
 type traceParams struct {

@@ -54,7 +54,7 @@ func TestSyntheticTags(t *testing.T) {
 			sp.Status().SetCode(tc.status)
 			sp.Status().SetMessage(tc.msg)
 			var got []string
-			for _, kv := range toUISpan(scope, sp, "p1").Tags {
+			for _, kv := range toUISpan(scope, sp, "p1", pcommon.TraceID{}, "").Tags {
 				got = append(got, fmt.Sprintf("%s=%v", kv.Key, kv.Value))
 			}
 			sort.Strings(got)
