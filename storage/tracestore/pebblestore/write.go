@@ -686,7 +686,8 @@ func (s *Store) getTrace(it *pebble.Iterator, id pcommon.TraceID) (*tracestore.T
 	a := tracestore.NewAssembler()
 	n := min(len(spans), s.cfg.MaxSpansPerTrace)
 	for _, r := range spans[:n] {
-		a.AddSpan(r.rs.Resource(), r.ss.Scope(), r.span)
+		// The chunks were decoded for this call alone.
+		a.MoveSpan(r.rs.Resource(), r.ss.Scope(), r.span)
 	}
 	if len(spans) > n {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("trace has %d spans; only the first %d are returned", len(spans), n))
