@@ -33,8 +33,12 @@ func TestMoveSpanAssemblesAsAddSpan(t *testing.T) {
 			}
 		}
 	}
-	each(func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) { copied.AddSpan(rs.Resource(), ss.Scope(), sp) })
-	each(func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) { moved.MoveSpan(rs.Resource(), ss.Scope(), sp) })
+	each(func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) {
+		copied.AddSpan(rs.Resource(), ss.Scope(), sp)
+	})
+	each(func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) {
+		moved.MoveSpan(rs.Resource(), ss.Scope(), sp)
+	})
 	var m ptrace.ProtoMarshaler
 	want, _ := m.MarshalTraces(copied.Traces())
 	got, _ := m.MarshalTraces(moved.Traces())
