@@ -4,6 +4,7 @@
 package jaegerapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,12 +160,79 @@ func (a *API) getTrace(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.lim.Context(r.Context())
 	defer cancel()
-	t, err := a.r.GetTrace(ctx, id)
+	t, err := a.getUITrace(ctx, id, keepSharedIDs(r))
 	if err != nil {
 		a.fail(w, a.lim.TimeoutError(ctx, err))
 		return
 	}
-	writeTraces(w, []uiTrace{toUI(t, keepSharedIDs(r))}, nil)
+	writeTraces(w, []uiTrace{t}, nil)
+}
+
+// storedReader is a store that hands out traces as the OTLP protobuf it
+// keeps them in (pebblestore): they are decoded straight into the answer
+// (protoui.go) rather than into pdata first.
+type storedReader interface {
+	GetStoredTrace(ctx context.Context, id pcommon.TraceID) (tracestore.StoredTrace, error)
+	FindStoredTraces(ctx context.Context, q tracestore.Query) ([]tracestore.StoredTrace, error)
+}
+
+func (a *API) getUITrace(ctx context.Context, id pcommon.TraceID, keepShared bool) (uiTrace, error) {
+	sr, ok := a.r.(storedReader)
+	if !ok {
+		t, err := a.r.GetTrace(ctx, id)
+		if err != nil {
+			return uiTrace{}, err
+		}
+		return toUI(t, keepShared), nil
+	}
+	st, err := sr.GetStoredTrace(ctx, id)
+	if err != nil {
+		return uiTrace{}, err
+	}
+	return a.storedToUI(&storedDecoder{}, &st, keepShared)
+}
+
+// storedToUI converts a stored trace, through pdata when the direct
+// decoder gives up; ErrTraceNotFound when no span decodes.
+func (a *API) storedToUI(d *storedDecoder, st *tracestore.StoredTrace, keepShared bool) (uiTrace, error) {
+	if t, ok := d.ui(st, keepShared); ok {
+		return t, nil
+	}
+	t, err := st.Trace(func(_ int, err error) {
+		a.log.Warn("corrupt trace chunk", "trace", st.ID.String(), "err", err)
+	})
+	if err != nil {
+		return uiTrace{}, err
+	}
+	return toUI(t, keepShared), nil
+}
+
+// findUITraces is FindTraces converted for the answer.
+func (a *API) findUITraces(ctx context.Context, q tracestore.Query, keepShared bool) ([]uiTrace, error) {
+	sr, ok := a.r.(storedReader)
+	if !ok {
+		traces, err := a.r.FindTraces(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]uiTrace, 0, len(traces))
+		for _, t := range traces {
+			out = append(out, toUI(t, keepShared))
+		}
+		return out, nil
+	}
+	stored, err := sr.FindStoredTraces(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]uiTrace, 0, len(stored))
+	var d storedDecoder
+	for i := range stored {
+		if t, err := a.storedToUI(&d, &stored[i], keepShared); err == nil {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // keepSharedIDs reports the meshlens extension sharedSpanIDs=keep: the
@@ -182,11 +250,12 @@ func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.lim.Context(r.Context())
 	defer cancel()
-	var traces []*tracestore.Trace
+	var out []uiTrace
 	var errs []respError
+	keep := keepSharedIDs(r)
 	if len(p.traceIDs) > 0 {
 		for _, id := range p.traceIDs {
-			t, err := a.r.GetTrace(ctx, id)
+			t, err := a.getUITrace(ctx, id, keep)
 			if err != nil {
 				if !errors.Is(err, tracestore.ErrTraceNotFound) {
 					a.fail(w, a.lim.TimeoutError(ctx, err))
@@ -195,7 +264,7 @@ func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
 				errs = append(errs, respError{Code: http.StatusNotFound, Msg: err.Error(), TraceID: tracestore.TraceIDString(id)})
 				continue
 			}
-			traces = append(traces, t)
+			out = append(out, t)
 		}
 	} else {
 		q, err := a.lim.Check(p.query, now)
@@ -203,14 +272,13 @@ func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, err)
 			return
 		}
-		if traces, err = a.r.FindTraces(ctx, q); err != nil {
+		if out, err = a.findUITraces(ctx, q, keep); err != nil {
 			a.fail(w, a.lim.TimeoutError(ctx, err))
 			return
 		}
 	}
-	out := make([]uiTrace, 0, len(traces))
-	for _, t := range traces {
-		out = append(out, toUI(t, keepSharedIDs(r)))
+	if out == nil {
+		out = []uiTrace{}
 	}
 	writeTraces(w, out, errs)
 }

@@ -2,7 +2,6 @@ package tracestore
 
 import (
 	"fmt"
-	"hash/fnv"
 	"sort"
 	"strings"
 	"time"
@@ -267,27 +266,65 @@ func ForEachTag(res pcommon.Resource, s ptrace.Span, fn func(k, v string) bool) 
 // ResourceScopeHash identifies a resource and scope, so that spans read
 // back one by one can be regrouped under one resource.
 func ResourceScopeHash(res pcommon.Resource, sc pcommon.InstrumentationScope) uint64 {
-	h := fnv.New64a()
-	sep := []byte{0}
-	hashMap := func(m pcommon.Map) {
-		m.Range(func(k string, v pcommon.Value) bool {
-			h.Write([]byte(k))
-			h.Write(sep)
-			h.Write([]byte{byte(v.Type())})
-			h.Write([]byte(v.AsString()))
-			h.Write(sep)
-			return true
-		})
-	}
-	hashMap(res.Attributes())
-	h.Write([]byte{1})
-	h.Write([]byte(sc.Name()))
-	h.Write(sep)
-	h.Write([]byte(sc.Version()))
-	h.Write(sep)
-	hashMap(sc.Attributes())
+	h := NewScopeHasher()
+	res.Attributes().Range(func(k string, v pcommon.Value) bool {
+		h.Attr(k, v.Type(), v.AsString())
+		return true
+	})
+	h.Scope(sc.Name(), sc.Version())
+	sc.Attributes().Range(func(k string, v pcommon.Value) bool {
+		h.Attr(k, v.Type(), v.AsString())
+		return true
+	})
 	return h.Sum64()
 }
+
+// ScopeHasher computes ResourceScopeHash from the parts of a resource and
+// a scope, for readers that decode them without pdata: the resource's
+// attributes through Attr, then Scope, then the scope's attributes.
+type ScopeHasher struct{ h uint64 }
+
+// FNV-1a, 64 bits.
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+// NewScopeHasher returns a hasher with nothing added.
+func NewScopeHasher() ScopeHasher { return ScopeHasher{fnvOffset64} }
+
+func (h *ScopeHasher) write(s string) {
+	for i := 0; i < len(s); i++ {
+		h.writeByte(s[i])
+	}
+}
+
+func (h *ScopeHasher) writeByte(b byte) {
+	h.h ^= uint64(b)
+	h.h *= fnvPrime64
+}
+
+// Attr adds an attribute: its key, type and value as pcommon.Value's
+// AsString gives it.
+func (h *ScopeHasher) Attr(key string, typ pcommon.ValueType, value string) {
+	h.write(key)
+	h.writeByte(0)
+	h.writeByte(byte(typ))
+	h.write(value)
+	h.writeByte(0)
+}
+
+// Scope adds the scope's name and version.
+func (h *ScopeHasher) Scope(name, version string) {
+	h.writeByte(1)
+	h.write(name)
+	h.writeByte(0)
+	h.write(version)
+	h.writeByte(0)
+}
+
+// Sum64 is the hash of what was added.
+func (h ScopeHasher) Sum64() uint64 { return h.h }
 
 // Assembler builds one ptrace.Traces from spans read back individually,
 // grouping them under shared resources and scopes.

@@ -73,6 +73,23 @@ func (s *Store) FindTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon
 
 // FindTraces implements tracestore.Reader.
 func (s *Store) FindTraces(ctx context.Context, q tracestore.Query) ([]*tracestore.Trace, error) {
+	stored, err := s.FindStoredTraces(ctx, q)
+	out := make([]*tracestore.Trace, 0, len(stored))
+	for i := range stored {
+		t, err := stored[i].Trace(func(_ int, err error) {
+			s.cfg.Logger.Warn("corrupt trace chunk", "trace", stored[i].ID.String(), "err", err)
+		})
+		if err != nil {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, err
+}
+
+// FindStoredTraces is FindTraces without decoding the spans (see
+// GetStoredTrace).
+func (s *Store) FindStoredTraces(ctx context.Context, q tracestore.Query) ([]tracestore.StoredTrace, error) {
 	ids, err := s.findTraceIDs(ctx, q)
 	if err != nil {
 		return nil, err
@@ -82,13 +99,13 @@ func (s *Store) FindTraces(ctx context.Context, q tracestore.Query) ([]*tracesto
 		return nil, err
 	}
 	defer it.Close()
-	out := make([]*tracestore.Trace, 0, len(ids))
+	out := make([]tracestore.StoredTrace, 0, len(ids))
 	for _, id := range ids {
-		t, err := s.getTrace(it, id)
+		st, err := s.storedTrace(it, id)
 		if err != nil {
 			continue
 		}
-		out = append(out, t)
+		out = append(out, st)
 	}
 	return out, ctx.Err()
 }

@@ -648,50 +648,58 @@ func chunkSpans(um *ptrace.ProtoUnmarshaler, v []byte, fn func(r spanRef)) error
 }
 
 func (s *Store) getTrace(it *pebble.Iterator, id pcommon.TraceID) (*tracestore.Trace, error) {
-	buckets, err := s.locate(it, id)
+	st, err := s.storedTrace(it, id)
 	if err != nil {
 		return nil, err
 	}
-	var um ptrace.ProtoUnmarshaler
-	// Chunks are read in write order, so a span written again replaces
-	// the earlier copy (last write wins) and keeps its first position.
-	latest := map[tracestore.SpanKey]int{}
-	var spans []spanRef
+	return st.Trace(func(_ int, err error) {
+		s.cfg.Logger.Warn("corrupt trace chunk", "trace", id.String(), "err", err)
+	})
+}
+
+// GetStoredTrace is GetTrace without decoding the spans: the trace's
+// chunks as stored, for a query API that decodes them into its own answer.
+func (s *Store) GetStoredTrace(ctx context.Context, id pcommon.TraceID) (tracestore.StoredTrace, error) {
+	if err := s.checkOpen(); err != nil {
+		return tracestore.StoredTrace{}, err
+	}
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{})
+	if err != nil {
+		return tracestore.StoredTrace{}, err
+	}
+	defer it.Close()
+	return s.storedTrace(it, id)
+}
+
+// storedTrace reads the chunks of trace id: bucket by bucket, newest
+// first, and within a bucket in write order (the order in which a later
+// copy of a span replaces an earlier one); ErrTraceNotFound when there are
+// none.
+func (s *Store) storedTrace(it *pebble.Iterator, id pcommon.TraceID) (tracestore.StoredTrace, error) {
+	st := tracestore.StoredTrace{ID: id, MaxSpans: s.cfg.MaxSpansPerTrace}
+	buckets, err := s.locate(it, id)
+	if err != nil {
+		return st, err
+	}
 	var prefix []byte
 	for _, bkt := range buckets {
 		prefix = chunkPrefix(prefix[:0], bkt, id)
 		it.SetBounds(prefix, prefixEnd(prefix))
 		for ok := it.First(); ok; ok = it.Next() {
-			err := chunkSpans(&um, it.Value(), func(r spanRef) {
-				k := tracestore.KeyOf(r.span)
-				if i, ok := latest[k]; ok {
-					spans[i] = r
-					return
-				}
-				latest[k] = len(spans)
-				spans = append(spans, r)
-			})
+			proto, err := parseChunk(it.Value(), nil)
 			if err != nil {
 				s.cfg.Logger.Warn("corrupt trace chunk", "trace", id.String(), "err", err)
+				continue
 			}
+			// The iterator's memory is reused on the next step.
+			st.Chunks = append(st.Chunks, bytes.Clone(proto))
 		}
 		if err := it.Error(); err != nil {
-			return nil, err
+			return st, err
 		}
 	}
-	if len(spans) == 0 {
-		return nil, tracestore.ErrTraceNotFound
+	if len(st.Chunks) == 0 {
+		return st, tracestore.ErrTraceNotFound
 	}
-	out := &tracestore.Trace{ID: id}
-	a := tracestore.NewAssembler()
-	n := min(len(spans), s.cfg.MaxSpansPerTrace)
-	for _, r := range spans[:n] {
-		// The chunks were decoded for this call alone.
-		a.MoveSpan(r.rs.Resource(), r.ss.Scope(), r.span)
-	}
-	if len(spans) > n {
-		out.Warnings = append(out.Warnings, fmt.Sprintf("trace has %d spans; only the first %d are returned", len(spans), n))
-	}
-	out.Spans = a.Traces()
-	return out, nil
+	return st, nil
 }

@@ -1,0 +1,669 @@
+package jaegerapi
+
+import (
+	"cmp"
+	"encoding/base64"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/meshlens/meshlens/storage/tracestore"
+)
+
+// A stored trace is decoded from its OTLP protobuf straight into the UI
+// model. Through pdata, a search at 10M stored spans spent a fifth of its
+// CPU decoding, and allocated about as much again as the conversion to
+// the UI model did; every 180 MB allocated is a garbage collection over
+// the ~190 MB metrics head, ~150 ms of the one core, and those cycles were
+// the search tail (docs/tracestore.md).
+//
+// uiFromStored handles what meshlens stores: chunks pdata marshalled.
+// Anything else (array and map values, a message field given twice,
+// fields it does not know, anything malformed) makes it give up, and the
+// trace goes through pdata and toUI. FuzzUIFromStoredMatchesPdata checks
+// that whenever it does not give up its answer is exactly toUI's.
+
+// uiFromStored converts st as toUI(st.Trace(nil), keepShared) does; ok
+// is false when it gave up and toUI must answer instead.
+func uiFromStored(st *tracestore.StoredTrace, keepShared bool) (out uiTrace, ok bool) {
+	var d storedDecoder
+	return d.ui(st, keepShared)
+}
+
+// ui is uiFromStored reusing what d allocated for earlier traces.
+func (d *storedDecoder) ui(st *tracestore.StoredTrace, keepShared bool) (out uiTrace, ok bool) {
+	d.traceID, d.traceHex = st.ID, tracestore.TraceIDString(st.ID)
+	d.spans, d.kept = d.spans[:0], d.kept[:0]
+	if d.latest == nil {
+		d.latest = map[tracestore.SpanKey]int{}
+	}
+	clear(d.latest)
+	for _, chunk := range st.Chunks {
+		d.chunkSpans = 0
+		if !d.chunk(chunk) {
+			return uiTrace{}, false
+		}
+		// A later copy of a span replaces the earlier one in its
+		// place, as StoredTrace.Trace does.
+		for i := len(d.spans) - d.chunkSpans; i < len(d.spans); i++ {
+			k := d.spans[i].key
+			if at, ok := d.latest[k]; ok {
+				d.kept[at] = i
+				continue
+			}
+			d.latest[k] = len(d.kept)
+			d.kept = append(d.kept, i)
+		}
+	}
+	if len(d.kept) == 0 {
+		return uiTrace{}, false
+	}
+	out = uiTrace{TraceID: d.traceHex, Processes: map[string]uiProcess{}}
+	n := len(d.kept)
+	if st.MaxSpans > 0 {
+		n = min(n, st.MaxSpans)
+	}
+	if len(d.kept) > n {
+		out.Warnings = []string{tracestore.TruncatedWarning(len(d.kept), n)}
+	}
+	// Group the spans by resource and scope in order of appearance, as
+	// tracestore.Assembler does, and name the processes in group order.
+	type order struct {
+		start uint64
+		group int
+		pos   int // in kept: a replaced span keeps the first copy's place
+		i     int
+	}
+	groups := map[uint64]int{}
+	var groupPID []string
+	procKeys := map[string]string{}
+	var pk []byte
+	orders := make([]order, 0, n)
+	for pos, i := range d.kept[:n] {
+		s := &d.spans[i]
+		g, ok := groups[s.scope.hash]
+		if !ok {
+			g = len(groupPID)
+			groups[s.scope.hash] = g
+			proc := s.scope.res.process()
+			pk = processKey(pk[:0], proc)
+			pid, ok := procKeys[string(pk)]
+			if !ok {
+				pid = "p" + strconv.Itoa(len(procKeys)+1)
+				procKeys[string(pk)] = pid
+				out.Processes[pid] = proc
+			}
+			groupPID = append(groupPID, pid)
+		}
+		orders = append(orders, order{s.ui.StartTime, g, pos, i})
+	}
+	// toUI sorts stably by start time spans listed group by group.
+	slices.SortFunc(orders, func(a, b order) int {
+		if c := cmp.Compare(a.start, b.start); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.group, b.group); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pos, b.pos)
+	})
+	out.Spans = make([]uiSpan, 0, n)
+	for _, o := range orders {
+		sp := d.spans[o.i].ui
+		sp.ProcessID = groupPID[o.group]
+		out.Spans = append(out.Spans, sp)
+	}
+	if !keepShared {
+		dedupeSharedSpanIDs(out.Spans)
+	}
+	return out, true
+}
+
+// storedDecoder holds what uiFromStored decoded so far, and its scratch
+// space, which a search reuses from trace to trace.
+type storedDecoder struct {
+	traceID  pcommon.TraceID
+	traceHex string
+	spans    []storedSpan
+	// kept indexes spans: the latest copy of each, in first-seen order.
+	kept       []int
+	latest     map[tracestore.SpanKey]int
+	chunkSpans int
+	attrs      []storedAttr
+}
+
+type storedSpan struct {
+	key   tracestore.SpanKey
+	scope *storedScope
+	ui    uiSpan
+}
+
+// storedResource is a resource: its attributes as pdata's Map holds them.
+type storedResource struct{ attrs []storedAttr }
+
+type storedScope struct {
+	res           *storedResource
+	name, version string
+	hash          uint64
+}
+
+// storedAttr is a key and a value of one of the types toKV handles
+// without pdata (maps and arrays give up).
+type storedAttr struct {
+	key string
+	typ pcommon.ValueType
+	str string // Str; base64 for Bytes
+	i   int64
+	f   float64
+	b   bool
+}
+
+// asString is pcommon.Value's AsString.
+func (a *storedAttr) asString() string {
+	switch a.typ {
+	case pcommon.ValueTypeBool:
+		return strconv.FormatBool(a.b)
+	case pcommon.ValueTypeInt:
+		return strconv.FormatInt(a.i, 10)
+	case pcommon.ValueTypeDouble:
+		return pcommon.NewValueDouble(a.f).AsString()
+	}
+	return a.str
+}
+
+// kv is toKV.
+func (a *storedAttr) kv() uiKeyValue {
+	switch a.typ {
+	case pcommon.ValueTypeBool:
+		return uiKeyValue{Key: a.key, Type: "bool", Value: a.b}
+	case pcommon.ValueTypeInt:
+		return uiKeyValue{Key: a.key, Type: "int64", Value: a.i}
+	case pcommon.ValueTypeDouble:
+		if math.IsNaN(a.f) || math.IsInf(a.f, 0) {
+			return uiKeyValue{Key: a.key, Type: "string", Value: a.asString()}
+		}
+		return uiKeyValue{Key: a.key, Type: "float64", Value: a.f}
+	case pcommon.ValueTypeBytes:
+		return uiKeyValue{Key: a.key, Type: "binary", Value: a.str}
+	}
+	return uiKeyValue{Key: a.key, Type: "string", Value: a.str}
+}
+
+// process is toProcess.
+func (r *storedResource) process() uiProcess {
+	p := uiProcess{ServiceName: tracestore.UnknownService, Tags: make([]uiKeyValue, 0, len(r.attrs))}
+	named := false
+	for i := range r.attrs {
+		a := &r.attrs[i]
+		if a.key != tracestore.AttrServiceName {
+			p.Tags = append(p.Tags, a.kv())
+			continue
+		}
+		// Map.Get finds the first.
+		if !named {
+			named = true
+			if s := a.asString(); s != "" {
+				p.ServiceName = s
+			}
+		}
+	}
+	return p
+}
+
+// fieldIter walks the fields of a message: each next leaves one in f.
+// bad reports a malformed message (or a group, whose handling is pdata's
+// own) once next returns false.
+type fieldIter struct {
+	msg []byte
+	f   field
+	bad bool
+}
+
+// field is one field of a message: its number, wire type, and its varint
+// or fixed value or its bytes.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	u   uint64
+	b   []byte
+}
+
+func (it *fieldIter) next() bool {
+	if len(it.msg) == 0 {
+		return false
+	}
+	num, typ, n := protowire.ConsumeTag(it.msg)
+	if n < 0 {
+		it.bad = true
+		return false
+	}
+	it.msg = it.msg[n:]
+	it.f = field{num: num, typ: typ}
+	switch typ {
+	case protowire.VarintType:
+		it.f.u, n = protowire.ConsumeVarint(it.msg)
+	case protowire.Fixed64Type:
+		it.f.u, n = protowire.ConsumeFixed64(it.msg)
+	case protowire.Fixed32Type:
+		var v uint32
+		v, n = protowire.ConsumeFixed32(it.msg)
+		it.f.u = uint64(v)
+	case protowire.BytesType:
+		it.f.b, n = protowire.ConsumeBytes(it.msg)
+	default:
+		n = -1
+	}
+	if n < 0 {
+		it.bad = true
+		return false
+	}
+	it.msg = it.msg[n:]
+	return true
+}
+
+// is reports whether f is field num of wire type typ.
+func (f *field) is(num protowire.Number, typ protowire.Type) bool {
+	return f.num == num && f.typ == typ
+}
+
+// chunk decodes a TracesData message.
+func (d *storedDecoder) chunk(msg []byte) bool {
+	it := fieldIter{msg: msg}
+	for it.next() {
+		if !it.f.is(1, protowire.BytesType) || !d.resourceSpans(it.f.b) {
+			return false
+		}
+	}
+	return !it.bad
+}
+
+func (d *storedDecoder) resourceSpans(msg []byte) bool {
+	res := &storedResource{}
+	seenRes := false
+	// The resource may follow its scopes on the wire: find it first.
+	it := fieldIter{msg: msg}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(1, protowire.BytesType) && !seenRes:
+			seenRes = true
+			if !res.decode(f.b) {
+				return false
+			}
+		case f.is(2, protowire.BytesType), f.is(3, protowire.BytesType): // scope_spans, schema_url
+		default:
+			return false
+		}
+	}
+	if it.bad {
+		return false
+	}
+	it = fieldIter{msg: msg}
+	for it.next() {
+		if it.f.is(2, protowire.BytesType) && !d.scopeSpans(res, it.f.b) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *storedResource) decode(msg []byte) bool {
+	it := fieldIter{msg: msg}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(1, protowire.BytesType):
+			var a storedAttr
+			if !a.decode(f.b) {
+				return false
+			}
+			r.attrs = append(r.attrs, a)
+		case f.is(2, protowire.VarintType): // dropped_attributes_count
+		default:
+			return false
+		}
+	}
+	return !it.bad
+}
+
+func (d *storedDecoder) scopeSpans(res *storedResource, msg []byte) bool {
+	sc := &storedScope{res: res}
+	h := tracestore.NewScopeHasher()
+	for i := range res.attrs {
+		h.Attr(res.attrs[i].key, res.attrs[i].typ, res.attrs[i].asString())
+	}
+	seenScope := false
+	it := fieldIter{msg: msg}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(1, protowire.BytesType) && !seenScope:
+			seenScope = true
+			if !d.scope(sc, &h, f.b) {
+				return false
+			}
+		case f.is(2, protowire.BytesType), f.is(3, protowire.BytesType): // spans, schema_url
+		default:
+			return false
+		}
+	}
+	if it.bad {
+		return false
+	}
+	if !seenScope {
+		h.Scope("", "")
+	}
+	sc.hash = h.Sum64()
+	it = fieldIter{msg: msg}
+	for it.next() {
+		if it.f.is(2, protowire.BytesType) && !d.span(sc, it.f.b) {
+			return false
+		}
+	}
+	return true
+}
+
+// scope decodes an InstrumentationScope into sc and h.
+func (d *storedDecoder) scope(sc *storedScope, h *tracestore.ScopeHasher, msg []byte) bool {
+	d.attrs = d.attrs[:0]
+	it := fieldIter{msg: msg}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(1, protowire.BytesType):
+			sc.name = string(f.b)
+		case f.is(2, protowire.BytesType):
+			sc.version = string(f.b)
+		case f.is(3, protowire.BytesType):
+			var a storedAttr
+			if !a.decode(f.b) {
+				return false
+			}
+			d.attrs = append(d.attrs, a)
+		case f.is(4, protowire.VarintType):
+		default:
+			return false
+		}
+	}
+	if it.bad {
+		return false
+	}
+	h.Scope(sc.name, sc.version)
+	for i := range d.attrs {
+		h.Attr(d.attrs[i].key, d.attrs[i].typ, d.attrs[i].asString())
+	}
+	return true
+}
+
+// decode decodes a KeyValue.
+func (a *storedAttr) decode(msg []byte) bool {
+	*a = storedAttr{}
+	seenValue := false
+	it := fieldIter{msg: msg}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(1, protowire.BytesType):
+			a.key = string(f.b)
+		case f.is(2, protowire.BytesType) && !seenValue:
+			seenValue = true
+			if !a.decodeValue(f.b) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return !it.bad
+}
+
+// decodeValue decodes an AnyValue: the last of its oneof fields wins, as
+// in pdata; no field is an empty value.
+func (a *storedAttr) decodeValue(msg []byte) bool {
+	it := fieldIter{msg: msg}
+	for it.next() {
+		a.str, a.i, a.f, a.b = "", 0, 0, false
+		switch f := &it.f; {
+		case f.is(1, protowire.BytesType):
+			a.typ, a.str = pcommon.ValueTypeStr, string(f.b)
+		case f.is(2, protowire.VarintType):
+			a.typ, a.b = pcommon.ValueTypeBool, f.u != 0
+		case f.is(3, protowire.VarintType):
+			a.typ, a.i = pcommon.ValueTypeInt, int64(f.u)
+		case f.is(4, protowire.Fixed64Type):
+			a.typ, a.f = pcommon.ValueTypeDouble, math.Float64frombits(f.u)
+		case f.is(7, protowire.BytesType):
+			a.typ, a.str = pcommon.ValueTypeBytes, base64.StdEncoding.EncodeToString(f.b)
+		default:
+			return false // arrays, maps, string indexes
+		}
+	}
+	return !it.bad
+}
+
+// id16 and id8 read a trace or span id as pdata does: empty is zero, any
+// other length is an error.
+func id16(b []byte, id *pcommon.TraceID) bool {
+	switch len(b) {
+	case 0:
+		*id = pcommon.TraceID{}
+	case 16:
+		copy(id[:], b)
+	default:
+		return false
+	}
+	return true
+}
+
+func id8(b []byte, id *pcommon.SpanID) bool {
+	switch len(b) {
+	case 0:
+		*id = pcommon.SpanID{}
+	case 8:
+		copy(id[:], b)
+	default:
+		return false
+	}
+	return true
+}
+
+// span decodes a Span as toUISpan converts it.
+func (d *storedDecoder) span(sc *storedScope, msg []byte) bool {
+	var (
+		tid             pcommon.TraceID
+		sid, parent     pcommon.SpanID
+		name            string
+		kind            ptrace.SpanKind
+		start, end      uint64
+		status          []byte
+		seenStatus      bool
+		nLinks, nEvents int
+		statusCode      ptrace.StatusCode
+		statusMessage   string
+		et              errorTag
+	)
+	d.attrs = d.attrs[:0]
+	it := fieldIter{msg: msg}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(1, protowire.BytesType):
+			if !id16(f.b, &tid) {
+				return false
+			}
+		case f.is(2, protowire.BytesType):
+			if !id8(f.b, &sid) {
+				return false
+			}
+		case f.is(4, protowire.BytesType):
+			if !id8(f.b, &parent) {
+				return false
+			}
+		case f.is(5, protowire.BytesType):
+			name = string(f.b)
+		case f.is(6, protowire.VarintType):
+			kind = ptrace.SpanKind(int32(f.u))
+		case f.is(7, protowire.Fixed64Type):
+			start = f.u
+		case f.is(8, protowire.Fixed64Type):
+			end = f.u
+		case f.is(9, protowire.BytesType):
+			var a storedAttr
+			if !a.decode(f.b) {
+				return false
+			}
+			d.attrs = append(d.attrs, a)
+		case f.is(11, protowire.BytesType):
+			nEvents++
+		case f.is(13, protowire.BytesType):
+			nLinks++
+		case f.is(15, protowire.BytesType) && !seenStatus:
+			seenStatus, status = true, f.b
+		case f.is(3, protowire.BytesType), f.is(16, protowire.Fixed32Type), // trace_state, flags
+			f.is(10, protowire.VarintType), f.is(12, protowire.VarintType), f.is(14, protowire.VarintType): // dropped counts
+		default:
+			return false
+		}
+	}
+	if it.bad {
+		return false
+	}
+	it = fieldIter{msg: status}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(2, protowire.BytesType):
+			statusMessage = string(f.b)
+		case f.is(3, protowire.VarintType):
+			statusCode = ptrace.StatusCode(int32(f.u))
+		default:
+			return false
+		}
+	}
+	if it.bad {
+		return false
+	}
+	spanTID := d.traceHex
+	if tid != d.traceID {
+		spanTID = tracestore.TraceIDString(tid)
+	}
+	var dur uint64
+	if end > start {
+		dur = uint64(time.Duration(end - start).Microseconds())
+	}
+	s := uiSpan{
+		TraceID:       spanTID,
+		SpanID:        spanIDString(sid),
+		OperationName: name,
+		References:    []uiReference{},
+		StartTime:     micros(pcommon.Timestamp(start)),
+		Duration:      dur,
+		Tags:          make([]uiKeyValue, 0, len(d.attrs)+3),
+		Logs:          []uiLog{},
+		Flags:         1,
+	}
+	if nLinks > 0 || !parent.IsEmpty() {
+		s.References = make([]uiReference, 0, nLinks+1)
+	}
+	if !parent.IsEmpty() {
+		s.References = append(s.References, uiReference{RefType: "CHILD_OF", TraceID: spanTID, SpanID: spanIDString(parent)})
+	}
+	for i := range d.attrs {
+		s.Tags = append(s.Tags, d.attrs[i].kv())
+		if !et.present && d.attrs[i].key == "error" {
+			et = errorTag{present: true, isStr: d.attrs[i].typ == pcommon.ValueTypeStr, str: d.attrs[i].str}
+		}
+	}
+	s.Tags = appendSpanTags(s.Tags, sc.name, sc.version, kind, statusCode, statusMessage, et)
+	if nEvents > 0 {
+		s.Logs = make([]uiLog, 0, nEvents)
+	}
+	if nLinks+nEvents > 0 {
+		it = fieldIter{msg: msg}
+		for it.next() {
+			var ok bool
+			switch f := &it.f; {
+			case f.is(11, protowire.BytesType):
+				s.Logs, ok = d.event(s.Logs, f.b)
+			case f.is(13, protowire.BytesType):
+				s.References, ok = d.link(s.References, f.b)
+			default:
+				continue
+			}
+			if !ok {
+				return false
+			}
+		}
+	}
+	d.spans = append(d.spans, storedSpan{
+		key:   tracestore.SpanKey{TraceID: tid, SpanID: sid, Kind: kind, Start: pcommon.Timestamp(start)},
+		scope: sc,
+		ui:    s,
+	})
+	d.chunkSpans++
+	return true
+}
+
+// link appends a Link as a FOLLOWS_FROM reference.
+func (d *storedDecoder) link(refs []uiReference, msg []byte) ([]uiReference, bool) {
+	var tid pcommon.TraceID
+	var sid pcommon.SpanID
+	it := fieldIter{msg: msg}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(1, protowire.BytesType):
+			if !id16(f.b, &tid) {
+				return nil, false
+			}
+		case f.is(2, protowire.BytesType):
+			if !id8(f.b, &sid) {
+				return nil, false
+			}
+		case f.is(4, protowire.BytesType):
+			var a storedAttr
+			if !a.decode(f.b) {
+				return nil, false
+			}
+		case f.is(3, protowire.BytesType), f.is(5, protowire.VarintType), f.is(6, protowire.Fixed32Type):
+		default:
+			return nil, false
+		}
+	}
+	if it.bad {
+		return nil, false
+	}
+	return append(refs, uiReference{RefType: "FOLLOWS_FROM", TraceID: tracestore.TraceIDString(tid), SpanID: spanIDString(sid)}), true
+}
+
+// event appends an Event as a log: its name as an "event" field, then
+// its attributes.
+func (d *storedDecoder) event(logs []uiLog, msg []byte) ([]uiLog, bool) {
+	var ts uint64
+	var name string
+	var fields []uiKeyValue
+	it := fieldIter{msg: msg}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(1, protowire.Fixed64Type):
+			ts = f.u
+		case f.is(2, protowire.BytesType):
+			name = string(f.b)
+		case f.is(3, protowire.BytesType):
+			var a storedAttr
+			if !a.decode(f.b) {
+				return nil, false
+			}
+			fields = append(fields, a.kv())
+		case f.is(4, protowire.VarintType):
+		default:
+			return nil, false
+		}
+	}
+	if it.bad {
+		return nil, false
+	}
+	l := uiLog{Timestamp: micros(pcommon.Timestamp(ts)), Fields: make([]uiKeyValue, 0, len(fields)+1)}
+	if name != "" {
+		l.Fields = append(l.Fields, uiKeyValue{Key: "event", Type: "string", Value: name})
+	}
+	l.Fields = append(l.Fields, fields...)
+	return append(logs, l), true
+}
