@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -37,6 +38,8 @@ type API struct {
 	log *slog.Logger
 	now func() time.Time
 	lim tracestore.SearchLimits
+	// pool holds *answerScratch.
+	pool sync.Pool
 }
 
 // New returns the API over r; logger may be nil.
@@ -160,7 +163,9 @@ func (a *API) getTrace(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.lim.Context(r.Context())
 	defer cancel()
-	t, err := a.getUITrace(ctx, id, keepSharedIDs(r))
+	sc := a.scratch()
+	defer a.release(sc)
+	t, err := a.getUITrace(ctx, sc, id, keepSharedIDs(r))
 	if err != nil {
 		a.fail(w, a.lim.TimeoutError(ctx, err))
 		return
@@ -170,13 +175,44 @@ func (a *API) getTrace(w http.ResponseWriter, r *http.Request) {
 
 // storedReader is a store that hands out traces as the OTLP protobuf it
 // keeps them in (pebblestore): they are decoded straight into the answer
-// (protoui.go) rather than into pdata first.
+// (protoui.go) rather than into pdata first. The chunks are appended to
+// arena, returned grown.
 type storedReader interface {
-	GetStoredTrace(ctx context.Context, id pcommon.TraceID) (tracestore.StoredTrace, error)
-	FindStoredTraces(ctx context.Context, q tracestore.Query) ([]tracestore.StoredTrace, error)
+	GetStoredTrace(ctx context.Context, id pcommon.TraceID, arena []byte) (tracestore.StoredTrace, []byte, error)
+	FindStoredTraces(ctx context.Context, q tracestore.Query, arena []byte) ([]tracestore.StoredTrace, []byte, error)
 }
 
-func (a *API) getUITrace(ctx context.Context, id pcommon.TraceID, keepShared bool) (uiTrace, error) {
+// answerScratch is what one trace answer needs while it is built and
+// written: the chunks, the decoder and the lazy spans. Kept in a pool
+// for the next answer, a search allocates little but the answer's
+// strings, so it rarely starts a GC cycle (each one scans the whole
+// metrics head).
+type answerScratch struct {
+	arena []byte
+	dec   storedDecoder
+}
+
+// maxPooledArena bounds what an idle pooled scratch holds.
+const maxPooledArena = 16 << 20
+
+func (a *API) scratch() *answerScratch {
+	if s, ok := a.pool.Get().(*answerScratch); ok {
+		return s
+	}
+	return &answerScratch{}
+}
+
+// release returns s to the pool once its answer is written.
+func (a *API) release(s *answerScratch) {
+	if cap(s.arena) > maxPooledArena || cap(s.dec.lazyArena) > maxPooledArena/64 {
+		return
+	}
+	s.arena = s.arena[:0]
+	s.dec.reset()
+	a.pool.Put(s)
+}
+
+func (a *API) getUITrace(ctx context.Context, sc *answerScratch, id pcommon.TraceID, keepShared bool) (uiTrace, error) {
 	sr, ok := a.r.(storedReader)
 	if !ok {
 		t, err := a.r.GetTrace(ctx, id)
@@ -185,11 +221,12 @@ func (a *API) getUITrace(ctx context.Context, id pcommon.TraceID, keepShared boo
 		}
 		return toUI(t, keepShared), nil
 	}
-	st, err := sr.GetStoredTrace(ctx, id)
+	st, arena, err := sr.GetStoredTrace(ctx, id, sc.arena)
+	sc.arena = arena
 	if err != nil {
 		return uiTrace{}, err
 	}
-	return a.storedToUI(&storedDecoder{}, &st, keepShared)
+	return a.storedToUI(&sc.dec, &st, keepShared)
 }
 
 // storedToUI converts a stored trace, through pdata when the direct
@@ -208,7 +245,7 @@ func (a *API) storedToUI(d *storedDecoder, st *tracestore.StoredTrace, keepShare
 }
 
 // findUITraces is FindTraces converted for the answer.
-func (a *API) findUITraces(ctx context.Context, q tracestore.Query, keepShared bool) ([]uiTrace, error) {
+func (a *API) findUITraces(ctx context.Context, sc *answerScratch, q tracestore.Query, keepShared bool) ([]uiTrace, error) {
 	sr, ok := a.r.(storedReader)
 	if !ok {
 		traces, err := a.r.FindTraces(ctx, q)
@@ -221,14 +258,14 @@ func (a *API) findUITraces(ctx context.Context, q tracestore.Query, keepShared b
 		}
 		return out, nil
 	}
-	stored, err := sr.FindStoredTraces(ctx, q)
+	stored, arena, err := sr.FindStoredTraces(ctx, q, sc.arena)
+	sc.arena = arena
 	if err != nil {
 		return nil, err
 	}
 	out := make([]uiTrace, 0, len(stored))
-	var d storedDecoder
 	for i := range stored {
-		if t, err := a.storedToUI(&d, &stored[i], keepShared); err == nil {
+		if t, err := a.storedToUI(&sc.dec, &stored[i], keepShared); err == nil {
 			out = append(out, t)
 		}
 	}
@@ -253,9 +290,11 @@ func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
 	var out []uiTrace
 	var errs []respError
 	keep := keepSharedIDs(r)
+	sc := a.scratch()
+	defer a.release(sc)
 	if len(p.traceIDs) > 0 {
 		for _, id := range p.traceIDs {
-			t, err := a.getUITrace(ctx, id, keep)
+			t, err := a.getUITrace(ctx, sc, id, keep)
 			if err != nil {
 				if !errors.Is(err, tracestore.ErrTraceNotFound) {
 					a.fail(w, a.lim.TimeoutError(ctx, err))
@@ -272,7 +311,7 @@ func (a *API) findTraces(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, err)
 			return
 		}
-		if out, err = a.findUITraces(ctx, q, keep); err != nil {
+		if out, err = a.findUITraces(ctx, sc, q, keep); err != nil {
 			a.fail(w, a.lim.TimeoutError(ctx, err))
 			return
 		}

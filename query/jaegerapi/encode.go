@@ -24,7 +24,11 @@ import (
 func writeTraces(w http.ResponseWriter, traces []uiTrace, errs []respError) {
 	if !encodable(traces) {
 		// A value encoding/json refuses or one this encoder does not
-		// know: let encoding/json answer, as it did before.
+		// know: let encoding/json answer, as it did before. (Lazy spans
+		// hold neither, but encoding/json needs them decoded.)
+		for i := range traces {
+			traces[i].materialize()
+		}
 		writeJSON(w, http.StatusOK, envelope{Data: traces, Total: len(traces), Errors: errs})
 		return
 	}
@@ -120,13 +124,29 @@ func appendTrace(b []byte, t *uiTrace, flush func([]byte) []byte) ([]byte, error
 	b = appendString(b, t.TraceID)
 	b = append(b, `,"spans":`...)
 	var err error
-	if b, err = appendSlice(b, t.Spans, func(b []byte, s *uiSpan) ([]byte, error) {
+	span := func(b []byte, s *uiSpan) ([]byte, error) {
 		b, err := appendSpan(b, s)
 		if err == nil && flush != nil {
 			b = flush(b)
 		}
 		return b, err
-	}); err != nil {
+	}
+	if t.lazy != nil {
+		// Each span is decoded into the one uiSpan just before it is
+		// written (lazySpans).
+		var s uiSpan
+		b = append(b, '[')
+		for i := range t.lazy.spans {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			t.lazy.fill(i, &s)
+			if b, err = span(b, &s); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, ']')
+	} else if b, err = appendSlice(b, t.Spans, span); err != nil {
 		return nil, err
 	}
 	b = append(b, `,"processes":`...)

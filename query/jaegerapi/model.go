@@ -24,6 +24,8 @@ type uiTrace struct {
 	Spans     []uiSpan             `json:"spans"`
 	Processes map[string]uiProcess `json:"processes"`
 	Warnings  []string             `json:"warnings"`
+	// lazy, when set, holds the spans instead of Spans (protoui.go).
+	lazy *lazySpans
 }
 
 type uiSpan struct {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -38,7 +39,7 @@ func uiFromStored(st *tracestore.StoredTrace, keepShared bool) (out uiTrace, ok 
 // ui is uiFromStored reusing what d allocated for earlier traces.
 func (d *storedDecoder) ui(st *tracestore.StoredTrace, keepShared bool) (out uiTrace, ok bool) {
 	d.traceID, d.traceHex = st.ID, tracestore.TraceIDString(st.ID)
-	d.spans, d.kept = d.spans[:0], d.kept[:0]
+	d.spans, d.kept, d.orders = d.spans[:0], d.kept[:0], d.orders[:0]
 	if d.latest == nil {
 		d.latest = map[tracestore.SpanKey]int{}
 	}
@@ -73,17 +74,10 @@ func (d *storedDecoder) ui(st *tracestore.StoredTrace, keepShared bool) (out uiT
 	}
 	// Group the spans by resource and scope in order of appearance, as
 	// tracestore.Assembler does, and name the processes in group order.
-	type order struct {
-		start uint64
-		group int
-		pos   int // in kept: a replaced span keeps the first copy's place
-		i     int
-	}
 	groups := map[uint64]int{}
 	var groupPID []string
 	procKeys := map[string]string{}
 	var pk []byte
-	orders := make([]order, 0, n)
 	for pos, i := range d.kept[:n] {
 		s := &d.spans[i]
 		g, ok := groups[s.scope.hash]
@@ -100,8 +94,9 @@ func (d *storedDecoder) ui(st *tracestore.StoredTrace, keepShared bool) (out uiT
 			}
 			groupPID = append(groupPID, pid)
 		}
-		orders = append(orders, order{s.ui.StartTime, g, pos, i})
+		d.orders = append(d.orders, order{s.start, g, pos, i})
 	}
+	orders := d.orders
 	// toUI sorts stably by start time spans listed group by group.
 	slices.SortFunc(orders, func(a, b order) int {
 		if c := cmp.Compare(a.start, b.start); c != 0 {
@@ -112,35 +107,120 @@ func (d *storedDecoder) ui(st *tracestore.StoredTrace, keepShared bool) (out uiT
 		}
 		return cmp.Compare(a.pos, b.pos)
 	})
-	out.Spans = make([]uiSpan, 0, n)
+	// The lazy spans of all the answer's traces share one array (a
+	// trace's stay valid when a later append moves it).
+	start := len(d.lazyArena)
 	for _, o := range orders {
-		sp := d.spans[o.i].ui
-		sp.ProcessID = groupPID[o.group]
-		out.Spans = append(out.Spans, sp)
+		s := &d.spans[o.i]
+		d.lazyArena = append(d.lazyArena, lazySpan{scope: s.scope, msg: s.msg, pid: groupPID[o.group]})
 	}
-	if !keepShared {
+	lazy := &lazySpans{dec: spanDecoder{traceID: d.traceID, traceHex: d.traceHex}, spans: d.lazyArena[start:len(d.lazyArena):len(d.lazyArena)]}
+	out.lazy = lazy
+	if !keepShared && d.sharedIDs(orders[:n]) {
+		// Renaming shared span ids needs every span at hand.
+		out.materialize()
 		dedupeSharedSpanIDs(out.Spans)
 	}
 	return out, true
 }
 
+// sharedIDs reports whether two of the spans have one span id (Zipkin's
+// client and server halves).
+func (d *storedDecoder) sharedIDs(orders []order) bool {
+	if d.ids == nil {
+		d.ids = map[pcommon.SpanID]struct{}{}
+	}
+	clear(d.ids)
+	for _, o := range orders {
+		id := d.spans[o.i].key.SpanID
+		if _, ok := d.ids[id]; ok {
+			return true
+		}
+		d.ids[id] = struct{}{}
+	}
+	return false
+}
+
+// order places a span in the answer.
+type order struct {
+	start uint64
+	group int
+	pos   int // in kept: a replaced span keeps the first copy's place
+	i     int
+}
+
+// lazySpans are a trace's spans, in answer order, still as protobuf: the
+// encoder decodes each into one reused uiSpan as it writes it, so that the
+// spans of an answer are never all in memory as Go values (they were a
+// third of what a search allocated, and a search's garbage is what starts
+// the GC cycles over the metrics head).
+type lazySpans struct {
+	dec   spanDecoder
+	spans []lazySpan
+}
+
+type lazySpan struct {
+	scope *storedScope
+	msg   []byte
+	pid   string
+}
+
+// fill decodes span i into s, reusing s's slices; the chunk was
+// validated when the trace was read, so it cannot fail.
+func (l *lazySpans) fill(i int, s *uiSpan) {
+	sp := &l.spans[i]
+	l.dec.span(sp.scope, sp.msg, s)
+	s.ProcessID = sp.pid
+}
+
+// materialize decodes lazy spans into t.Spans (for code that needs them
+// all: renaming shared ids, encoding/json).
+func (t *uiTrace) materialize() {
+	if t.lazy == nil {
+		return
+	}
+	t.Spans = make([]uiSpan, len(t.lazy.spans))
+	for i := range t.Spans {
+		t.lazy.fill(i, &t.Spans[i])
+	}
+	t.lazy = nil
+}
+
 // storedDecoder holds what uiFromStored decoded so far, and its scratch
 // space, which a search reuses from trace to trace.
 type storedDecoder struct {
-	traceID  pcommon.TraceID
-	traceHex string
-	spans    []storedSpan
+	spanDecoder
+	spans []storedSpan
 	// kept indexes spans: the latest copy of each, in first-seen order.
 	kept       []int
 	latest     map[tracestore.SpanKey]int
+	ids        map[pcommon.SpanID]struct{}
+	orders     []order
 	chunkSpans int
-	attrs      []storedAttr
+	// lazyArena holds the lazy spans of every trace of an answer: reset
+	// only once the answer is written.
+	lazyArena []lazySpan
 }
 
+// reset readies d for another answer, keeping what it allocated.
+func (d *storedDecoder) reset() {
+	clear(d.lazyArena) // drop the references into the last answer's chunks
+	d.lazyArena = d.lazyArena[:0]
+}
+
+// spanDecoder decodes spans of one trace.
+type spanDecoder struct {
+	traceID  pcommon.TraceID
+	traceHex string
+	attrs    []storedAttr
+}
+
+// storedSpan is a span of a chunk, checked but not converted.
 type storedSpan struct {
 	key   tracestore.SpanKey
 	scope *storedScope
-	ui    uiSpan
+	start uint64 // µs, as the answer has it
+	msg   []byte
 }
 
 // storedResource is a resource: its attributes as pdata's Map holds them.
@@ -358,9 +438,15 @@ func (d *storedDecoder) scopeSpans(res *storedResource, msg []byte) bool {
 	sc.hash = h.Sum64()
 	it = fieldIter{msg: msg}
 	for it.next() {
-		if it.f.is(2, protowire.BytesType) && !d.span(sc, it.f.b) {
+		if !it.f.is(2, protowire.BytesType) {
+			continue
+		}
+		key, ok := d.span(sc, it.f.b, nil)
+		if !ok {
 			return false
 		}
+		d.spans = append(d.spans, storedSpan{key: key, scope: sc, start: micros(key.Start), msg: it.f.b})
+		d.chunkSpans++
 	}
 	return true
 }
@@ -372,9 +458,9 @@ func (d *storedDecoder) scope(sc *storedScope, h *tracestore.ScopeHasher, msg []
 	for it.next() {
 		switch f := &it.f; {
 		case f.is(1, protowire.BytesType):
-			sc.name = string(f.b)
+			sc.name = chunkString(f.b)
 		case f.is(2, protowire.BytesType):
-			sc.version = string(f.b)
+			sc.version = chunkString(f.b)
 		case f.is(3, protowire.BytesType):
 			var a storedAttr
 			if !a.decode(f.b) {
@@ -404,7 +490,7 @@ func (a *storedAttr) decode(msg []byte) bool {
 	for it.next() {
 		switch f := &it.f; {
 		case f.is(1, protowire.BytesType):
-			a.key = string(f.b)
+			a.key = chunkString(f.b)
 		case f.is(2, protowire.BytesType) && !seenValue:
 			seenValue = true
 			if !a.decodeValue(f.b) {
@@ -425,7 +511,7 @@ func (a *storedAttr) decodeValue(msg []byte) bool {
 		a.str, a.i, a.f, a.b = "", 0, 0, false
 		switch f := &it.f; {
 		case f.is(1, protowire.BytesType):
-			a.typ, a.str = pcommon.ValueTypeStr, string(f.b)
+			a.typ, a.str = pcommon.ValueTypeStr, chunkString(f.b)
 		case f.is(2, protowire.VarintType):
 			a.typ, a.b = pcommon.ValueTypeBool, f.u != 0
 		case f.is(3, protowire.VarintType):
@@ -439,6 +525,18 @@ func (a *storedAttr) decodeValue(msg []byte) bool {
 		}
 	}
 	return !it.bad
+}
+
+// chunkString is b as a string, without a copy. b is part of a
+// StoredTrace's chunk, which nothing writes once the store has copied it
+// out of Pebble; a chunk then lives as long as the answer made from it.
+// Copying the names, tag keys and values was most of what a search still
+// allocated.
+func chunkString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // id16 and id8 read a trace or span id as pdata does: empty is zero, any
@@ -467,14 +565,15 @@ func id8(b []byte, id *pcommon.SpanID) bool {
 	return true
 }
 
-// span decodes a Span as toUISpan converts it.
-func (d *storedDecoder) span(sc *storedScope, msg []byte) bool {
+// span decodes a Span and returns its key; when out is not nil it also
+// converts it into out as toUISpan would, reusing out's slices. Events
+// and links are checked either way, since pdata would refuse the chunk.
+func (d *spanDecoder) span(sc *storedScope, msg []byte, out *uiSpan) (tracestore.SpanKey, bool) {
 	var (
-		tid             pcommon.TraceID
-		sid, parent     pcommon.SpanID
+		key             tracestore.SpanKey
+		parent          pcommon.SpanID
 		name            string
-		kind            ptrace.SpanKind
-		start, end      uint64
+		end             uint64
 		status          []byte
 		seenStatus      bool
 		nLinks, nEvents int
@@ -487,29 +586,29 @@ func (d *storedDecoder) span(sc *storedScope, msg []byte) bool {
 	for it.next() {
 		switch f := &it.f; {
 		case f.is(1, protowire.BytesType):
-			if !id16(f.b, &tid) {
-				return false
+			if !id16(f.b, &key.TraceID) {
+				return key, false
 			}
 		case f.is(2, protowire.BytesType):
-			if !id8(f.b, &sid) {
-				return false
+			if !id8(f.b, &key.SpanID) {
+				return key, false
 			}
 		case f.is(4, protowire.BytesType):
 			if !id8(f.b, &parent) {
-				return false
+				return key, false
 			}
 		case f.is(5, protowire.BytesType):
-			name = string(f.b)
+			name = chunkString(f.b)
 		case f.is(6, protowire.VarintType):
-			kind = ptrace.SpanKind(int32(f.u))
+			key.Kind = ptrace.SpanKind(int32(f.u))
 		case f.is(7, protowire.Fixed64Type):
-			start = f.u
+			key.Start = pcommon.Timestamp(f.u)
 		case f.is(8, protowire.Fixed64Type):
 			end = f.u
 		case f.is(9, protowire.BytesType):
 			var a storedAttr
 			if !a.decode(f.b) {
-				return false
+				return key, false
 			}
 			d.attrs = append(d.attrs, a)
 		case f.is(11, protowire.BytesType):
@@ -521,89 +620,100 @@ func (d *storedDecoder) span(sc *storedScope, msg []byte) bool {
 		case f.is(3, protowire.BytesType), f.is(16, protowire.Fixed32Type), // trace_state, flags
 			f.is(10, protowire.VarintType), f.is(12, protowire.VarintType), f.is(14, protowire.VarintType): // dropped counts
 		default:
-			return false
+			return key, false
 		}
 	}
 	if it.bad {
-		return false
+		return key, false
 	}
 	it = fieldIter{msg: status}
 	for it.next() {
 		switch f := &it.f; {
 		case f.is(2, protowire.BytesType):
-			statusMessage = string(f.b)
+			statusMessage = chunkString(f.b)
 		case f.is(3, protowire.VarintType):
 			statusCode = ptrace.StatusCode(int32(f.u))
 		default:
-			return false
+			return key, false
 		}
 	}
 	if it.bad {
-		return false
+		return key, false
 	}
+	if out == nil {
+		if nLinks+nEvents > 0 {
+			return key, d.eventsAndLinks(msg, nil)
+		}
+		return key, true
+	}
+	start := uint64(key.Start)
 	spanTID := d.traceHex
-	if tid != d.traceID {
-		spanTID = tracestore.TraceIDString(tid)
+	if key.TraceID != d.traceID {
+		spanTID = tracestore.TraceIDString(key.TraceID)
 	}
 	var dur uint64
 	if end > start {
 		dur = uint64(time.Duration(end - start).Microseconds())
 	}
-	s := uiSpan{
+	*out = uiSpan{
 		TraceID:       spanTID,
-		SpanID:        spanIDString(sid),
+		SpanID:        spanIDString(key.SpanID),
 		OperationName: name,
-		References:    []uiReference{},
-		StartTime:     micros(pcommon.Timestamp(start)),
+		References:    out.References[:0],
+		StartTime:     micros(key.Start),
 		Duration:      dur,
-		Tags:          make([]uiKeyValue, 0, len(d.attrs)+3),
-		Logs:          []uiLog{},
+		Tags:          out.Tags[:0],
+		Logs:          out.Logs[:0],
 		Flags:         1,
 	}
-	if nLinks > 0 || !parent.IsEmpty() {
-		s.References = make([]uiReference, 0, nLinks+1)
+	// Room for the attributes and the synthetic tags (at most six).
+	if need := len(d.attrs) + 6; cap(out.Tags) < need {
+		out.Tags = make([]uiKeyValue, 0, need)
+	}
+	if out.References == nil {
+		out.References = []uiReference{}
+	}
+	if out.Logs == nil {
+		out.Logs = []uiLog{}
 	}
 	if !parent.IsEmpty() {
-		s.References = append(s.References, uiReference{RefType: "CHILD_OF", TraceID: spanTID, SpanID: spanIDString(parent)})
+		out.References = append(out.References, uiReference{RefType: "CHILD_OF", TraceID: spanTID, SpanID: spanIDString(parent)})
 	}
 	for i := range d.attrs {
-		s.Tags = append(s.Tags, d.attrs[i].kv())
+		out.Tags = append(out.Tags, d.attrs[i].kv())
 		if !et.present && d.attrs[i].key == "error" {
 			et = errorTag{present: true, isStr: d.attrs[i].typ == pcommon.ValueTypeStr, str: d.attrs[i].str}
 		}
 	}
-	s.Tags = appendSpanTags(s.Tags, sc.name, sc.version, kind, statusCode, statusMessage, et)
-	if nEvents > 0 {
-		s.Logs = make([]uiLog, 0, nEvents)
+	out.Tags = appendSpanTags(out.Tags, sc.name, sc.version, key.Kind, statusCode, statusMessage, et)
+	if nLinks+nEvents > 0 && !d.eventsAndLinks(msg, out) {
+		return key, false
 	}
-	if nLinks+nEvents > 0 {
-		it = fieldIter{msg: msg}
-		for it.next() {
-			var ok bool
-			switch f := &it.f; {
-			case f.is(11, protowire.BytesType):
-				s.Logs, ok = d.event(s.Logs, f.b)
-			case f.is(13, protowire.BytesType):
-				s.References, ok = d.link(s.References, f.b)
-			default:
-				continue
+	return key, true
+}
+
+// eventsAndLinks checks the span's events and links and, when out is not
+// nil, appends them as logs and references.
+func (d *spanDecoder) eventsAndLinks(msg []byte, out *uiSpan) bool {
+	it := fieldIter{msg: msg}
+	for it.next() {
+		switch f := &it.f; {
+		case f.is(11, protowire.BytesType):
+			if !d.event(f.b, out) {
+				return false
 			}
-			if !ok {
+		case f.is(13, protowire.BytesType):
+			if !link(f.b, out) {
 				return false
 			}
 		}
 	}
-	d.spans = append(d.spans, storedSpan{
-		key:   tracestore.SpanKey{TraceID: tid, SpanID: sid, Kind: kind, Start: pcommon.Timestamp(start)},
-		scope: sc,
-		ui:    s,
-	})
-	d.chunkSpans++
-	return true
+	return !it.bad
 }
 
-// link appends a Link as a FOLLOWS_FROM reference.
-func (d *storedDecoder) link(refs []uiReference, msg []byte) ([]uiReference, bool) {
+// link checks a Link and appends it to out (when not nil) as a
+// FOLLOWS_FROM reference.
+func link(msg []byte, out *uiSpan) bool {
 	var tid pcommon.TraceID
 	var sid pcommon.SpanID
 	it := fieldIter{msg: msg}
@@ -611,59 +721,69 @@ func (d *storedDecoder) link(refs []uiReference, msg []byte) ([]uiReference, boo
 		switch f := &it.f; {
 		case f.is(1, protowire.BytesType):
 			if !id16(f.b, &tid) {
-				return nil, false
+				return false
 			}
 		case f.is(2, protowire.BytesType):
 			if !id8(f.b, &sid) {
-				return nil, false
+				return false
 			}
 		case f.is(4, protowire.BytesType):
 			var a storedAttr
 			if !a.decode(f.b) {
-				return nil, false
+				return false
 			}
 		case f.is(3, protowire.BytesType), f.is(5, protowire.VarintType), f.is(6, protowire.Fixed32Type):
 		default:
-			return nil, false
+			return false
 		}
 	}
 	if it.bad {
-		return nil, false
+		return false
 	}
-	return append(refs, uiReference{RefType: "FOLLOWS_FROM", TraceID: tracestore.TraceIDString(tid), SpanID: spanIDString(sid)}), true
+	if out != nil {
+		out.References = append(out.References, uiReference{RefType: "FOLLOWS_FROM", TraceID: tracestore.TraceIDString(tid), SpanID: spanIDString(sid)})
+	}
+	return true
 }
 
-// event appends an Event as a log: its name as an "event" field, then
-// its attributes.
-func (d *storedDecoder) event(logs []uiLog, msg []byte) ([]uiLog, bool) {
+// event checks an Event and appends it to out (when not nil) as a log:
+// its name as an "event" field, then its attributes.
+func (d *spanDecoder) event(msg []byte, out *uiSpan) bool {
 	var ts uint64
 	var name string
-	var fields []uiKeyValue
+	var l uiLog
+	if out != nil {
+		l.Fields = []uiKeyValue{}
+	}
 	it := fieldIter{msg: msg}
 	for it.next() {
 		switch f := &it.f; {
 		case f.is(1, protowire.Fixed64Type):
 			ts = f.u
 		case f.is(2, protowire.BytesType):
-			name = string(f.b)
+			name = chunkString(f.b)
 		case f.is(3, protowire.BytesType):
 			var a storedAttr
 			if !a.decode(f.b) {
-				return nil, false
+				return false
 			}
-			fields = append(fields, a.kv())
+			if out != nil {
+				l.Fields = append(l.Fields, a.kv())
+			}
 		case f.is(4, protowire.VarintType):
 		default:
-			return nil, false
+			return false
 		}
 	}
 	if it.bad {
-		return nil, false
+		return false
 	}
-	l := uiLog{Timestamp: micros(pcommon.Timestamp(ts)), Fields: make([]uiKeyValue, 0, len(fields)+1)}
-	if name != "" {
-		l.Fields = append(l.Fields, uiKeyValue{Key: "event", Type: "string", Value: name})
+	if out != nil {
+		l.Timestamp = micros(pcommon.Timestamp(ts))
+		if name != "" {
+			l.Fields = slices.Insert(l.Fields, 0, uiKeyValue{Key: "event", Type: "string", Value: name})
+		}
+		out.Logs = append(out.Logs, l)
 	}
-	l.Fields = append(l.Fields, fields...)
-	return append(logs, l), true
+	return true
 }

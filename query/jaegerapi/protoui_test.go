@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,10 +157,19 @@ func checkStored(t testing.TB, st *tracestore.StoredTrace, keep bool) bool {
 		t.Fatalf("uiFromStored answered, pdata's decoding did not: %v", err)
 	}
 	want := toUI(tr, keep)
+	// Encoded as the handler writes it (spans decoded one by one as they
+	// are written, when lazy), then decoded whole.
+	g, err := appendEnvelope(nil, []uiTrace{got}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := appendEnvelope(nil, []uiTrace{want}, nil, nil)
+	if !bytes.Equal(g, w) {
+		t.Fatalf("uiFromStored's answer differs from toUI's:\n got %s\nwant %s", g, w)
+	}
+	got.materialize()
 	if !reflect.DeepEqual(got, want) {
-		g, _ := appendEnvelope(nil, []uiTrace{got}, nil, nil)
-		w, _ := appendEnvelope(nil, []uiTrace{want}, nil, nil)
-		t.Fatalf("uiFromStored differs from toUI:\n got %s\nwant %s", g, w)
+		t.Fatalf("uiFromStored differs from toUI:\n got %+v\nwant %+v", got, want)
 	}
 	return true
 }
@@ -185,6 +195,7 @@ func TestUIFromStoredMatchesToUI(t *testing.T) {
 		}
 	}
 	got, _ := uiFromStored(&tracestore.StoredTrace{ID: storedTraceID, Chunks: chunks}, false)
+	got.materialize()
 	if len(got.Spans) != 10 || len(got.Processes) != 4 {
 		t.Errorf("got %d spans in %d processes, want 10 in 4", len(got.Spans), len(got.Processes))
 	}
@@ -258,7 +269,7 @@ func TestStoredPathAnswersAsPdataPath(t *testing.T) {
 	decoded := 0
 	for id := range ids {
 		paths = append(paths, "/api/traces/"+id.String(), "/api/traces/"+id.String()+"?sharedSpanIDs=keep")
-		st, err := s.GetStoredTrace(context.Background(), id)
+		st, _, err := s.GetStoredTrace(context.Background(), id, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -269,16 +280,24 @@ func TestStoredPathAnswersAsPdataPath(t *testing.T) {
 	if decoded < len(ids)*3/4 {
 		t.Errorf("the direct path decoded %d of the fixture's %d traces", decoded, len(ids))
 	}
-	for _, p := range paths {
-		c1, b1 := get(t, direct, p)
-		c2, b2 := get(t, viaPdata, p)
-		if c1 != c2 || !bytes.Equal(b1, b2) {
-			t.Errorf("%s: direct %d %s\nvia pdata %d %s", p, c1, b1, c2, b2)
-		}
-		if !bytes.Contains(b1, []byte(`"spanID"`)) {
-			t.Errorf("%s: no spans in the answer: %s", p, b1)
-		}
+	// Several at once and one after another: answers reuse pooled
+	// scratch space, which must never show through.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for _, p := range paths {
+				c1, b1 := get(t, direct, p)
+				c2, b2 := get(t, viaPdata, p)
+				if c1 != c2 || !bytes.Equal(b1, b2) {
+					t.Errorf("%s: direct %d %s\nvia pdata %d %s", p, c1, b1, c2, b2)
+				}
+				if !bytes.Contains(b1, []byte(`"spanID"`)) {
+					t.Errorf("%s: no spans in the answer: %s", p, b1)
+				}
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // TestUIFromStoredDuplicateKeys: pdata's maps never hold a key twice, but
@@ -302,7 +321,31 @@ func TestUIFromStoredDuplicateKeys(t *testing.T) {
 		t.Fatal("the fast path gave up")
 	}
 	got, _ := uiFromStored(st, false)
+	if got.lazy == nil {
+		t.Error("a trace without shared span ids was decoded whole, want its spans lazy")
+	}
 	if p := got.Processes["p1"]; p.ServiceName != tracestore.UnknownService || len(p.Tags) != 1 {
 		t.Errorf("process %+v, want %s with the zone tag only", p, tracestore.UnknownService)
+	}
+}
+
+// TestLazySpansThroughEncodingJSON: an answer that goes to encoding/json
+// (a value the hand encoder leaves to it) still carries the lazy spans.
+func TestLazySpansThroughEncodingJSON(t *testing.T) {
+	chunks := richChunks(t)
+	lazy, ok := uiFromStored(&tracestore.StoredTrace{ID: storedTraceID, Chunks: chunks}, true)
+	if !ok || lazy.lazy == nil {
+		t.Fatal("want a lazy trace")
+	}
+	whole, _ := uiFromStored(&tracestore.StoredTrace{ID: storedTraceID, Chunks: chunks}, true)
+	whole.materialize()
+	odd := uiTrace{TraceID: "x", Spans: []uiSpan{{SpanID: "1", Tags: []uiKeyValue{{Key: "m", Type: "string", Value: map[string]int{"a": 1}}}}}}
+	rec := httptest.NewRecorder()
+	writeTraces(rec, []uiTrace{lazy, odd}, nil)
+	if want := stdEnvelope(t, []uiTrace{whole, odd}, nil); !bytes.Equal(rec.Body.Bytes(), want) {
+		t.Fatalf("got %s\nwant %s", rec.Body.Bytes(), want)
+	}
+	if !bytes.Contains(rec.Body.Bytes(), []byte(`"operationName":"late"`)) {
+		t.Fatal("the lazy spans are missing")
 	}
 }

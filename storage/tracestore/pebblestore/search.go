@@ -73,7 +73,7 @@ func (s *Store) FindTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon
 
 // FindTraces implements tracestore.Reader.
 func (s *Store) FindTraces(ctx context.Context, q tracestore.Query) ([]*tracestore.Trace, error) {
-	stored, err := s.FindStoredTraces(ctx, q)
+	stored, _, err := s.FindStoredTraces(ctx, q, nil)
 	out := make([]*tracestore.Trace, 0, len(stored))
 	for i := range stored {
 		t, err := stored[i].Trace(func(_ int, err error) {
@@ -87,27 +87,27 @@ func (s *Store) FindTraces(ctx context.Context, q tracestore.Query) ([]*tracesto
 	return out, err
 }
 
-// FindStoredTraces is FindTraces without decoding the spans (see
-// GetStoredTrace).
-func (s *Store) FindStoredTraces(ctx context.Context, q tracestore.Query) ([]tracestore.StoredTrace, error) {
+// FindStoredTraces is FindTraces without decoding the spans, their chunks
+// appended to arena (see GetStoredTrace).
+func (s *Store) FindStoredTraces(ctx context.Context, q tracestore.Query, arena []byte) ([]tracestore.StoredTrace, []byte, error) {
 	ids, err := s.findTraceIDs(ctx, q)
 	if err != nil {
-		return nil, err
+		return nil, arena, err
 	}
 	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{})
 	if err != nil {
-		return nil, err
+		return nil, arena, err
 	}
 	defer it.Close()
 	out := make([]tracestore.StoredTrace, 0, len(ids))
 	for _, id := range ids {
-		st, err := s.storedTrace(it, id)
-		if err != nil {
+		var st tracestore.StoredTrace
+		if st, arena, err = s.storedTrace(it, id, arena); err != nil {
 			continue
 		}
 		out = append(out, st)
 	}
-	return out, ctx.Err()
+	return out, arena, ctx.Err()
 }
 
 func (s *Store) findTraceIDs(ctx context.Context, q tracestore.Query) ([]pcommon.TraceID, error) {

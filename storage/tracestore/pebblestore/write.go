@@ -648,7 +648,7 @@ func chunkSpans(um *ptrace.ProtoUnmarshaler, v []byte, fn func(r spanRef)) error
 }
 
 func (s *Store) getTrace(it *pebble.Iterator, id pcommon.TraceID) (*tracestore.Trace, error) {
-	st, err := s.storedTrace(it, id)
+	st, _, err := s.storedTrace(it, id, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -659,27 +659,29 @@ func (s *Store) getTrace(it *pebble.Iterator, id pcommon.TraceID) (*tracestore.T
 
 // GetStoredTrace is GetTrace without decoding the spans: the trace's
 // chunks as stored, for a query API that decodes them into its own answer.
-func (s *Store) GetStoredTrace(ctx context.Context, id pcommon.TraceID) (tracestore.StoredTrace, error) {
+// The chunks are appended to arena (which may be nil), returned grown: a
+// caller that keeps it for its next request allocates nothing for them.
+func (s *Store) GetStoredTrace(ctx context.Context, id pcommon.TraceID, arena []byte) (tracestore.StoredTrace, []byte, error) {
 	if err := s.checkOpen(); err != nil {
-		return tracestore.StoredTrace{}, err
+		return tracestore.StoredTrace{}, arena, err
 	}
 	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{})
 	if err != nil {
-		return tracestore.StoredTrace{}, err
+		return tracestore.StoredTrace{}, arena, err
 	}
 	defer it.Close()
-	return s.storedTrace(it, id)
+	return s.storedTrace(it, id, arena)
 }
 
 // storedTrace reads the chunks of trace id: bucket by bucket, newest
 // first, and within a bucket in write order (the order in which a later
 // copy of a span replaces an earlier one); ErrTraceNotFound when there are
-// none.
-func (s *Store) storedTrace(it *pebble.Iterator, id pcommon.TraceID) (tracestore.StoredTrace, error) {
+// none. The chunks are copied into arena.
+func (s *Store) storedTrace(it *pebble.Iterator, id pcommon.TraceID, arena []byte) (tracestore.StoredTrace, []byte, error) {
 	st := tracestore.StoredTrace{ID: id, MaxSpans: s.cfg.MaxSpansPerTrace}
 	buckets, err := s.locate(it, id)
 	if err != nil {
-		return st, err
+		return st, arena, err
 	}
 	var prefix []byte
 	for _, bkt := range buckets {
@@ -691,15 +693,19 @@ func (s *Store) storedTrace(it *pebble.Iterator, id pcommon.TraceID) (tracestore
 				s.cfg.Logger.Warn("corrupt trace chunk", "trace", id.String(), "err", err)
 				continue
 			}
-			// The iterator's memory is reused on the next step.
-			st.Chunks = append(st.Chunks, bytes.Clone(proto))
+			// The iterator's memory is reused on the next step. A chunk
+			// stays valid when a later append moves the arena: it keeps
+			// the old array alive.
+			start := len(arena)
+			arena = append(arena, proto...)
+			st.Chunks = append(st.Chunks, arena[start:len(arena):len(arena)])
 		}
 		if err := it.Error(); err != nil {
-			return st, err
+			return st, arena, err
 		}
 	}
 	if len(st.Chunks) == 0 {
-		return st, tracestore.ErrTraceNotFound
+		return st, arena, tracestore.ErrTraceNotFound
 	}
-	return st, nil
+	return st, arena, nil
 }
