@@ -76,23 +76,14 @@ func (d *storedDecoder) ui(st *tracestore.StoredTrace, keepShared bool) (out uiT
 	// tracestore.Assembler does, and name the processes in group order.
 	groups := map[uint64]int{}
 	var groupPID []string
-	procKeys := map[string]string{}
-	var pk []byte
+	pids := processIDs{names: map[string]string{}, procs: out.Processes}
 	for pos, i := range d.kept[:n] {
 		s := &d.spans[i]
 		g, ok := groups[s.scope.hash]
 		if !ok {
 			g = len(groupPID)
 			groups[s.scope.hash] = g
-			proc := s.scope.res.process()
-			pk = processKey(pk[:0], proc)
-			pid, ok := procKeys[string(pk)]
-			if !ok {
-				pid = "p" + strconv.Itoa(len(procKeys)+1)
-				procKeys[string(pk)] = pid
-				out.Processes[pid] = proc
-			}
-			groupPID = append(groupPID, pid)
+			groupPID = append(groupPID, pids.id(s.scope.res.process()))
 		}
 		d.orders = append(d.orders, order{s.start, g, pos, i})
 	}

@@ -57,23 +57,16 @@ func (st *StoredTrace) Trace(corrupt func(chunk int, err error)) (*Trace, error)
 			latest = make(map[SpanKey]int, td.SpanCount())
 			spans = make([]spanRef, 0, td.SpanCount())
 		}
-		rss := td.ResourceSpans()
-		for i := 0; i < rss.Len(); i++ {
-			rs := rss.At(i)
-			for j := 0; j < rs.ScopeSpans().Len(); j++ {
-				ss := rs.ScopeSpans().At(j)
-				for k := 0; k < ss.Spans().Len(); k++ {
-					r := spanRef{rs, ss, ss.Spans().At(k)}
-					key := KeyOf(r.span)
-					if at, ok := latest[key]; ok {
-						spans[at] = r
-						continue
-					}
-					latest[key] = len(spans)
-					spans = append(spans, r)
-				}
+		EachSpan(td, func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) {
+			r := spanRef{rs, ss, sp}
+			key := KeyOf(sp)
+			if at, ok := latest[key]; ok {
+				spans[at] = r
+				return
 			}
-		}
+			latest[key] = len(spans)
+			spans = append(spans, r)
+		})
 	}
 	if len(spans) == 0 {
 		return nil, ErrTraceNotFound
@@ -93,4 +86,18 @@ func (st *StoredTrace) Trace(corrupt func(chunk int, err error)) (*Trace, error)
 	}
 	out.Spans = a.Traces()
 	return out, nil
+}
+
+// EachSpan calls fn for every span of td with its resource and scope.
+func EachSpan(td ptrace.Traces, fn func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span)) {
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			ss := rs.ScopeSpans().At(j)
+			for k := 0; k < ss.Spans().Len(); k++ {
+				fn(rs, ss, ss.Spans().At(k))
+			}
+		}
+	}
 }

@@ -634,16 +634,9 @@ func chunkSpans(um *ptrace.ProtoUnmarshaler, v []byte, fn func(r spanRef)) error
 	if err != nil {
 		return fmt.Errorf("chunk: %w", err)
 	}
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		rs := rss.At(i)
-		for j := 0; j < rs.ScopeSpans().Len(); j++ {
-			ss := rs.ScopeSpans().At(j)
-			for k := 0; k < ss.Spans().Len(); k++ {
-				fn(spanRef{rs, ss, ss.Spans().At(k)})
-			}
-		}
-	}
+	tracestore.EachSpan(td, func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) {
+		fn(spanRef{rs, ss, sp})
+	})
 	return nil
 }
 
