@@ -519,10 +519,11 @@ func (a *storedAttr) decodeValue(msg []byte) bool {
 }
 
 // chunkString is b as a string, without a copy. b is part of a
-// StoredTrace's chunk, which nothing writes once the store has copied it
-// out of Pebble; a chunk then lives as long as the answer made from it.
-// Copying the names, tag keys and values was most of what a search still
-// allocated.
+// StoredTrace's chunk, in the answer's arena (answerScratch), which
+// nothing writes until the pool hands it to another answer, after this
+// one is written; so such strings must not outlive the handler (none is
+// kept: the answer is written and dropped). Copying the names, tag keys
+// and values was most of what a search still allocated.
 func chunkString(b []byte) string {
 	if len(b) == 0 {
 		return ""

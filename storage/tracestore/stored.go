@@ -11,9 +11,8 @@ import (
 // the chunks its spans were written in, each a TracesData message, oldest
 // first. A query API can decode them straight into its own answer instead
 // of building pdata first; Trace is the reference decoding any such
-// reader must match. The chunks are the reader's: a store hands out a
-// copy, and nothing writes them afterwards (a reader may keep strings
-// that point into them).
+// reader must match. The chunks are the reader's: a store copies them
+// into memory the reader gave it (or its own), and writes them no more.
 type StoredTrace struct {
 	ID     pcommon.TraceID
 	Chunks [][]byte
