@@ -135,18 +135,14 @@ func appendTrace(b []byte, t *uiTrace, flush func([]byte) []byte) ([]byte, error
 		// Each span is decoded into the one uiSpan just before it is
 		// written (lazySpans).
 		var s uiSpan
-		b = append(b, '[')
-		for i := range t.lazy.spans {
-			if i > 0 {
-				b = append(b, ',')
-			}
+		b, err = appendArray(b, len(t.lazy.spans), func(b []byte, i int) ([]byte, error) {
 			t.lazy.fill(i, &s)
-			if b, err = span(b, &s); err != nil {
-				return nil, err
-			}
-		}
-		b = append(b, ']')
-	} else if b, err = appendSlice(b, t.Spans, span); err != nil {
+			return span(b, &s)
+		})
+	} else {
+		b, err = appendSlice(b, t.Spans, span)
+	}
+	if err != nil {
 		return nil, err
 	}
 	b = append(b, `,"processes":`...)
@@ -261,13 +257,19 @@ func appendSlice[T any](b []byte, s []T, elem func([]byte, *T) ([]byte, error)) 
 	if s == nil {
 		return append(b, "null"...), nil
 	}
+	return appendArray(b, len(s), func(b []byte, i int) ([]byte, error) { return elem(b, &s[i]) })
+}
+
+// appendArray appends a JSON array of n elements, element i written by
+// elem.
+func appendArray(b []byte, n int, elem func(b []byte, i int) ([]byte, error)) ([]byte, error) {
 	b = append(b, '[')
-	for i := range s {
+	for i := range n {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		var err error
-		if b, err = elem(b, &s[i]); err != nil {
+		if b, err = elem(b, i); err != nil {
 			return nil, err
 		}
 	}

@@ -45,13 +45,13 @@ func (d *storedDecoder) ui(st *tracestore.StoredTrace, keepShared bool) (out uiT
 	}
 	clear(d.latest)
 	for _, chunk := range st.Chunks {
-		d.chunkSpans = 0
+		first := len(d.spans)
 		if !d.chunk(chunk) {
 			return uiTrace{}, false
 		}
 		// A later copy of a span replaces the earlier one in its
 		// place, as StoredTrace.Trace does.
-		for i := len(d.spans) - d.chunkSpans; i < len(d.spans); i++ {
+		for i := first; i < len(d.spans); i++ {
 			k := d.spans[i].key
 			if at, ok := d.latest[k]; ok {
 				d.kept[at] = i
@@ -85,7 +85,7 @@ func (d *storedDecoder) ui(st *tracestore.StoredTrace, keepShared bool) (out uiT
 			groups[s.scope.hash] = g
 			groupPID = append(groupPID, pids.id(s.scope.res.process()))
 		}
-		d.orders = append(d.orders, order{s.start, g, pos, i})
+		d.orders = append(d.orders, order{micros(s.key.Start), g, pos})
 	}
 	orders := d.orders
 	// toUI sorts stably by start time spans listed group by group.
@@ -102,7 +102,7 @@ func (d *storedDecoder) ui(st *tracestore.StoredTrace, keepShared bool) (out uiT
 	// trace's stay valid when a later append moves it).
 	start := len(d.lazyArena)
 	for _, o := range orders {
-		s := &d.spans[o.i]
+		s := &d.spans[d.kept[o.pos]]
 		d.lazyArena = append(d.lazyArena, lazySpan{scope: s.scope, msg: s.msg, pid: groupPID[o.group]})
 	}
 	lazy := &lazySpans{dec: spanDecoder{traceID: d.traceID, traceHex: d.traceHex}, spans: d.lazyArena[start:len(d.lazyArena):len(d.lazyArena)]}
@@ -123,7 +123,7 @@ func (d *storedDecoder) sharedIDs(orders []order) bool {
 	}
 	clear(d.ids)
 	for _, o := range orders {
-		id := d.spans[o.i].key.SpanID
+		id := d.spans[d.kept[o.pos]].key.SpanID
 		if _, ok := d.ids[id]; ok {
 			return true
 		}
@@ -134,10 +134,9 @@ func (d *storedDecoder) sharedIDs(orders []order) bool {
 
 // order places a span in the answer.
 type order struct {
-	start uint64
+	start uint64 // µs, as the answer has it
 	group int
 	pos   int // in kept: a replaced span keeps the first copy's place
-	i     int
 }
 
 // lazySpans are a trace's spans, in answer order, still as protobuf: the
@@ -183,20 +182,21 @@ type storedDecoder struct {
 	spanDecoder
 	spans []storedSpan
 	// kept indexes spans: the latest copy of each, in first-seen order.
-	kept       []int
-	latest     map[tracestore.SpanKey]int
-	ids        map[pcommon.SpanID]struct{}
-	orders     []order
-	chunkSpans int
+	kept   []int
+	latest map[tracestore.SpanKey]int
+	ids    map[pcommon.SpanID]struct{}
+	orders []order
 	// lazyArena holds the lazy spans of every trace of an answer: reset
 	// only once the answer is written.
 	lazyArena []lazySpan
 }
 
-// reset readies d for another answer, keeping what it allocated.
+// reset readies d for another answer, keeping what it allocated but
+// dropping its references into the last answer's chunks.
 func (d *storedDecoder) reset() {
-	clear(d.lazyArena) // drop the references into the last answer's chunks
-	d.lazyArena = d.lazyArena[:0]
+	clear(d.lazyArena)
+	clear(d.spans[:cap(d.spans)])
+	d.lazyArena, d.spans = d.lazyArena[:0], d.spans[:0]
 }
 
 // spanDecoder decodes spans of one trace.
@@ -210,7 +210,6 @@ type spanDecoder struct {
 type storedSpan struct {
 	key   tracestore.SpanKey
 	scope *storedScope
-	start uint64 // µs, as the answer has it
 	msg   []byte
 }
 
@@ -436,8 +435,7 @@ func (d *storedDecoder) scopeSpans(res *storedResource, msg []byte) bool {
 		if !ok {
 			return false
 		}
-		d.spans = append(d.spans, storedSpan{key: key, scope: sc, start: micros(key.Start), msg: it.f.b})
-		d.chunkSpans++
+		d.spans = append(d.spans, storedSpan{key: key, scope: sc, msg: it.f.b})
 	}
 	return true
 }

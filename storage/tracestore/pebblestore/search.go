@@ -657,8 +657,8 @@ func (sr *searcher) matchChunk(bkt uint32, c candidate) bool {
 	}
 	defer closer.Close()
 	found := false
-	err = chunkSpans(&sr.um, v, func(r spanRef) {
-		if !found && sr.q.MatchSpan(r.rs.Resource(), r.span) {
+	err = chunkSpans(&sr.um, v, func(rs ptrace.ResourceSpans, _ ptrace.ScopeSpans, sp ptrace.Span) {
+		if !found && sr.q.MatchSpan(rs.Resource(), sp) {
 			found = true
 		}
 	})

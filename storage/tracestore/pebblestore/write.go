@@ -617,15 +617,8 @@ func (s *Store) locate(it *pebble.Iterator, id pcommon.TraceID) ([]uint32, error
 	return out, nil
 }
 
-// spanRef is a span read back from a chunk, with where it belongs.
-type spanRef struct {
-	rs   ptrace.ResourceSpans
-	ss   ptrace.ScopeSpans
-	span ptrace.Span
-}
-
 // chunkSpans decodes a chunk value and calls fn for each of its spans.
-func chunkSpans(um *ptrace.ProtoUnmarshaler, v []byte, fn func(r spanRef)) error {
+func chunkSpans(um *ptrace.ProtoUnmarshaler, v []byte, fn func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span)) error {
 	proto, err := parseChunk(v, nil)
 	if err != nil {
 		return err
@@ -634,9 +627,7 @@ func chunkSpans(um *ptrace.ProtoUnmarshaler, v []byte, fn func(r spanRef)) error
 	if err != nil {
 		return fmt.Errorf("chunk: %w", err)
 	}
-	tracestore.EachSpan(td, func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) {
-		fn(spanRef{rs, ss, sp})
-	})
+	tracestore.EachSpan(td, fn)
 	return nil
 }
 
